@@ -1,0 +1,36 @@
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test setup data benchmark clean
+
+setup: $(STAMP) data
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian where we can install it; elsewhere the loader falls back to
+# Keras' download on first use.
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "dataset-fashion-mnist not installed: tfssl will download Fashion-MNIST with Keras"; fi
+
+demo: setup
+	$(PY) estimators/demo.py
+
+# pytest exits 5 when it collected no test: that is a failure here too.
+test: setup
+	$(PY) -m pytest -q tests
+
+benchmark: setup
+	$(PY) estimators/benchmark.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
