@@ -1,0 +1,121 @@
+"""Serve SavedModels in a fresh Python process that imports only TensorFlow.
+
+A fresh process is what TF Serving sees: no keras, no tfssl, no Python object of the
+trained model, only the files. One process costs a few seconds of TensorFlow import, so
+`serve_many_in_fresh_process` serves any number of exports in one go.
+
+Example:
+
+```python
+from serving_utils import serve_in_fresh_process
+
+outputs = serve_in_fresh_process(path, "x", x)
+outputs["logits"], outputs["probabilities"], outputs["classes"]
+```
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+__all__ = ["serve_in_fresh_process", "serve_many_in_fresh_process"]
+
+# Runs in the child, which imports only tensorflow and numpy. It cannot assert that keras
+# stays out: `import tensorflow` 2.21 itself loads parts of keras.src. It asserts that
+# tfssl does, so the export cannot depend on our Python code.
+_SCRIPT = r"""
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+requests = json.load(open(sys.argv[1]))
+for request in requests:
+    inputs = np.load(request["input"], allow_pickle=False)
+    signature = tf.saved_model.load(request["path"]).signatures["serving_default"]
+    outputs = signature(**{request["input_name"]: tf.constant(inputs)})
+    np.savez(request["output"], **{k: v.numpy() for k, v in outputs.items()})
+if "tfssl" in sys.modules:
+    sys.exit("tfssl was imported while serving")
+"""
+
+
+def serve_many_in_fresh_process(requests, timeout=120):
+    """Call `serving_default` of several SavedModels in one new Python process.
+
+    Args:
+        requests: Sequence of `(path, input_name, array)`: the SavedModel folder, the
+            signature's input name (`"x"` or `"text"`) and the batch to feed. String
+            batches may be `str`, `bytes` or object arrays.
+        timeout: Seconds to wait for the process. Defaults to 120.
+
+    Returns:
+        A list with, per request, a dict from output name to numpy array.
+
+    Raises:
+        RuntimeError: If the process fails; the message carries its stderr.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        for i, (path, input_name, array) in enumerate(requests):
+            array = np.asarray(array)
+            # np.load(allow_pickle=False) cannot read object arrays; fixed-width bytes work
+            # and become tf.string tensors.
+            if array.dtype.kind == "U":
+                array = np.char.encode(array, "utf-8")
+            elif array.dtype.kind == "O":
+                array = array.astype(bytes)
+            np.save(os.path.join(tmp, f"in{i}.npy"), array)
+            jobs.append(
+                {
+                    "path": os.fspath(path),
+                    "input_name": input_name,
+                    "input": os.path.join(tmp, f"in{i}.npy"),
+                    "output": os.path.join(tmp, f"out{i}.npz"),
+                }
+            )
+        with open(os.path.join(tmp, "requests.json"), "w") as f:
+            json.dump(jobs, f)
+        script = os.path.join(tmp, "serve.py")
+        with open(script, "w") as f:
+            f.write(_SCRIPT)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        result = subprocess.run(
+            [sys.executable, script, os.path.join(tmp, "requests.json")],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"Serving in a fresh process failed ({result.returncode}):\n{result.stderr}"
+            )
+        outputs = []
+        for job in jobs:
+            with np.load(job["output"], allow_pickle=False) as data:
+                outputs.append({k: data[k] for k in data.files})
+        return outputs
+
+
+def serve_in_fresh_process(path, input_name, array, timeout=120):
+    """Call `serving_default` of one SavedModel in a new Python process.
+
+    Args:
+        path: The SavedModel folder (a version folder written by `export_saved_model`).
+        input_name: The signature's input name, `"x"` or `"text"`.
+        array: The batch to feed.
+        timeout: Seconds to wait for the process. Defaults to 120.
+
+    Returns:
+        A dict from output name to numpy array.
+
+    Raises:
+        RuntimeError: If the process fails; the message carries its stderr.
+    """
+    return serve_many_in_fresh_process([(path, input_name, array)], timeout=timeout)[0]
