@@ -1,0 +1,97 @@
+"""Backbones: Keras models that map inputs to logits.
+
+`conv_net` is the ConvNet of the Temporal Ensembling and Mean Teacher papers (Laine & Aila,
+arXiv 1610.02242, table 5; Tarvainen & Valpola, arXiv 1703.01780, table 5), with a width factor
+so that CPU runs can use a narrow one. Any other Keras model that returns logits works with the
+tfssl models just as well.
+"""
+
+import keras
+
+from tfssl.layers import image_augmentation
+
+__all__ = ["conv_net"]
+
+
+def conv_net(
+    input_shape,
+    num_classes,
+    width=1.0,
+    dropout=0.5,
+    augment=True,
+    max_translation=2,
+    horizontal_flip=False,
+    noise_stddev=0.15,
+    seed=None,
+    name="conv_net",
+):
+    """The papers' ConvNet, returning logits.
+
+    Layers (filters times `width`): augmentation (training only), then
+    3 x [conv 3x3 128, batch norm, leaky ReLU 0.1], max pool 2x2, dropout,
+    3 x [conv 3x3 256, ...], max pool 2x2, dropout,
+    conv 3x3 512 (valid), conv 1x1 256, conv 1x1 128, global average pool, dense
+    `num_classes` (logits, no softmax).
+
+    Example:
+
+    ```python
+    backbone = tfssl.backbones.conv_net((28, 28, 1), num_classes=10, width=0.25)
+    logits = backbone(images)   # (batch, 10)
+    ```
+
+    Args:
+        input_shape: `(height, width, channels)`; images as float in [0, 1].
+        num_classes: Number of output logits.
+        width: Multiplier of every layer's filters (1.0 = the papers' 128/256/512).
+            Defaults to `1.0`.
+        dropout: Dropout rate after each pooling. Defaults to `0.5`.
+        augment: Prepend `tfssl.layers.image_augmentation`. Defaults to `True`.
+        max_translation: See `image_augmentation`. Defaults to `2`.
+        horizontal_flip: See `image_augmentation` (CIFAR: True, digits: False).
+            Defaults to `False`.
+        noise_stddev: See `image_augmentation`. Defaults to `0.15`.
+        seed: Seed of the random layers (augmentation, dropout). Defaults to `None`.
+        name: Model name. Defaults to `"conv_net"`.
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, num_classes)` logits.
+
+    Raises:
+        ValueError: If `input_shape` is not 3-D, or `width`/`dropout` is out of range.
+    """
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}")
+    if width <= 0:
+        raise ValueError(f"`width` must be > 0. Received: width={width}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+
+    def filters(n):
+        return max(1, int(round(n * width)))
+
+    def conv_block(tensor, n, kernel_size, padding="same"):
+        tensor = keras.layers.Conv2D(filters(n), kernel_size, padding=padding, use_bias=False)(tensor)
+        tensor = keras.layers.BatchNormalization()(tensor)
+        return keras.layers.LeakyReLU(negative_slope=0.1)(tensor)
+
+    inputs = keras.Input(shape=tuple(input_shape), name="x")
+    tensor = inputs
+    if augment:
+        tensor = image_augmentation(
+            input_shape, max_translation, horizontal_flip, noise_stddev, seed=seed
+        )(tensor)
+    for _ in range(3):
+        tensor = conv_block(tensor, 128, 3)
+    tensor = keras.layers.MaxPooling2D(2)(tensor)
+    tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
+    for _ in range(3):
+        tensor = conv_block(tensor, 256, 3)
+    tensor = keras.layers.MaxPooling2D(2)(tensor)
+    tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
+    tensor = conv_block(tensor, 512, 3, padding="valid")
+    tensor = conv_block(tensor, 256, 1)
+    tensor = conv_block(tensor, 128, 1)
+    tensor = keras.layers.GlobalAveragePooling2D()(tensor)
+    logits = keras.layers.Dense(num_classes, name="logits")(tensor)
+    return keras.Model(inputs, logits, name=name)

@@ -1,0 +1,453 @@
+"""Shared mechanics of the tfssl models.
+
+Every semi-supervised method in `tfssl.models` is a `SemiSupervisedModel`: a `keras.Model`
+that wraps a backbone (any Keras model mapping inputs to logits) and trains on batches of
+`({"x": x, "idx": idx}, y)` where `y == -1` marks an unlabeled row. This module holds what the
+methods share, once:
+
+- unpacking and validating a batch (sample indices in range and unique, labels in range);
+- the masked supervised cross-entropy and the ramped-up unsupervised weight of the seed code,
+  `ramp_up(epoch) * max_unsupervised_weight * num_labeled / num_samples`;
+- the epoch counter the ramp-up reads (set by a callback that `fit` adds);
+- one `keras.metrics.Mean` per loss term, reset every epoch;
+- per-sample state (`(num_samples, ...)` variables such as Temporal Ensembling's ensemble):
+  a resource gather that reads only the batch's rows and a scatter that, under a
+  `tf.distribute` strategy, applies the same all-gathered update on every replica;
+- normalisation by the *global* batch so that a run on several replicas equals one device
+  with the same global batch.
+
+A method overrides `compute_losses` (the paper's loss, as a dict of named terms) and, when it
+keeps state beside the weights, `update_state_after_step` (the ensemble or teacher update that
+follows the optimizer step).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import losses as losses_lib
+from tfssl import schedules
+
+__all__ = ["SemiSupervisedModel", "global_consistency", "global_mean"]
+
+UNLABELED = -1
+_RAMP_UP_METHODS = ("linear", "sigmoid", "cosine", "cosine_rampup")
+
+
+class _EpochCounter(keras.callbacks.Callback):
+    """Writes the current epoch into `model.epoch` so `train_step` can read it."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.epoch.assign(epoch)
+
+
+def _sum_over_replicas(value):
+    """Sums `value` over the replicas of the current strategy (identity on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _gather_from_replicas(value):
+    """Concatenates `value` along axis 0 over the replicas (identity on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_gather(value, axis=0)
+
+
+def global_mean(per_sample_values, weights=None):
+    """Mean over the global batch, as seen from one replica.
+
+    Returns this replica's share, `sum(local values) / global count`: the gradients that
+    `apply_gradients` sums over replicas are then those of the mean over the global batch.
+
+    Args:
+        per_sample_values: Tensor of shape `(batch,)`.
+        weights: Optional `(batch,)` weights; the denominator is then their global sum
+            (0 gives a mean of 0, never NaN).
+
+    Returns:
+        A scalar tensor: this replica's share of the global mean.
+    """
+    per_sample_values = tf.cast(per_sample_values, tf.float32)
+    if weights is None:
+        weights = tf.ones_like(per_sample_values)
+    weights = tf.cast(weights, tf.float32)
+    total_weight = _sum_over_replicas(tf.reduce_sum(weights))
+    return tf.math.divide_no_nan(tf.reduce_sum(per_sample_values * weights), total_weight)
+
+
+def global_consistency(logits, target_logits, kind):
+    """Consistency between softmax outputs (`"mse"` or `"kl"`), averaged over the global
+    batch. Gradients flow as the caller lets them (stop the target's where the method
+    holds it fixed)."""
+    per_sample = losses_lib.consistency_loss(logits, target_logits, kind=kind, reduction="none")
+    return global_mean(per_sample)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class SemiSupervisedModel(keras.Model):
+    """Base class of the tfssl semi-supervised models.
+
+    Wraps `backbone` and trains it on `({"x": x, "idx": idx}, y)` batches, `y == -1` for
+    unlabeled rows, with `loss = supervised + unsupervised_weight * unsupervised`. Subclasses
+    write the method in `compute_losses` and, if they keep state beside the weights,
+    `update_state_after_step`. `call` runs the serving model (`serving_model()`) in inference,
+    so `predict` and `evaluate` take plain arrays or `{"x", "idx"}` dicts.
+
+    The unsupervised weight follows the seed code:
+    `ramp_up(min(epoch, ramp_up_epochs), ramp_up_epochs, ramp_up_method)
+    * max_unsupervised_weight * num_labeled / num_samples`, the last factor only when
+    `num_labeled` is given. The epoch is written into `model.epoch` by a callback that `fit`
+    adds; it is restored with the other weights.
+
+    Training-state variables are read and written without XLA: the index check must run
+    on the host, since on GPU and under XLA a gather clamps an out-of-range index and a
+    scatter drops it silently. `compile(jit_compile=True)` is therefore refused.
+
+    Args:
+        backbone: `keras.Model` mapping inputs to logits of shape `(batch, num_classes)`.
+        num_samples: Number of rows in the training set (the range of `idx`).
+        num_classes: Number of classes.
+        num_labeled: Number of labeled rows in the training set, for the seed's weighting
+            `num_labeled / num_samples`. Defaults to `None` (no such factor).
+        max_unsupervised_weight: Weight of the unsupervised term after the ramp-up.
+            Defaults to `1.0`.
+        ramp_up_method: `"sigmoid"` (the papers' `exp(-5 (1 - t)^2)`), `"linear"`,
+            `"cosine"` (the seed's, which falls from 1 to 0) or `"cosine_rampup"` (a cosine
+            that rises). Defaults to `"sigmoid"`.
+        ramp_up_epochs: Length of the ramp-up in epochs. Defaults to `80`.
+        supervised_normalize: `"batch"` divides the labeled rows' cross-entropy by the batch
+            size (the seed's TF1 code), `"labeled"` by the number of labeled rows.
+            Defaults to `"batch"`.
+        **kwargs: Passed to `keras.Model` (e.g. `name`).
+
+    Raises:
+        ValueError: If an argument is out of range; the message names it.
+    """
+
+    # Names of the terms `compute_losses` returns; each gets a `keras.metrics.Mean`. Loss
+    # terms are this replica's share of a global mean; schedule terms are the same scalar
+    # on every replica.
+    loss_terms = ("loss", "supervised_loss")
+    schedule_terms = ("unsupervised_weight",)
+
+    def __init__(
+        self,
+        backbone,
+        num_samples,
+        num_classes,
+        num_labeled=None,
+        max_unsupervised_weight=1.0,
+        ramp_up_method="sigmoid",
+        ramp_up_epochs=80,
+        supervised_normalize="batch",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(
+                f"`backbone` must be a keras.Model mapping inputs to logits. "
+                f"Received: backbone={backbone!r}"
+            )
+        _check_positive_int("num_samples", num_samples)
+        _check_positive_int("num_classes", num_classes)
+        if num_samples >= 2**31:
+            # Indices are all-gathered as int32 (int64 all_gather fails under
+            # MultiWorkerMirroredStrategy).
+            raise ValueError(f"`num_samples` must be below 2**31. Received: num_samples={num_samples}")
+        if num_labeled is not None and not (0 < num_labeled <= num_samples):
+            raise ValueError(
+                f"`num_labeled` must be in (0, num_samples={num_samples}]. "
+                f"Received: num_labeled={num_labeled}"
+            )
+        if max_unsupervised_weight < 0:
+            raise ValueError(
+                f"`max_unsupervised_weight` must be >= 0. "
+                f"Received: max_unsupervised_weight={max_unsupervised_weight}"
+            )
+        if ramp_up_method not in _RAMP_UP_METHODS:
+            raise ValueError(
+                f"`ramp_up_method` must be one of {_RAMP_UP_METHODS}. "
+                f"Received: ramp_up_method={ramp_up_method!r}"
+            )
+        _check_positive_int("ramp_up_epochs", ramp_up_epochs)
+        if supervised_normalize not in ("batch", "labeled"):
+            raise ValueError(
+                f"`supervised_normalize` must be 'batch' or 'labeled'. "
+                f"Received: supervised_normalize={supervised_normalize!r}"
+            )
+        self.backbone = backbone
+        self.num_samples = int(num_samples)
+        self.num_classes = int(num_classes)
+        self.num_labeled = None if num_labeled is None else int(num_labeled)
+        self.max_unsupervised_weight = float(max_unsupervised_weight)
+        self.ramp_up_method = ramp_up_method
+        self.ramp_up_epochs = int(ramp_up_epochs)
+        self.supervised_normalize = supervised_normalize
+
+        self.epoch = self.add_weight(
+            shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
+        )
+        # One Mean per loss term; Keras resets them at each epoch.
+        self.loss_trackers = {
+            name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
+        }
+
+    # ----------------------------------------------------------------- per-sample state
+    def add_sample_state(self, name, shape, initializer="zeros"):
+        """Creates a non-trainable `(num_samples, *shape)` variable of per-sample state.
+
+        The variable is written with `scatter_sample_state`, which makes every replica apply
+        the same all-gathered update; `only_first_replica` aggregation then keeps the copies
+        identical. Its size in bytes is `4 * num_samples * prod(shape)`: it lives on the
+        device(s) of the training strategy and in checkpoints, never in serving exports.
+
+        Args:
+            name: Variable name.
+            shape: Per-sample shape, e.g. `(num_classes,)`.
+            initializer: Keras initializer. Defaults to `"zeros"`.
+
+        Returns:
+            The `keras.Variable`.
+        """
+        return self.add_weight(
+            shape=(self.num_samples, *shape),
+            initializer=initializer,
+            dtype="float32",
+            trainable=False,
+            aggregation="only_first_replica",
+            name=name,
+        )
+
+    def gather_sample_state(self, variable, sample_idx):
+        """Reads the rows `sample_idx` of a per-sample variable.
+
+        A resource gather reads only those rows; `tf.gather` on the Keras variable would
+        first convert the whole `(num_samples, ...)` variable to a tensor (121x slower
+        per step with 10M samples, see REFERENCES.md).
+        """
+        return tf.nn.embedding_lookup(variable.value, sample_idx)
+
+    def scatter_sample_state(self, updates, sample_idx):
+        """Writes `rows` into each per-sample `variable` at `sample_idx`, on every replica.
+
+        Under a strategy, indices and rows are all-gathered (indices as int32) so that each
+        replica's copy receives the update of the whole global batch.
+
+        Args:
+            updates: List of `(variable, rows)` pairs; `rows` has one row per `sample_idx`.
+            sample_idx: `(batch,)` indices of this replica's rows.
+        """
+        global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int32))
+        for variable, rows in updates:
+            rows = _gather_from_replicas(tf.cast(rows, variable.dtype))
+            variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
+
+    # --------------------------------------------------------------------- batches
+    def unpack_batch(self, data):
+        """Splits a batch into `(x, sample_idx, labels)` and validates it.
+
+        Accepts `({"x": x, "idx": idx}, y)` (optionally with a sample weight, which is
+        refused: the labeled mask is the weighting) or `(x, y)` for evaluation. The checks
+        run before anything is written: indices in `[0, num_samples)` and unique across the
+        global batch, labels in `[-1, num_classes)`; a failure names the bad values.
+
+        Returns:
+            `(x, sample_idx or None, labels)` with `labels` int32.
+        """
+        inputs, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if sample_weight is not None:
+            raise ValueError(
+                "tfssl models weight rows by the labeled mask; sample weights are not "
+                "supported. Received a sample_weight in the data."
+            )
+        if labels is None:
+            raise ValueError("tfssl models need labels (use -1 for unlabeled rows).")
+        x, sample_idx = _split_inputs(inputs)
+        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        checks = [
+            tf.debugging.assert_greater_equal(
+                labels, UNLABELED, message="labels must be >= -1 (-1 = unlabeled); labels:"
+            ),
+            tf.debugging.assert_less(
+                labels,
+                self.num_classes,
+                message=f"labels must be < num_classes={self.num_classes}; labels:",
+            ),
+        ]
+        if sample_idx is not None:
+            global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int64))
+            checks += [
+                tf.debugging.assert_greater_equal(
+                    global_idx,
+                    tf.constant(0, tf.int64),
+                    message=f"idx outside [0, {self.num_samples}); idx:",
+                ),
+                tf.debugging.assert_less(
+                    global_idx,
+                    tf.constant(self.num_samples, tf.int64),
+                    message=f"idx outside [0, {self.num_samples}); idx:",
+                ),
+                tf.debugging.Assert(
+                    tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
+                    [
+                        "duplicate idx in one global batch (per-sample state would be "
+                        "updated twice); idx:",
+                        global_idx,
+                    ],
+                    summarize=64,
+                ),
+            ]
+        with tf.control_dependencies(checks):
+            labels = tf.identity(labels)
+            if sample_idx is not None:
+                sample_idx = tf.identity(sample_idx)
+        return x, sample_idx, labels
+
+    # ------------------------------------------------------------------- loss terms
+    def supervised_loss(self, labels, logits):
+        """Masked cross-entropy over the labeled rows, normalised over the global batch."""
+        per_sample = losses_lib.masked_sparse_categorical_crossentropy(
+            labels, logits, normalize="none"
+        )
+        if self.supervised_normalize == "batch":
+            return global_mean(per_sample)
+        return global_mean(per_sample, weights=tf.cast(labels != UNLABELED, tf.float32))
+
+    def unsupervised_weight(self):
+        """The seed's weight: ramp-up(epoch) x max weight x num_labeled / num_samples."""
+        epoch = tf.minimum(tf.cast(self.epoch, tf.float32), float(self.ramp_up_epochs))
+        ramp = schedules.ramp_up(epoch, float(self.ramp_up_epochs), self.ramp_up_method)
+        scale = self.max_unsupervised_weight
+        if self.num_labeled is not None:
+            scale *= self.num_labeled / self.num_samples
+        return ramp * scale
+
+    def compute_losses(self, x, sample_idx, labels):
+        """Returns `(terms, logits)`: a dict of named loss terms with the total under
+        `"loss"`, and the logits of the training pass used for the metrics.
+
+        Subclasses implement the method's loss here, in the paper's order.
+        """
+        raise NotImplementedError
+
+    def update_state_after_step(self, x, sample_idx, labels, logits):
+        """Updates state kept beside the weights (ensemble, teacher) after the optimizer
+        step. Does nothing by default."""
+
+    # ----------------------------------------------------------------- keras hooks
+    def call(self, inputs, training=False):
+        x, _ = _split_inputs(inputs)
+        return self.serving_model()(x, training=False)
+
+    def serving_model(self, which="default"):
+        """The `keras.Model` to serve and evaluate: the backbone.
+
+        Args:
+            which: `"default"` (the backbone).
+
+        Returns:
+            A `keras.Model` mapping inputs to logits.
+        """
+        if which != "default":
+            raise ValueError(f"`which` must be 'default' for {type(self).__name__}. Received: which={which!r}")
+        return self.backbone
+
+    def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
+        """Configures training. No loss is needed: the method defines it.
+
+        Args:
+            optimizer: A Keras optimizer or its name. Defaults to `"adam"`.
+            metrics: Metrics computed on the labeled rows, e.g. `["accuracy"]`.
+            jit_compile: Must be `False` (see the class docstring).
+            **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
+        """
+        if jit_compile not in (False, None):
+            raise ValueError(
+                "tfssl models check sample indices on the host; XLA would clamp bad "
+                f"indices silently. Received: jit_compile={jit_compile!r}"
+            )
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                f"{type(self).__name__} defines its own loss. Received: loss={kwargs['loss']!r}"
+            )
+        kwargs.pop("loss", None)
+        super().compile(optimizer=optimizer, metrics=metrics, jit_compile=False, **kwargs)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, _EpochCounter) for callback in callbacks):
+            callbacks.append(_EpochCounter())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def train_step(self, data):
+        x, sample_idx, labels = self.unpack_batch(data)
+        with tf.GradientTape() as tape:
+            terms, logits = self.compute_losses(x, sample_idx, labels)
+            loss = self.optimizer.scale_loss(terms["loss"])
+        trainable_weights = self.backbone.trainable_weights
+        gradients = tape.gradient(loss, trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, trainable_weights))
+        self.update_state_after_step(x, sample_idx, labels, logits)
+        return self._update_metrics(terms, labels, logits)
+
+    def test_step(self, data):
+        x, _, labels = self.unpack_batch(data)
+        logits = self(x, training=False)
+        supervised = self.supervised_loss(labels, logits)
+        return self._update_metrics({"loss": supervised, "supervised_loss": supervised}, labels, logits)
+
+    def _update_metrics(self, terms, labels, logits):
+        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs."""
+        logs = {}
+        for name, value in terms.items():
+            if name in self.loss_terms:
+                # Each replica holds its share of the global mean: the sum is the global value.
+                value = _sum_over_replicas(value)
+            self.loss_trackers[name].update_state(value)
+            logs[name] = self.loss_trackers[name].result()
+        labeled = tf.cast(labels != UNLABELED, tf.float32)
+        compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
+        # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
+        # step did not compute (evaluation has no consistency term) are left out.
+        compiled = {k: v for k, v in compiled.items() if k not in self.loss_trackers}
+        return {**compiled, **logs}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "num_samples": self.num_samples,
+                "num_classes": self.num_classes,
+                "num_labeled": self.num_labeled,
+                "max_unsupervised_weight": self.max_unsupervised_weight,
+                "ramp_up_method": self.ramp_up_method,
+                "ramp_up_epochs": self.ramp_up_epochs,
+                "supervised_normalize": self.supervised_normalize,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def _split_inputs(inputs):
+    """`{"x", "idx"}` dict or plain `x` -> `(x, idx or None)`."""
+    if isinstance(inputs, dict):
+        if "x" not in inputs:
+            raise ValueError(f"Input dicts need an 'x' key. Received keys: {sorted(inputs)}")
+        return inputs["x"], inputs.get("idx")
+    return inputs, None
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

@@ -1,0 +1,151 @@
+"""Mean Teacher.
+
+Tarvainen & Valpola, "Mean teachers are better role models: Weight-averaged consistency targets
+improve semi-supervised deep learning results", NeurIPS 2017, arXiv 1703.01780 (seeds 000 and
+001: the teacher's weights are the EMA of the student's, decay 0.99 during the ramp-up and 0.999
+after; an MSE between the teacher's and the student's predictions on their own noisy passes).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import schedules
+from tfssl.models.base import SemiSupervisedModel, global_consistency
+
+__all__ = ["MeanTeacher"]
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class MeanTeacher(SemiSupervisedModel):
+    """Mean Teacher: consistency with a teacher whose weights average the student's.
+
+    `model.backbone` is the student, trained by gradient descent; `model.teacher` is a copy
+    of it whose weights follow, after every optimizer step,
+    `teacher <- d * teacher + (1 - d) * student` for every weight, the non-trainable ones
+    (batch-norm moving statistics) included. `d` is `rampup_ema_decay` while
+    `epoch < ramp_up_epochs` and `ema_decay` after (seed 001, the paper's TF1 code). A step:
+
+    1. The student and the teacher each see their own noisy pass of the batch
+       (`training=True`: augmentation, noise and dropout differ).
+    2. `loss = masked CE(y, student) + w(epoch) * MSE(softmax(student), softmax(teacher))`;
+       the teacher's output is a fixed target (no gradient reaches the teacher).
+    3. The optimizer updates the student, then the teacher takes its EMA step.
+
+    The teacher is not trainable, so its batch-norm layers use their moving statistics
+    (the EMA of the student's) in the noisy pass too. Under `MirroredStrategy` the student's
+    moving statistics are averaged over replicas when Keras updates them, so the teacher
+    copies that replica mean, the same on every replica.
+
+    `predict`, `evaluate` and `tfssl.export.export_saved_model` use the teacher (usually the
+    better model); `serving_model("student")` gives the student.
+
+    Example:
+
+    ```python
+    model = tfssl.models.MeanTeacher(backbone, num_samples=len(x), num_classes=10,
+                                     num_labeled=1000, max_unsupervised_weight=100.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    model.fit(tfssl.data.make_dataset(x, y_semi, 100, shuffle=True, labeled_per_batch=31))
+    ```
+
+    Args:
+        backbone: `keras.Model` mapping inputs to logits (the student). It must be
+            clonable with `keras.models.clone_model`.
+        num_samples: Number of training rows.
+        num_classes: Number of classes.
+        ema_decay: Teacher decay after the ramp-up. Defaults to `0.999`.
+        rampup_ema_decay: Teacher decay during the ramp-up. Defaults to `0.99`.
+        consistency: `"mse"` (the paper's choice) or `"kl"`. Defaults to `"mse"`.
+        **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
+            `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel`, and
+            `keras.Model` arguments.
+
+    References:
+        Tarvainen & Valpola, Mean teachers are better role models, arXiv 1703.01780.
+    """
+
+    loss_terms = ("loss", "supervised_loss", "consistency_loss")
+    schedule_terms = ("unsupervised_weight", "ema_decay")
+
+    def __init__(
+        self,
+        backbone,
+        num_samples,
+        num_classes,
+        ema_decay=0.999,
+        rampup_ema_decay=0.99,
+        consistency="mse",
+        **kwargs,
+    ):
+        super().__init__(backbone, num_samples, num_classes, **kwargs)
+        for name, value in (("ema_decay", ema_decay), ("rampup_ema_decay", rampup_ema_decay)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
+        if consistency not in ("mse", "kl"):
+            raise ValueError(
+                f"`consistency` must be 'mse' or 'kl'. Received: consistency={consistency!r}"
+            )
+        self.ema_decay = float(ema_decay)
+        self.rampup_ema_decay = float(rampup_ema_decay)
+        self.consistency = consistency
+        self.teacher = keras.models.clone_model(backbone)
+        self.teacher.set_weights(backbone.get_weights())
+        self.teacher.trainable = False
+
+    def current_ema_decay(self):
+        """The teacher's decay for this epoch: `rampup_ema_decay`, then `ema_decay`."""
+        return schedules.ema_decay(
+            self.epoch, self.ramp_up_epochs, self.rampup_ema_decay, self.ema_decay
+        )
+
+    def compute_losses(self, x, sample_idx, labels):
+        logits = self.backbone(x, training=True)
+        teacher_logits = tf.stop_gradient(self.teacher(x, training=True))
+        supervised = self.supervised_loss(labels, logits)
+        consistency = global_consistency(logits, teacher_logits, self.consistency)
+        weight = self.unsupervised_weight()
+        terms = {
+            "loss": supervised + weight * consistency,
+            "supervised_loss": supervised,
+            "consistency_loss": consistency,
+            "unsupervised_weight": weight,
+            "ema_decay": self.current_ema_decay(),
+        }
+        return terms, logits
+
+    def update_state_after_step(self, x, sample_idx, labels, logits):
+        decay = self.current_ema_decay()
+        pairs = list(zip(self.teacher.weights, self.backbone.weights))
+
+        # The EMA is written once in cross-replica context, from the (synchronised) student
+        # weights, so every replica's teacher copy gets exactly the same values.
+        def apply_ema(strategy):
+            for teacher_weight, student_weight in pairs:
+                strategy.extended.update(
+                    teacher_weight.value,
+                    lambda t, s: t.assign(decay * t + (1.0 - decay) * tf.cast(s, t.dtype)),
+                    args=(student_weight.value,),
+                )
+
+        tf.distribute.get_replica_context().merge_call(apply_ema)
+
+    def serving_model(self, which="default"):
+        """The teacher for `"default"` and `"teacher"`, the student for `"student"`."""
+        if which in ("default", "teacher"):
+            return self.teacher
+        if which == "student":
+            return self.backbone
+        raise ValueError(
+            f"`which` must be 'default', 'teacher' or 'student'. Received: which={which!r}"
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ema_decay": self.ema_decay,
+                "rampup_ema_decay": self.rampup_ema_decay,
+                "consistency": self.consistency,
+            }
+        )
+        return config

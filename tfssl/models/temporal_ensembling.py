@@ -1,0 +1,139 @@
+"""Temporal Ensembling.
+
+Laine & Aila, "Temporal Ensembling for Semi-Supervised Learning", ICLR 2017, arXiv 1610.02242.
+Ports the seed's TF1 `temporal_ensemble` block (seed 000): a non-trainable
+`(sample_size, label_size)` variable read with `embedding_lookup(features['idx'])`, moved
+towards the current predictions with momentum `alpha` and written back with
+`scatter_update`.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl.models.base import SemiSupervisedModel, global_consistency
+
+__all__ = ["TemporalEnsembling"]
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class TemporalEnsembling(SemiSupervisedModel):
+    """Temporal Ensembling: consistency with a per-sample moving average of predictions.
+
+    Every sample keeps `Z[idx]`, an exponential moving average of the logits the network
+    gave it in past epochs (`model.ensemble`, zeros at start). A step:
+
+    1. `z = backbone(x, training=True)`: one noisy pass (augmentation, dropout).
+    2. The target: the ensemble with the startup-bias correction `Z / (1 - alpha^t)`,
+       `t` the number of times the sample has been averaged in (`model.ensemble_counts`).
+    3. `loss = masked CE(y, z) + w(epoch) * consistency(softmax(z), softmax(target))`.
+    4. After the optimizer step: `Z[idx] <- alpha Z[idx] + (1 - alpha) z` (scatter update).
+
+    Seed code and paper differ in the target, selectable with `target`:
+
+    - `"seed"` (default, the seed's TF1 code): the target is the *updated* average
+      `alpha Z[idx] + (1 - alpha) z`, corrected by `1 - alpha^(t + 1)`; it includes the
+      current prediction and the gradient flows through it.
+    - `"paper"`: the target is the previous epochs' ensemble `Z[idx] / (1 - alpha^t)`,
+      held fixed (no gradient); a sample that was never averaged in has no target yet and
+      adds no consistency cost.
+
+    The ensemble stores logits, as the seed code does; the consistency compares softmax
+    outputs (MSE by default, as both papers recommend; `consistency="kl"` for KL).
+
+    Under a `tf.distribute` strategy each replica all-gathers the batch's indices and logits
+    and applies the same scatter, so the replicas' copies stay identical and a run equals one
+    device with the same global batch. Indices must be unique within a global batch (the
+    batch is rejected otherwise): `tfssl.data.make_dataset` guarantees it.
+
+    Memory: the ensemble holds `num_samples * num_classes` float32 (plus one float32 count
+    per sample), on the training devices and in checkpoints, never in serving exports
+    (`tfssl.export.export_saved_model`).
+
+    Example:
+
+    ```python
+    model = tfssl.models.TemporalEnsembling(
+        backbone, num_samples=len(x), num_classes=10, num_labeled=1000,
+        max_unsupervised_weight=30.0)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    model.fit(tfssl.data.make_dataset(x, y_semi, batch_size=100, shuffle=True), epochs=300)
+    ```
+
+    Args:
+        backbone: `keras.Model` mapping inputs to logits.
+        num_samples: Number of training rows (the range of `idx`).
+        num_classes: Number of classes.
+        alpha: Ensemble momentum. Defaults to `0.6` (the paper's).
+        target: `"seed"` or `"paper"`, see above. Defaults to `"seed"`.
+        consistency: `"mse"` or `"kl"` between softmax outputs. Defaults to `"mse"`.
+        **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
+            `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel`, and
+            `keras.Model` arguments.
+
+    References:
+        Laine & Aila, Temporal Ensembling for Semi-Supervised Learning, arXiv 1610.02242.
+    """
+
+    loss_terms = ("loss", "supervised_loss", "consistency_loss")
+
+    def __init__(
+        self,
+        backbone,
+        num_samples,
+        num_classes,
+        alpha=0.6,
+        target="seed",
+        consistency="mse",
+        **kwargs,
+    ):
+        super().__init__(backbone, num_samples, num_classes, **kwargs)
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"`alpha` must be in [0, 1). Received: alpha={alpha}")
+        if target not in ("seed", "paper"):
+            raise ValueError(f"`target` must be 'seed' or 'paper'. Received: target={target!r}")
+        if consistency not in ("mse", "kl"):
+            raise ValueError(
+                f"`consistency` must be 'mse' or 'kl'. Received: consistency={consistency!r}"
+            )
+        self.alpha = float(alpha)
+        self.target = target
+        self.consistency = consistency
+        self.ensemble = self.add_sample_state("ensemble", (self.num_classes,))
+        self.ensemble_counts = self.add_sample_state("ensemble_counts", ())
+
+    def compute_losses(self, x, sample_idx, labels):
+        if sample_idx is None:
+            raise ValueError("TemporalEnsembling trains on {'x': x, 'idx': idx} inputs.")
+        logits = self.backbone(x, training=True)
+        previous = self.gather_sample_state(self.ensemble, sample_idx)
+        counts = self.gather_sample_state(self.ensemble_counts, sample_idx)[:, None]
+        if self.target == "seed":
+            updated = self.alpha * previous + (1.0 - self.alpha) * logits
+            target = updated / (1.0 - self.alpha ** (counts + 1.0))
+        else:
+            # A sample never averaged in has no target yet: it targets itself (zero cost).
+            corrected = tf.math.divide_no_nan(previous, 1.0 - self.alpha**counts)
+            target = tf.stop_gradient(tf.where(counts > 0, corrected, logits))
+        supervised = self.supervised_loss(labels, logits)
+        consistency = global_consistency(logits, target, self.consistency)
+        weight = self.unsupervised_weight()
+        terms = {
+            "loss": supervised + weight * consistency,
+            "supervised_loss": supervised,
+            "consistency_loss": consistency,
+            "unsupervised_weight": weight,
+        }
+        return terms, logits
+
+    def update_state_after_step(self, x, sample_idx, labels, logits):
+        previous = self.gather_sample_state(self.ensemble, sample_idx)
+        counts = self.gather_sample_state(self.ensemble_counts, sample_idx)
+        updated = self.alpha * previous + (1.0 - self.alpha) * tf.stop_gradient(logits)
+        self.scatter_sample_state(
+            [(self.ensemble, updated), (self.ensemble_counts, counts + 1.0)], sample_idx
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "target": self.target, "consistency": self.consistency})
+        return config
