@@ -1,0 +1,522 @@
+"""Losses for learning from few labels.
+
+- Consistency between two predictions, MSE or KL on softmax outputs (Laine & Aila,
+  "Temporal Ensembling for Semi-Supervised Learning", arXiv:1610.02242; Tarvainen &
+  Valpola, "Mean teachers are better role models", arXiv:1703.01780; seed 000).
+- Supervised cross-entropy that masks unlabeled samples (label -1), as the seed's TF1 code.
+- Soft macro-F1: the seed's Keras `f1_loss` (seed 003) and sigmoidF1 (Bénédict et al.,
+  "sigmoidF1: A Smooth F1 Score Surrogate Loss for Multilabel Classification",
+  arXiv:2108.10566).
+- Label regularization (seed 004): label smoothing (Szegedy et al., arXiv:1512.00567),
+  distillation with a temperature (Hinton et al., arXiv:1503.02531) and ReLoop's
+  self-correction term (Cai et al., "ReLoop: A Self-Correction Continual Learning Loop for
+  Recommender Systems", SIGIR 2022, arXiv:2204.11165).
+
+Each loss is a graph-safe function computing in `float32`, plus a thin `keras.losses.Loss`
+class where one is useful in `compile`.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+__all__ = [
+    "UNLABELED",
+    "ConsistencyLoss",
+    "F1Loss",
+    "MaskedSparseCategoricalCrossentropy",
+    "SigmoidF1Loss",
+    "consistency_loss",
+    "distillation_loss",
+    "f1_loss",
+    "masked_sparse_categorical_crossentropy",
+    "reloop_loss",
+    "sigmoid_f1_loss",
+    "smooth_labels",
+]
+
+# The label of unlabeled samples. tfssl.data defines the same constant; kept here so that the
+# losses do not depend on the data module.
+UNLABELED = -1
+
+_CONSISTENCY_KINDS = ("mse", "kl")
+_REDUCTIONS = ("mean", "none")
+_NORMALIZATIONS = ("batch", "labeled", "none")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
+def _kl_from_logits(target_logits, logits):
+    # From log-softmax rather than clipped probabilities (keras.losses.kl_divergence clips
+    # to epsilon): exact for saturated predictions and finite for any logits.
+    target_log_probs = tf.nn.log_softmax(target_logits, axis=-1)
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    return tf.reduce_sum(tf.exp(target_log_probs) * (target_log_probs - log_probs), axis=-1)
+
+
+def consistency_loss(logits, target_logits, kind="mse", reduction="mean"):
+    """Consistency between two predictions of the same samples, on softmax outputs.
+
+    The unsupervised term of the Pi-model, Temporal Ensembling and Mean Teacher. `"mse"`
+    is the mean over classes of the squared difference of the softmax outputs (the papers'
+    and the seed's choice: it worked better than KL in both papers); `"kl"` is
+    `KL(softmax(target_logits) || softmax(logits))`, summed over classes.
+
+    Gradients flow into *both* arguments: this function does not stop them. Callers decide
+    (`ops.stop_gradient(target_logits)` for a fixed target, as Mean Teacher's teacher and
+    Temporal Ensembling's ensemble are; the Pi-model in the paper lets both branches learn).
+
+    Formula:
+
+    ```python
+    p, q = softmax(logits), softmax(target_logits)
+    mse = mean((p - q) ** 2, axis=-1)
+    kl = sum(q * (log(q) - log(p)), axis=-1)
+    ```
+
+    Example:
+
+    >>> consistency_loss([[2.0, 0.0]], [[0.0, 0.0]], kind="mse", reduction="none").shape
+    TensorShape([1])
+
+    Args:
+        logits: Logits of the prediction being trained, shape `(batch, classes)`.
+        target_logits: Logits of the target prediction, same shape.
+        kind: `"mse"` or `"kl"`. Defaults to `"mse"`.
+        reduction: `"mean"` (a scalar, mean over the batch) or `"none"` (shape `(batch,)`).
+            Defaults to `"mean"`.
+
+    Returns:
+        A `float32` scalar, or a `(batch,)` vector for `reduction="none"`.
+
+    Raises:
+        ValueError: for an unknown `kind` or `reduction`.
+    """
+    _check_choice("kind", kind, _CONSISTENCY_KINDS)
+    _check_choice("reduction", reduction, _REDUCTIONS)
+    logits = tf.cast(logits, tf.float32)
+    target_logits = tf.cast(target_logits, tf.float32)
+    if kind == "mse":
+        diff = tf.nn.softmax(logits, axis=-1) - tf.nn.softmax(target_logits, axis=-1)
+        per_sample = tf.reduce_mean(tf.square(diff), axis=-1)
+    else:
+        per_sample = _kl_from_logits(target_logits, logits)
+    if reduction == "none":
+        return per_sample
+    return tf.reduce_mean(per_sample)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class ConsistencyLoss(keras.losses.Loss):
+    """`consistency_loss` as a Keras loss: `y_true` holds the target logits.
+
+    `y_pred` holds the logits being trained. Keras' `reduction` (default: mean over the
+    batch) applies to the per-sample values.
+
+    Example:
+
+    ```python
+    loss = tfssl.losses.ConsistencyLoss(kind="kl")
+    loss(teacher_logits, student_logits)
+    ```
+
+    Args:
+        kind: `"mse"` or `"kl"`. Defaults to `"mse"`.
+        reduction: Keras loss reduction. Defaults to `"sum_over_batch_size"`.
+        name: Name of the loss. Defaults to `"consistency_loss"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+
+    Raises:
+        ValueError: for an unknown `kind`.
+    """
+
+    def __init__(
+        self, kind="mse", reduction="sum_over_batch_size", name="consistency_loss", dtype=None
+    ):
+        _check_choice("kind", kind, _CONSISTENCY_KINDS)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        return consistency_loss(y_pred, y_true, kind=self.kind, reduction="none")
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind}
+
+
+def masked_sparse_categorical_crossentropy(y_true, logits, normalize="batch"):
+    """Sparse categorical cross-entropy from logits that ignores unlabeled samples.
+
+    Rows whose label is `UNLABELED` (-1) contribute 0; they are kept in the batch, never
+    dropped. Their label is replaced by a valid index before the cross-entropy op so that
+    -1 never reaches it (the op would fail on CPU and return NaN on GPU).
+
+    Formula:
+
+    ```python
+    mask = y_true != -1
+    per_sample = where(mask, sparse_categorical_crossentropy(y_true, logits), 0)
+    batch = sum(per_sample) / batch_size          # the seed's TF1 code
+    labeled = sum(per_sample) / max(sum(mask), 1)  # 0 when no row is labeled
+    ```
+
+    Example:
+
+    >>> loss = masked_sparse_categorical_crossentropy([0, -1], [[0.0, 0.0], [5.0, 0.0]])
+    >>> float(loss)  # log(2) / 2
+    0.3465...
+
+    Args:
+        y_true: Integer labels, shape `(batch,)` or `(batch, 1)`; -1 marks unlabeled rows.
+            Float labels (as Keras passes them to losses) are cast to int.
+        logits: Logits, shape `(batch, classes)`.
+        normalize: `"batch"`: the sum divided by the batch size, the seed's behaviour (the
+            supervised term then shrinks with the labeled share of the batch);
+            `"labeled"`: divided by the number of labeled rows, 0 when there are none;
+            `"none"`: the per-sample vector. Defaults to `"batch"`.
+
+    Returns:
+        A `float32` scalar, or a `(batch,)` vector for `normalize="none"`.
+
+    Raises:
+        ValueError: for an unknown `normalize`.
+    """
+    _check_choice("normalize", normalize, _NORMALIZATIONS)
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+    labeled = tf.not_equal(labels, UNLABELED)
+    safe_labels = tf.where(labeled, labels, tf.zeros_like(labels))
+    per_sample = keras.losses.sparse_categorical_crossentropy(
+        safe_labels, logits, from_logits=True
+    )
+    per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
+    if normalize == "none":
+        return per_sample
+    total = tf.reduce_sum(per_sample)
+    if normalize == "batch":
+        return total / tf.cast(tf.size(labels), tf.float32)
+    return tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(labeled, tf.float32)))
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """`masked_sparse_categorical_crossentropy` as a Keras loss (`y_pred` = logits).
+
+    The reduction is fixed to Keras' mean over the batch and `normalize` picks the
+    denominator: for `"labeled"` each labeled row is scaled by `batch / labeled` (the trick
+    Keras uses for masked losses), so the mean becomes the mean over labeled rows. Sample
+    weights multiply the per-sample values.
+
+    Example:
+
+    ```python
+    model.compile(loss=tfssl.losses.MaskedSparseCategoricalCrossentropy("labeled"), ...)
+    ```
+
+    Args:
+        normalize: `"batch"` or `"labeled"`, see the function. Defaults to `"batch"`.
+        name: Name of the loss. Defaults to `"masked_sparse_categorical_crossentropy"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+
+    Raises:
+        ValueError: for an unknown `normalize`.
+    """
+
+    def __init__(
+        self, normalize="batch", name="masked_sparse_categorical_crossentropy", dtype=None
+    ):
+        _check_choice("normalize", normalize, ("batch", "labeled"))
+        super().__init__(name=name, reduction="sum_over_batch_size", dtype=dtype)
+        self.normalize = normalize
+
+    def call(self, y_true, y_pred):
+        per_sample = masked_sparse_categorical_crossentropy(y_true, y_pred, normalize="none")
+        if self.normalize == "batch":
+            return per_sample
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        num_labeled = tf.reduce_sum(tf.cast(tf.not_equal(labels, UNLABELED), tf.float32))
+        batch_size = tf.cast(tf.size(labels), tf.float32)
+        return per_sample * tf.math.divide_no_nan(batch_size, num_labeled)
+
+    def get_config(self):
+        return {"name": self.name, "normalize": self.normalize}
+
+
+def f1_loss(y_true, y_pred):
+    """The seed's soft macro-F1 loss: 1 - mean over classes of a soft F1.
+
+    A port of the Keras `f1_loss` in seed 003. Probabilities go in (softmax or sigmoid
+    outputs, not logits) with one-hot / multi-hot `y_true`. Soft true positives, false
+    positives and false negatives are summed over the batch axis per class; precision and
+    recall add `keras.config.epsilon()` to their denominators; a NaN F1 becomes 0. Being a
+    statistic of the whole batch, it needs batches large enough to contain every class.
+    The seed also computed the true negatives, unused; they are left out. For the F1
+    *metric*, use `keras.metrics.F1Score`.
+
+    Formula:
+
+    ```python
+    tp = sum(y_true * y_pred, axis=0)
+    fp = sum((1 - y_true) * y_pred, axis=0)
+    fn = sum(y_true * (1 - y_pred), axis=0)
+    p = tp / (tp + fp + eps)
+    r = tp / (tp + fn + eps)
+    f1 = 2 * p * r / (p + r + eps)     # NaN -> 0
+    loss = 1 - mean(f1)
+    ```
+
+    Example:
+
+    >>> round(float(f1_loss([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]])), 6)
+    0.0
+
+    Args:
+        y_true: One-hot or multi-hot labels, shape `(batch, classes)`.
+        y_pred: Predicted probabilities, same shape.
+
+    Returns:
+        A `float32` scalar.
+    """
+    y_pred = tf.cast(y_pred, tf.float32)
+    y_true = tf.cast(y_true, tf.float32)
+    epsilon = keras.config.epsilon()
+    tp = ops.sum(y_true * y_pred, axis=0)
+    fp = ops.sum((1.0 - y_true) * y_pred, axis=0)
+    fn = ops.sum(y_true * (1.0 - y_pred), axis=0)
+    p = tp / (tp + fp + epsilon)
+    r = tp / (tp + fn + epsilon)
+    f1 = 2.0 * p * r / (p + r + epsilon)
+    f1 = ops.where(ops.isnan(f1), ops.zeros_like(f1), f1)
+    return 1.0 - ops.mean(f1)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class F1Loss(keras.losses.Loss):
+    """`f1_loss` as a Keras loss (`y_pred` = probabilities).
+
+    The loss is a statistic of the whole batch, so Keras' reduction leaves it unchanged.
+
+    Example:
+
+    ```python
+    model.compile(loss=tfssl.losses.F1Loss(), metrics=[keras.metrics.F1Score("macro")])
+    ```
+
+    Args:
+        reduction: Keras loss reduction (no effect on the batch-level value). Defaults to
+            `"sum_over_batch_size"`.
+        name: Name of the loss. Defaults to `"f1_loss"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="f1_loss", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return f1_loss(y_true, y_pred)
+
+
+def sigmoid_f1_loss(y_true, logits, beta=1.0, eta=0.0):
+    """sigmoidF1: 1 - macro-F1 computed on sigmoid scores of logits.
+
+    Bénédict et al. (arXiv:2108.10566) make F1 smooth by replacing the thresholded
+    predictions with `S = sigmoid(beta * (logits + eta))`; soft counts are summed over the
+    batch per class. A class whose F1 is 0 / 0 (possible only when the sigmoid underflows)
+    gets F1 = 0.
+
+    Formula:
+
+    ```python
+    s = 1 / (1 + exp(-beta * (logits + eta)))
+    tp = sum(s * y_true, axis=0)
+    fp = sum(s * (1 - y_true), axis=0)
+    fn = sum((1 - s) * y_true, axis=0)
+    loss = 1 - mean(2 * tp / (2 * tp + fn + fp))
+    ```
+
+    Example:
+
+    >>> float(sigmoid_f1_loss([[1.0], [0.0]], [[0.0], [0.0]]))  # tp=.5 fp=.5 fn=.5
+    0.5
+
+    Args:
+        y_true: Multi-hot (or one-hot) labels, shape `(batch, classes)`.
+        logits: Logits, same shape.
+        beta: Slope of the sigmoid, `> 0`. Defaults to `1.0`.
+        eta: Offset added to the logits. Defaults to `0.0`.
+
+    Returns:
+        A `float32` scalar.
+
+    Raises:
+        ValueError: if `beta` is not positive.
+    """
+    if _is_number(beta) and beta <= 0:
+        raise ValueError(f"`beta` must be > 0. Received: beta={beta}")
+    y_true = tf.cast(y_true, tf.float32)
+    scores = tf.sigmoid(beta * (tf.cast(logits, tf.float32) + eta))
+    tp = tf.reduce_sum(scores * y_true, axis=0)
+    fp = tf.reduce_sum(scores * (1.0 - y_true), axis=0)
+    fn = tf.reduce_sum((1.0 - scores) * y_true, axis=0)
+    f1 = tf.math.divide_no_nan(2.0 * tp, 2.0 * tp + fn + fp)
+    return 1.0 - tf.reduce_mean(f1)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class SigmoidF1Loss(keras.losses.Loss):
+    """`sigmoid_f1_loss` as a Keras loss (`y_pred` = logits).
+
+    Example:
+
+    ```python
+    model.compile(loss=tfssl.losses.SigmoidF1Loss(beta=1.0, eta=0.0), ...)
+    ```
+
+    Args:
+        beta: Slope of the sigmoid, `> 0`. Defaults to `1.0`.
+        eta: Offset added to the logits. Defaults to `0.0`.
+        reduction: Keras loss reduction (no effect on the batch-level value). Defaults to
+            `"sum_over_batch_size"`.
+        name: Name of the loss. Defaults to `"sigmoid_f1_loss"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+
+    Raises:
+        ValueError: if `beta` is not positive.
+    """
+
+    def __init__(
+        self,
+        beta=1.0,
+        eta=0.0,
+        reduction="sum_over_batch_size",
+        name="sigmoid_f1_loss",
+        dtype=None,
+    ):
+        if not _is_number(beta) or beta <= 0:
+            raise ValueError(f"`beta` must be a number > 0. Received: beta={beta}")
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.beta = beta
+        self.eta = eta
+
+    def call(self, y_true, y_pred):
+        return sigmoid_f1_loss(y_true, y_pred, beta=self.beta, eta=self.eta)
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "eta": self.eta}
+
+
+def smooth_labels(labels, num_classes, alpha):
+    """Label smoothing: integer labels to `(1 - alpha) * one_hot + alpha / num_classes`.
+
+    For a loss, `keras.losses.CategoricalCrossentropy(label_smoothing=alpha)` does the same
+    on one-hot targets inside the loss; this function gives the smoothed targets themselves
+    (to mix, distill or inspect them).
+
+    Example:
+
+    >>> smooth_labels([1], num_classes=2, alpha=0.1).numpy()
+    array([[0.05, 0.95]], dtype=float32)
+
+    Args:
+        labels: Integer labels, any shape.
+        num_classes: Number of classes `K`, a positive integer.
+        alpha: Smoothing strength in `[0, 1]`.
+
+    Returns:
+        A `float32` tensor of shape `labels.shape + (num_classes,)`.
+
+    Raises:
+        ValueError: if `alpha` is outside `[0, 1]` or `num_classes` is not positive.
+    """
+    if not _is_number(alpha) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha}")
+    if not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(
+            f"`num_classes` must be a positive integer. Received: num_classes={num_classes}"
+        )
+    one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes, dtype=tf.float32)
+    return (1.0 - alpha) * one_hot + alpha / num_classes
+
+
+def distillation_loss(teacher_logits, student_logits, temperature=1.0):
+    """Knowledge distillation: `T^2 * KL(softmax(teacher / T) || softmax(student / T))`.
+
+    Hinton et al. (arXiv:1503.02531). The KL goes from the teacher's softened distribution
+    (the target) to the student's, and the `T^2` factor keeps the gradient scale independent
+    of `T`. (A public Keras example once swapped the two and dropped `T^2`.) The teacher's
+    gradient is not stopped here. Keras ships the same objective as
+    `keras.distillation.LogitsDistillation` for its `Distiller`; this is the plain loss.
+
+    Formula:
+
+    ```python
+    q = softmax(teacher_logits / T)
+    p = softmax(student_logits / T)
+    loss = T ** 2 * mean(sum(q * (log(q) - log(p)), axis=-1))
+    ```
+
+    Example:
+
+    >>> float(distillation_loss([[1.0, 1.0]], [[1.0, 1.0]], temperature=2.0))
+    0.0
+
+    Args:
+        teacher_logits: Teacher logits, shape `(batch, classes)`.
+        student_logits: Student logits, same shape.
+        temperature: Softmax temperature `T > 0`. Defaults to `1.0`.
+
+    Returns:
+        A `float32` scalar, the mean over the batch.
+
+    Raises:
+        ValueError: if `temperature` is not positive.
+    """
+    if not _is_number(temperature) or temperature <= 0:
+        raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
+    teacher_logits = tf.cast(teacher_logits, tf.float32) / temperature
+    student_logits = tf.cast(student_logits, tf.float32) / temperature
+    kl = consistency_loss(student_logits, teacher_logits, kind="kl")
+    return temperature**2 * kl
+
+
+def reloop_loss(y_true, y_pred, y_prev):
+    """ReLoop's self-correction term: do not be worse than the previous model.
+
+    For binary labels and predicted probabilities, a positive sample pays when the current
+    prediction is lower than the previous model's, a negative one when it is higher
+    (Cai et al., arXiv:2204.11165, eq. for `L_sc`). The paper adds it to the usual binary
+    cross-entropy with a weight.
+
+    Formula:
+
+    ```python
+    loss = mean(y_true * max(0, y_prev - y_pred) + (1 - y_true) * max(0, y_pred - y_prev))
+    ```
+
+    Example:
+
+    >>> float(reloop_loss([1.0, 0.0], [0.6, 0.3], [0.8, 0.1]))  # (0.2 + 0.2) / 2
+    0.2...
+
+    Args:
+        y_true: Binary labels (0 or 1), any shape.
+        y_pred: Current predicted probabilities, same shape.
+        y_prev: The previous model's probabilities for the same samples, same shape (a
+            fixed target: pass it through `ops.stop_gradient` if it comes from a model).
+
+    Returns:
+        A `float32` scalar, the mean over all elements.
+    """
+    y_true = tf.cast(y_true, tf.float32)
+    y_pred = tf.cast(y_pred, tf.float32)
+    y_prev = tf.cast(y_prev, tf.float32)
+    positive = tf.nn.relu(y_prev - y_pred)
+    negative = tf.nn.relu(y_pred - y_prev)
+    return tf.reduce_mean(y_true * positive + (1.0 - y_true) * negative)

@@ -1,0 +1,9 @@
+"""The seeds' TF1 code, run through `tf.compat.v1`, as the oracle for parity tests.
+
+Not part of the library's API: each module reproduces a seed snippet as written, bugs
+included, so that tests can compare tfssl's ports with it.
+"""
+
+from tfssl.reference.seed_ops import f1_loss, ramp_up, run_in_graph
+
+__all__ = ["f1_loss", "ramp_up", "run_in_graph"]
