@@ -133,6 +133,10 @@ def test_versions_count_up_from_one(tmp_path):
     assert os.path.isfile(os.path.join(second, "saved_model.pb"))
     # No staging folder is left next to the versions.
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]
+    # Readable like any folder the user creates (mkdtemp's folders are mode 0700).
+    os.makedirs(tmp_path / "plain")
+    mode = os.stat(tmp_path / "plain").st_mode & 0o777
+    assert os.stat(second).st_mode & 0o777 == mode
 
 
 def test_next_version_follows_largest_integer_folder(tmp_path):

@@ -75,8 +75,14 @@ def export_saved_model(model, base_dir, version=None, which="default"):
         TypeError: If `model.serving_model(which)` does not return a `keras.Model`.
         FileExistsError: If the version folder already exists.
     """
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 0
+    ):
+        raise ValueError(
+            f"`version` must be a non-negative integer. Received: version={version!r}"
+        )
     served = _served_model(model, which)
-    input_name, spec = _input_spec(served)
+    spec = _input_spec(served)
 
     def serve(inputs):
         # Cast so the signature stays float32 under a mixed-precision policy.
@@ -101,10 +107,6 @@ def export_saved_model(model, base_dir, version=None, which="default"):
     os.makedirs(base_dir, exist_ok=True)
     if version is None:
         version = _next_version(base_dir)
-    elif isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(
-            f"`version` must be a non-negative integer. Received: version={version!r}"
-        )
     path = os.path.join(base_dir, str(version))
     if os.path.exists(path):
         raise FileExistsError(
@@ -114,11 +116,13 @@ def export_saved_model(model, base_dir, version=None, which="default"):
     # TF Serving ignores folders whose names are not integers, so it cannot see this one.
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
     try:
-        archive.write_out(staging, verbose=False)
-        os.rename(staging, path)
-    except BaseException:
+        # A subfolder, because mkdtemp's own folder is private to the user (mode 0700) and
+        # a TF Serving running as another user could not read it once renamed.
+        written = os.path.join(staging, "saved_model")
+        archive.write_out(written, verbose=False)
+        os.rename(written, path)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 
@@ -162,8 +166,7 @@ def _input_spec(served):
         )
     dtype = tf.as_dtype(inputs[0].dtype)
     name = "text" if dtype == tf.string else "x"
-    shape = (None,) + tuple(inputs[0].shape[1:])
-    return name, tf.TensorSpec(shape, dtype, name=name)
+    return tf.TensorSpec((None,) + tuple(inputs[0].shape[1:]), dtype, name=name)
 
 
 def _next_version(base_dir):
