@@ -190,6 +190,9 @@ class SemiSupervisedModel(keras.Model):
         self.epoch = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
         )
+        # The wrapper owns no layer of its own to build: it is built once its backbone is,
+        # so `.keras` saving and loading restore its state without a forward pass.
+        self.built = backbone.built
         # One Mean per loss term; Keras resets them at each epoch.
         self.loss_trackers = {
             name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
@@ -375,6 +378,18 @@ class SemiSupervisedModel(keras.Model):
             )
         kwargs.pop("loss", None)
         super().compile(optimizer=optimizer, metrics=metrics, jit_compile=False, **kwargs)
+
+    def get_compile_config(self):
+        """The arguments of `compile`, saved in `.keras` files."""
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        """Re-compiles from `get_compile_config()` when a `.keras` file is loaded."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            # Creates the slots so the saved optimizer state can be loaded into them.
+            self.optimizer.build(self.trainable_variables)
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
