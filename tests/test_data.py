@@ -47,6 +47,7 @@ def test_mask_labels_unbalanced_and_already_unlabeled():
     np.testing.assert_array_equal(masked[kept], y[kept])
     np.testing.assert_array_equal(data.mask_labels(y, 100, seed=0, balanced=False), y)
     np.testing.assert_array_equal(data.mask_labels(y, 0, seed=0), -np.ones(120))
+    np.testing.assert_array_equal(data.mask_labels(-np.ones(3, np.int64), 0, seed=0), [-1] * 3)
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,8 @@ def mask_labels(y, num_labeled, seed, balanced=True):
             f"y). Received: num_labeled={num_labeled}"
         )
     rng = np.random.default_rng(seed)
-    if balanced:
+    # With num_labeled=0 there may be no class at all to balance over.
+    if balanced and num_labeled:
         classes = np.unique(y[candidates])
         if num_labeled % len(classes):
             raise ValueError(

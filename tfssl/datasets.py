@@ -326,6 +326,7 @@ def load_text(path, delimiter="\t", return_class_names=False):
         labels are integers.
 
     Raises:
+        FileNotFoundError: If `path` does not exist.
         ValueError: If `delimiter` is empty or a non-blank line has no delimiter or an empty
             label; the message names the file and line number.
     """
