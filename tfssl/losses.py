@@ -193,9 +193,7 @@ def masked_sparse_categorical_crossentropy(y_true, logits, normalize="batch"):
     labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
     labeled = tf.not_equal(labels, UNLABELED)
     safe_labels = tf.where(labeled, labels, tf.zeros_like(labels))
-    per_sample = keras.losses.sparse_categorical_crossentropy(
-        safe_labels, logits, from_logits=True
-    )
+    per_sample = keras.losses.sparse_categorical_crossentropy(safe_labels, logits, from_logits=True)
     per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
     if normalize == "none":
         return per_sample
@@ -451,8 +449,10 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
     Hinton et al. (arXiv:1503.02531). The KL goes from the teacher's softened distribution
     (the target) to the student's, and the `T^2` factor keeps the gradient scale independent
     of `T`. (A public Keras example once swapped the two and dropped `T^2`.) The teacher's
-    gradient is not stopped here. Keras ships the same objective as
-    `keras.distillation.LogitsDistillation` for its `Distiller`; this is the plain loss.
+    gradient is not stopped here. Keras' `keras.distillation.LogitsDistillation` computes the
+    same objective only when given `loss=keras.losses.KLDivergence()`: in Keras 3.15 its
+    default `"kl_divergence"` string resolves to a plain function, which it applies to the
+    scaled logits without softmax and without `T^2`.
 
     Formula:
 

@@ -361,3 +361,7 @@ class RampUpDown(keras.callbacks.Callback):
             "beta_1": self.beta_1,
             "final_beta_1": self.final_beta_1,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
