@@ -16,6 +16,8 @@ Each loss is a graph-safe function computing in `float32`, plus a thin `keras.lo
 class where one is useful in `compile`.
 """
 
+import numbers
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -45,7 +47,8 @@ _NORMALIZATIONS = ("batch", "labeled", "none")
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Python and numpy scalars; tensors are not checked (their values are unknown in graphs).
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_choice(name, value, choices):
@@ -435,7 +438,7 @@ def smooth_labels(labels, num_classes, alpha):
     """
     if not _is_number(alpha) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha}")
-    if not isinstance(num_classes, int) or num_classes <= 0:
+    if not isinstance(num_classes, numbers.Integral) or num_classes <= 0:
         raise ValueError(
             f"`num_classes` must be a positive integer. Received: num_classes={num_classes}"
         )

@@ -15,6 +15,7 @@ All functions accept Python numbers or tensors (inside `tf.function` too) and re
 """
 
 import math
+import numbers
 
 import keras
 import tensorflow as tf
@@ -42,7 +43,8 @@ RAMP_UP_METHODS = tuple(_RAMPS)
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Python and numpy scalars; tensors are not checked (their values are unknown in graphs).
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_method(method):
@@ -221,19 +223,20 @@ class RampUp(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(
                 f"`rampup_epochs` must be a number > 0. Received: rampup_epochs={rampup_epochs}"
             )
-        if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+        if not isinstance(steps_per_epoch, numbers.Integral) or steps_per_epoch <= 0:
             raise ValueError(
                 "`steps_per_epoch` must be a positive integer. "
                 f"Received: steps_per_epoch={steps_per_epoch}"
             )
         self.method = method
-        self.rampup_epochs = rampup_epochs
-        self.steps_per_epoch = steps_per_epoch
+        # Plain Python numbers, so that numpy scalars do not reach the JSON config.
+        self.rampup_epochs = float(rampup_epochs)
+        self.steps_per_epoch = int(steps_per_epoch)
         self.max_value = float(max_value)
 
     def __call__(self, step):
         epoch = tf.cast(step, tf.float32) / float(self.steps_per_epoch)
-        epoch = tf.minimum(epoch, float(self.rampup_epochs))
+        epoch = tf.minimum(epoch, self.rampup_epochs)
         return self.max_value * ramp_up(epoch, self.rampup_epochs, self.method)
 
     def get_config(self):
