@@ -272,12 +272,14 @@ class SemiSupervisedModel(keras.Model):
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         checks = [
             tf.debugging.assert_greater_equal(
-                labels, UNLABELED, message="labels must be >= -1 (-1 = unlabeled); labels:"
+                labels, UNLABELED, message="labels must be >= -1 (-1 = unlabeled); labels:",
+                summarize=64
             ),
             tf.debugging.assert_less(
                 labels,
                 self.num_classes,
                 message=f"labels must be < num_classes={self.num_classes}; labels:",
+                summarize=64,
             ),
         ]
         if sample_idx is not None:
@@ -287,11 +289,13 @@ class SemiSupervisedModel(keras.Model):
                     global_idx,
                     tf.constant(0, tf.int64),
                     message=f"idx outside [0, {self.num_samples}); idx:",
+                    summarize=64,
                 ),
                 tf.debugging.assert_less(
                     global_idx,
                     tf.constant(self.num_samples, tf.int64),
                     message=f"idx outside [0, {self.num_samples}); idx:",
+                    summarize=64,
                 ),
                 tf.debugging.Assert(
                     tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
@@ -355,7 +359,9 @@ class SemiSupervisedModel(keras.Model):
             A `keras.Model` mapping inputs to logits.
         """
         if which != "default":
-            raise ValueError(f"`which` must be 'default' for {type(self).__name__}. Received: which={which!r}")
+            raise ValueError(
+                f"`which` must be 'default' for {type(self).__name__}. Received: which={which!r}"
+            )
         return self.backbone
 
     def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
@@ -393,6 +399,10 @@ class SemiSupervisedModel(keras.Model):
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
+        if args and isinstance(args[0], tf.data.Dataset):
+            # A tfssl dataset is shuffled by tf.data; Keras would warn that its own
+            # default shuffle=True is ignored.
+            kwargs.setdefault("shuffle", False)
         callbacks = list(callbacks or [])
         if not any(isinstance(callback, _EpochCounter) for callback in callbacks):
             callbacks.append(_EpochCounter())

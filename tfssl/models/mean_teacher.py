@@ -88,7 +88,9 @@ class MeanTeacher(SemiSupervisedModel):
         self.ema_decay = float(ema_decay)
         self.rampup_ema_decay = float(rampup_ema_decay)
         self.consistency = consistency
-        self.teacher = keras.models.clone_model(backbone)
+        self.teacher = keras.models.clone_model(
+            backbone, clone_function=_with_other_seed, recursive=True
+        )
         self.teacher.set_weights(backbone.get_weights())
         self.teacher.trainable = False
 
@@ -149,3 +151,12 @@ class MeanTeacher(SemiSupervisedModel):
             }
         )
         return config
+
+
+def _with_other_seed(layer):
+    """Clones `layer`; a fixed seed is shifted so the teacher's noise differs from the
+    student's (identical dropout masks and noise would make the consistency 0)."""
+    config = layer.get_config()
+    if isinstance(config.get("seed"), int):
+        config["seed"] += 1
+    return layer.__class__.from_config(config)
