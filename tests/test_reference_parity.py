@@ -130,6 +130,7 @@ def test_temporal_ensembling_matches_tf1_reference(target, optimizer):
     dataset = data.make_dataset(x, y, batch_size=BATCH, shuffle=False)
     keras_steps = _run_keras(dataset, weights, params, target, optimizer)
     reference_steps = _run_reference(dataset, weights, params, target, optimizer)
+    assert tf.executing_eagerly()  # the TF1 graph did not switch eager execution off
     assert len(keras_steps) == len(reference_steps) == 3 * EPOCHS
     for step, (ours, theirs) in enumerate(zip(keras_steps, reference_steps)):
         for name in TERMS:
