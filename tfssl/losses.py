@@ -22,8 +22,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfssl.data import UNLABELED
+
 __all__ = [
-    "UNLABELED",
     "ConsistencyLoss",
     "F1Loss",
     "MaskedSparseCategoricalCrossentropy",
@@ -37,9 +38,6 @@ __all__ = [
     "smooth_labels",
 ]
 
-# The label of unlabeled samples. tfssl.data defines the same constant; kept here so that the
-# losses do not depend on the data module.
-UNLABELED = -1
 
 _CONSISTENCY_KINDS = ("mse", "kl")
 _REDUCTIONS = ("mean", "none")

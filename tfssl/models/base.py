@@ -26,11 +26,11 @@ import tensorflow as tf
 
 from tfssl import losses as losses_lib
 from tfssl import schedules
+from tfssl.data import UNLABELED
 
 __all__ = ["SemiSupervisedModel", "global_consistency", "global_mean"]
 
-UNLABELED = -1
-_RAMP_UP_METHODS = ("linear", "sigmoid", "cosine", "cosine_rampup")
+_RAMP_UP_METHODS = schedules.RAMP_UP_METHODS
 
 
 class _EpochCounter(keras.callbacks.Callback):
