@@ -1,5 +1,7 @@
 """Behaviour of PiModel, TemporalEnsembling and MeanTeacher against their formulas."""
 
+import os
+
 import numpy as np
 import pytest
 import keras
@@ -286,3 +288,19 @@ def test_mean_teacher_serves_the_teacher_unless_asked():
     assert model.serving_model("student") is model.backbone
     with pytest.raises(ValueError, match="which='both'"):
         model.serving_model("both")
+
+
+def test_tensorboard_writes_loss_parts_weight_and_ensemble_histogram(tmp_path):
+    model, x, y_semi = make_te(ramp_up_epochs=1)
+    model.compile(optimizer="adam")
+    callback = keras.callbacks.TensorBoard(str(tmp_path), histogram_freq=1)
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=2, verbose=0, callbacks=[callback])
+    tags = set()
+    for root, _, files in os.walk(tmp_path):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(value.tag for value in event.summary.value)
+    for tag in ("epoch_loss", "epoch_supervised_loss", "epoch_consistency_loss",
+                "epoch_unsupervised_weight"):
+        assert tag in tags, sorted(tags)
+    assert any("ensemble" in tag and "histogram" in tag for tag in tags), sorted(tags)

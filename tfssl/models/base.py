@@ -190,6 +190,9 @@ class SemiSupervisedModel(keras.Model):
         self.epoch = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
         )
+        # Per-sample state lives in a layer of its own: Keras' TensorBoard callback
+        # (histogram_freq > 0) then writes its histograms, as the seed's add_layer_summary.
+        self.sample_state = _SampleState(name="sample_state")
         # The wrapper owns no layer of its own to build: it is built once its backbone is,
         # so `.keras` saving and loading restore its state without a forward pass.
         self.built = backbone.built
@@ -202,7 +205,9 @@ class SemiSupervisedModel(keras.Model):
     def add_sample_state(self, name, shape, initializer="zeros"):
         """Creates a non-trainable `(num_samples, *shape)` variable of per-sample state.
 
-        The variable is written with `scatter_sample_state`, which makes every replica apply
+        The variable belongs to the `model.sample_state` layer, so a
+        `keras.callbacks.TensorBoard(histogram_freq=1)` writes its histogram every epoch.
+        It is written with `scatter_sample_state`, which makes every replica apply
         the same all-gathered update; `only_first_replica` aggregation then keeps the copies
         identical. Its size in bytes is `4 * num_samples * prod(shape)`: it lives on the
         device(s) of the training strategy and in checkpoints, never in serving exports.
@@ -215,7 +220,7 @@ class SemiSupervisedModel(keras.Model):
         Returns:
             The `keras.Variable`.
         """
-        return self.add_weight(
+        return self.sample_state.add_weight(
             shape=(self.num_samples, *shape),
             initializer=initializer,
             dtype="float32",
@@ -462,6 +467,14 @@ class SemiSupervisedModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+class _SampleState(keras.layers.Layer):
+    """Holds the `(num_samples, ...)` variables of a model; it has no computation."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
 
 
 def _split_inputs(inputs):
