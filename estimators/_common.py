@@ -1,0 +1,216 @@
+"""Plumbing shared by the estimator scripts: flags, data, strategy, fit options, results.
+
+Every script in `estimators/` reads top to bottom (flags, data, backbone, model, compile, fit,
+evaluate, export) and calls these helpers for the steps that are the same in all of them.
+The defaults are the protocol of the Temporal Ensembling paper (Laine & Aila, arXiv
+1610.02242: batch 100, Adam 0.003, 300 epochs, ramp-up over 80) on Fashion-MNIST with 1000
+labels (100 per class); `--train-size`, `--width` and `--epochs` shrink a run to a CPU budget.
+"""
+
+import argparse
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfssl import backbones, data, datasets, export, schedules
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "NUM_CLASSES",
+    "add_consistency_args",
+    "base_parser",
+    "build_backbone",
+    "callbacks",
+    "evaluate_and_export",
+    "load_data",
+    "make_strategy",
+    "steps_per_epoch",
+    "train_dataset",
+    "verbose",
+]
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default and keeps the script docstring's line breaks."""
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer. Received: {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0. Received: {text}")
+    return value
+
+
+def base_parser(description):
+    """The flags of every script: data, optimisation, backbone, strategy and outputs.
+
+    Args:
+        description: The script's docstring, shown by `--help`.
+
+    Returns:
+        An `argparse.ArgumentParser`; the script adds its method's flags to it.
+    """
+    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser.add_argument(
+        "--data-dir",
+        help="folder with the Fashion-MNIST IDX files (default: tfssl.datasets' search path)",
+    )
+    parser.add_argument(
+        "--num-labeled", type=_positive_int, default=1000,
+        help="labels kept, the same number per class; the others are hidden (-1)",
+    )
+    parser.add_argument(
+        "--train-size", type=_positive_int,
+        help="use only the first N training rows (the labeled ones are drawn among them)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of labels, shuffles, weights")
+    parser.add_argument("--epochs", type=_positive_int, default=300)
+    parser.add_argument("--batch-size", type=_positive_int, default=100)
+    parser.add_argument("--learning-rate", type=_positive_float, default=0.003, help="Adam's")
+    parser.add_argument(
+        "--labeled-per-batch", type=_positive_int,
+        help="labeled rows mixed into every batch (the Mean Teacher reference code uses 31 of "
+        "128); by default batches draw from all rows alike",
+    )
+    parser.add_argument(
+        "--width", type=_positive_float, default=1.0,
+        help="filters of tfssl.backbones.conv_net relative to the papers' 128/256/512",
+    )
+    parser.add_argument(
+        "--strategy", choices=("none", "mirrored"), default="none",
+        help="'mirrored': tf.distribute.MirroredStrategy over the local devices",
+    )
+    parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
+    parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
+    parser.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2),
+        help="Keras fit verbosity (default: 1, a progress bar, on a terminal, else 2)",
+    )
+    return parser
+
+
+def add_consistency_args(parser, max_unsupervised_weight):
+    """Adds the unsupervised weight's schedule flags of the semi-supervised scripts.
+
+    The weight is `ramp_up(epoch) * max_unsupervised_weight * num_labeled / train rows`, the
+    seed code's rule (`tfssl.models.SemiSupervisedModel`).
+
+    Args:
+        parser: The parser from `base_parser`.
+        max_unsupervised_weight: The method's default maximum weight (the paper's).
+    """
+    parser.add_argument(
+        "--max-unsupervised-weight", type=float, default=max_unsupervised_weight,
+        help="weight after the ramp-up, before the num_labeled / train rows factor",
+    )
+    parser.add_argument("--ramp-up-epochs", type=_positive_int, default=80)
+    parser.add_argument(
+        "--ramp-up-method", choices=schedules.RAMP_UP_METHODS, default="sigmoid",
+        help="'sigmoid' is the papers' exp(-5 (1 - t)^2); 'cosine' is the seed's falling one",
+    )
+
+
+def load_data(args):
+    """Fashion-MNIST as `((x, y_semi), (x_test, y_test))`, images float32 in [0, 1].
+
+    Images get a channel axis, `(N, 28, 28, 1)`. Of the first `args.train_size` training
+    rows (all by default), `args.num_labeled` keep their label, balanced over the classes
+    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`.
+
+    Raises:
+        ValueError: If `args.train_size` exceeds the training set.
+    """
+    (x, y), (x_test, y_test) = datasets.load_fashion_mnist(args.data_dir)
+    if args.train_size is not None:
+        if args.train_size > len(x):
+            raise ValueError(
+                f"--train-size must be at most {len(x)}. Received: train_size={args.train_size}"
+            )
+        x, y = x[: args.train_size], y[: args.train_size]
+    y_semi = data.mask_labels(y, args.num_labeled, seed=args.seed)
+    return (_to_float_images(x), y_semi), (_to_float_images(x_test), y_test)
+
+
+def _to_float_images(images):
+    return (images[..., np.newaxis] / 255.0).astype(np.float32)
+
+
+def train_dataset(x, y_semi, args):
+    """The semi-supervised training batches `({"x", "idx"}, y)`, reshuffled every epoch."""
+    return data.make_dataset(
+        x, y_semi, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+        labeled_per_batch=args.labeled_per_batch,
+    )
+
+
+def steps_per_epoch(y_semi, args):
+    """Optimizer steps per epoch of the semi-supervised run with these flags."""
+    # The pipeline's own count (it depends on --labeled-per-batch); the inputs do not matter.
+    placeholder_x = np.zeros(len(y_semi), np.uint8)
+    return int(train_dataset(placeholder_x, y_semi, args).cardinality())
+
+
+def make_strategy(args):
+    """`MirroredStrategy` for `--strategy mirrored`, else the default (no-op) strategy.
+
+    Build and compile the model inside `strategy.scope()` either way.
+    """
+    if args.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_backbone(args):
+    """`tfssl.backbones.conv_net` for Fashion-MNIST with the papers' augmentation."""
+    # No per-layer seed: keras.utils.set_random_seed seeds every random layer distinctly,
+    # while one shared seed would give all dropout layers the same stream.
+    return backbones.conv_net(IMAGE_SHAPE, NUM_CLASSES, width=args.width)
+
+
+def callbacks(args):
+    """The `fit` callbacks the flags ask for (TensorBoard)."""
+    if args.tensorboard:
+        return [keras.callbacks.TensorBoard(log_dir=args.tensorboard)]
+    return []
+
+
+def verbose(args):
+    """`--verbose`, or a progress bar on a terminal and one line per epoch in a log file."""
+    if args.verbose is not None:
+        return args.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def evaluate_and_export(name, model, test, args):
+    """Evaluates on the test set, prints `<name> test accuracy: 0.XXXX`, exports if asked.
+
+    Args:
+        name: The script's name, printed before the accuracy.
+        model: The trained model (a tfssl model or a plain Keras model).
+        test: `(x_test, y_test)`.
+        args: The parsed flags (`--batch-size`, `--export`).
+
+    Returns:
+        The test accuracy as a float.
+    """
+    x_test, y_test = test
+    results = model.evaluate(
+        x_test, y_test, batch_size=args.batch_size, verbose=0, return_dict=True
+    )
+    accuracy = float(results["accuracy"])
+    print(f"{name} test accuracy: {accuracy:.4f}")
+    if args.export:
+        print(f"{name} exported to {export.export_saved_model(model, args.export)}")
+    return accuracy
