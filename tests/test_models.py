@@ -304,3 +304,17 @@ def test_tensorboard_writes_loss_parts_weight_and_ensemble_histogram(tmp_path):
                 "epoch_unsupervised_weight"):
         assert tag in tags, sorted(tags)
     assert any("ensemble" in tag and "histogram" in tag for tag in tags), sorted(tags)
+
+
+def test_accuracy_is_computed_on_labeled_rows_only():
+    keras.utils.set_random_seed(0)
+    x, y, _ = testing.tiny_data()
+    y_semi = np.where(np.arange(len(x)) < 24, y, data.UNLABELED)
+    model = models.TemporalEnsembling(testing.tiny_backbone(), len(x), NUM_CLASSES)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"])
+    history = model.fit(data.make_dataset(x, y_semi, len(x)), epochs=1, verbose=0).history
+    predictions = model.backbone.predict(x, verbose=0).argmax(axis=1)
+    labeled_accuracy = np.mean(predictions[:24] == y[:24])
+    all_rows_as_class_0 = np.mean(predictions == np.maximum(y_semi, 0))
+    assert labeled_accuracy != all_rows_as_class_0  # the check below can tell them apart
+    np.testing.assert_allclose(history["accuracy"][0], labeled_accuracy, atol=1e-6)

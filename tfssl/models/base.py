@@ -374,7 +374,8 @@ class SemiSupervisedModel(keras.Model):
 
         Args:
             optimizer: A Keras optimizer or its name. Defaults to `"adam"`.
-            metrics: Metrics computed on the labeled rows, e.g. `["accuracy"]`.
+            metrics: Metrics computed on the labeled rows, e.g. `["accuracy"]` (passed to
+                Keras as `weighted_metrics`, weighted by the labeled mask).
             jit_compile: Must be `False` (see the class docstring).
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
         """
@@ -388,7 +389,15 @@ class SemiSupervisedModel(keras.Model):
                 f"{type(self).__name__} defines its own loss. Received: loss={kwargs['loss']!r}"
             )
         kwargs.pop("loss", None)
-        super().compile(optimizer=optimizer, metrics=metrics, jit_compile=False, **kwargs)
+        # Keras applies sample weights only to `weighted_metrics`: the metrics go there so
+        # that the labeled mask (the sample weight of `compute_metrics`) applies to them.
+        weighted_metrics = list(metrics or []) + list(kwargs.pop("weighted_metrics", None) or [])
+        super().compile(
+            optimizer=optimizer,
+            weighted_metrics=weighted_metrics or None,
+            jit_compile=False,
+            **kwargs,
+        )
 
     def get_compile_config(self):
         """The arguments of `compile`, saved in `.keras` files."""
