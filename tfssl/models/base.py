@@ -28,9 +28,8 @@ from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
 
-__all__ = ["SemiSupervisedModel", "global_consistency", "global_mean"]
+__all__ = ["SemiSupervisedModel", "check_choice", "global_consistency", "global_mean"]
 
-_RAMP_UP_METHODS = schedules.RAMP_UP_METHODS
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -167,17 +166,9 @@ class SemiSupervisedModel(keras.Model):
                 f"`max_unsupervised_weight` must be >= 0. "
                 f"Received: max_unsupervised_weight={max_unsupervised_weight}"
             )
-        if ramp_up_method not in _RAMP_UP_METHODS:
-            raise ValueError(
-                f"`ramp_up_method` must be one of {_RAMP_UP_METHODS}. "
-                f"Received: ramp_up_method={ramp_up_method!r}"
-            )
+        check_choice("ramp_up_method", ramp_up_method, schedules.RAMP_UP_METHODS)
         _check_positive_int("ramp_up_epochs", ramp_up_epochs)
-        if supervised_normalize not in ("batch", "labeled"):
-            raise ValueError(
-                f"`supervised_normalize` must be 'batch' or 'labeled'. "
-                f"Received: supervised_normalize={supervised_normalize!r}"
-            )
+        check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
         self.backbone = backbone
         self.num_samples = int(num_samples)
         self.num_classes = int(num_classes)
@@ -337,6 +328,26 @@ class SemiSupervisedModel(keras.Model):
             scale *= self.num_labeled / self.num_samples
         return ramp * scale
 
+    def combine_losses(self, supervised, unsupervised, unsupervised_name="consistency_loss"):
+        """The named terms of `supervised + unsupervised_weight() * unsupervised`.
+
+        Args:
+            supervised: This replica's share of the supervised loss.
+            unsupervised: This replica's share of the unsupervised loss.
+            unsupervised_name: Name under which the unsupervised term is reported.
+
+        Returns:
+            A dict with `loss`, `supervised_loss`, the unsupervised term and
+            `unsupervised_weight`.
+        """
+        weight = self.unsupervised_weight()
+        return {
+            "loss": supervised + weight * unsupervised,
+            "supervised_loss": supervised,
+            unsupervised_name: unsupervised,
+            "unsupervised_weight": weight,
+        }
+
     def compute_losses(self, x, sample_idx, labels):
         """Returns `(terms, logits)`: a dict of named loss terms with the total under
         `"loss"`, and the logits of the training pass used for the metrics.
@@ -493,6 +504,12 @@ def _split_inputs(inputs):
             raise ValueError(f"Input dicts need an 'x' key. Received keys: {sorted(inputs)}")
         return inputs["x"], inputs.get("idx")
     return inputs, None
+
+
+def check_choice(name, value, choices):
+    """Raises a `ValueError` naming `value` unless it is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
 
 
 def _check_positive_int(name, value):

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from tfssl import schedules
-from tfssl.models.base import SemiSupervisedModel, global_consistency
+from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
 
 __all__ = ["MeanTeacher"]
 
@@ -81,10 +81,7 @@ class MeanTeacher(SemiSupervisedModel):
         for name, value in (("ema_decay", ema_decay), ("rampup_ema_decay", rampup_ema_decay)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
-        if consistency not in ("mse", "kl"):
-            raise ValueError(
-                f"`consistency` must be 'mse' or 'kl'. Received: consistency={consistency!r}"
-            )
+        check_choice("consistency", consistency, ("mse", "kl"))
         self.ema_decay = float(ema_decay)
         self.rampup_ema_decay = float(rampup_ema_decay)
         self.consistency = consistency
@@ -105,12 +102,8 @@ class MeanTeacher(SemiSupervisedModel):
         teacher_logits = tf.stop_gradient(self.teacher(x, training=True))
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, teacher_logits, self.consistency)
-        weight = self.unsupervised_weight()
         terms = {
-            "loss": supervised + weight * consistency,
-            "supervised_loss": supervised,
-            "consistency_loss": consistency,
-            "unsupervised_weight": weight,
+            **self.combine_losses(supervised, consistency),
             "ema_decay": self.current_ema_decay(),
         }
         return terms, logits

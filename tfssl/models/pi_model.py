@@ -8,7 +8,7 @@ between the two predictions, plus the cross-entropy of the labeled samples).
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import SemiSupervisedModel, global_consistency
+from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
 
 __all__ = ["PiModel"]
 
@@ -61,10 +61,7 @@ class PiModel(SemiSupervisedModel):
         **kwargs,
     ):
         super().__init__(backbone, num_samples, num_classes, **kwargs)
-        if consistency not in ("mse", "kl"):
-            raise ValueError(
-                f"`consistency` must be 'mse' or 'kl'. Received: consistency={consistency!r}"
-            )
+        check_choice("consistency", consistency, ("mse", "kl"))
         self.consistency = consistency
         self.stop_gradient_target = bool(stop_gradient_target)
 
@@ -75,14 +72,7 @@ class PiModel(SemiSupervisedModel):
             second_logits = tf.stop_gradient(second_logits)
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, second_logits, self.consistency)
-        weight = self.unsupervised_weight()
-        terms = {
-            "loss": supervised + weight * consistency,
-            "supervised_loss": supervised,
-            "consistency_loss": consistency,
-            "unsupervised_weight": weight,
-        }
-        return terms, logits
+        return self.combine_losses(supervised, consistency), logits
 
     def get_config(self):
         config = super().get_config()

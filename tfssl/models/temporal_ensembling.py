@@ -10,7 +10,7 @@ towards the current predictions with momentum `alpha` and written back with
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import SemiSupervisedModel, global_consistency
+from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
 
 __all__ = ["TemporalEnsembling"]
 
@@ -89,12 +89,8 @@ class TemporalEnsembling(SemiSupervisedModel):
         super().__init__(backbone, num_samples, num_classes, **kwargs)
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"`alpha` must be in [0, 1). Received: alpha={alpha}")
-        if target not in ("seed", "paper"):
-            raise ValueError(f"`target` must be 'seed' or 'paper'. Received: target={target!r}")
-        if consistency not in ("mse", "kl"):
-            raise ValueError(
-                f"`consistency` must be 'mse' or 'kl'. Received: consistency={consistency!r}"
-            )
+        check_choice("target", target, ("seed", "paper"))
+        check_choice("consistency", consistency, ("mse", "kl"))
         self.alpha = float(alpha)
         self.target = target
         self.consistency = consistency
@@ -116,14 +112,7 @@ class TemporalEnsembling(SemiSupervisedModel):
             target = tf.stop_gradient(tf.where(counts > 0, corrected, logits))
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, target, self.consistency)
-        weight = self.unsupervised_weight()
-        terms = {
-            "loss": supervised + weight * consistency,
-            "supervised_loss": supervised,
-            "consistency_loss": consistency,
-            "unsupervised_weight": weight,
-        }
-        return terms, logits
+        return self.combine_losses(supervised, consistency), logits
 
     def update_state_after_step(self, x, sample_idx, labels, logits):
         previous = self.gather_sample_state(self.ensemble, sample_idx)
