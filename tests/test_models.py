@@ -178,7 +178,12 @@ def _fit_one_batch(model, inputs, labels):
 
 @pytest.mark.parametrize(
     "bad_idx, message",
-    [(48, r"idx outside \[0, 48\)"), (-1, r"idx outside \[0, 48\)"), (3, "duplicate idx")],
+    [
+        (48, r"idx outside \[0, 48\)"),
+        (-1, r"idx outside \[0, 48\)"),
+        (2**32 + 3, r"idx outside \[0, 48\)"),  # would wrap to 3 as int32
+        (3, "duplicate idx"),
+    ],
 )
 def test_bad_indices_are_named_and_nothing_is_written(bad_idx, message):
     model, x, y_semi = make_te(ramp_up_epochs=1)

@@ -279,20 +279,26 @@ class SemiSupervisedModel(keras.Model):
             ),
         ]
         if sample_idx is not None:
-            global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int64))
-            checks += [
+            local_idx = tf.cast(sample_idx, tf.int64)
+            range_checks = [
                 tf.debugging.assert_greater_equal(
-                    global_idx,
+                    local_idx,
                     tf.constant(0, tf.int64),
                     message=f"idx outside [0, {self.num_samples}); idx:",
                     summarize=64,
                 ),
                 tf.debugging.assert_less(
-                    global_idx,
+                    local_idx,
                     tf.constant(self.num_samples, tf.int64),
                     message=f"idx outside [0, {self.num_samples}); idx:",
                     summarize=64,
                 ),
+            ]
+            # In range, the indices fit int32, which all_gather needs (int64 fails under
+            # MultiWorkerMirroredStrategy).
+            with tf.control_dependencies(range_checks):
+                global_idx = _gather_from_replicas(tf.cast(local_idx, tf.int32))
+            checks += range_checks + [
                 tf.debugging.Assert(
                     tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
                     [
