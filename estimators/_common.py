@@ -35,7 +35,9 @@ IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class _HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
     """Shows each flag's default and keeps the script docstring's line breaks."""
 
 
@@ -74,6 +76,9 @@ def base_parser(description):
     parser.add_argument(
         "--train-size", type=_positive_int,
         help="use only the first N training rows (the labeled ones are drawn among them)",
+    )
+    parser.add_argument(
+        "--test-size", type=_positive_int, help="evaluate on the first N test rows only"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of labels, shuffles, weights")
     parser.add_argument("--epochs", type=_positive_int, default=300)
@@ -120,6 +125,11 @@ def add_consistency_args(parser, max_unsupervised_weight):
         "--ramp-up-method", choices=schedules.RAMP_UP_METHODS, default="sigmoid",
         help="'sigmoid' is the papers' exp(-5 (1 - t)^2); 'cosine' is the seed's falling one",
     )
+    parser.add_argument(
+        "--supervised-normalize", choices=("batch", "labeled"), default="batch",
+        help="divide the labeled rows' cross-entropy by the batch size (the seed code and "
+        "the paper) or by the number of labeled rows (a stronger signal on short budgets)",
+    )
 
 
 def load_data(args):
@@ -127,20 +137,28 @@ def load_data(args):
 
     Images get a channel axis, `(N, 28, 28, 1)`. Of the first `args.train_size` training
     rows (all by default), `args.num_labeled` keep their label, balanced over the classes
-    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`.
+    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`. The test set is
+    the first `args.test_size` test rows (all by default).
 
     Raises:
-        ValueError: If `args.train_size` exceeds the training set.
+        ValueError: If `args.train_size` or `args.test_size` exceeds its split, or
+            `tfssl.data.mask_labels` cannot keep `args.num_labeled` balanced labels.
     """
     (x, y), (x_test, y_test) = datasets.load_fashion_mnist(args.data_dir)
-    if args.train_size is not None:
-        if args.train_size > len(x):
-            raise ValueError(
-                f"--train-size must be at most {len(x)}. Received: train_size={args.train_size}"
-            )
-        x, y = x[: args.train_size], y[: args.train_size]
+    x, y = _first_rows(x, y, args.train_size, "train_size")
+    # benchmark.py passes its own Namespace, which has no test_size (it tests on all rows).
+    x_test, y_test = _first_rows(x_test, y_test, getattr(args, "test_size", None), "test_size")
     y_semi = data.mask_labels(y, args.num_labeled, seed=args.seed)
     return (_to_float_images(x), y_semi), (_to_float_images(x_test), y_test)
+
+
+def _first_rows(x, y, size, name):
+    if size is None:
+        return x, y
+    if size > len(x):
+        flag = "--" + name.replace("_", "-")
+        raise ValueError(f"{flag} must be at most {len(x)}. Received: {name}={size}")
+    return x[:size], y[:size]
 
 
 def _to_float_images(images):

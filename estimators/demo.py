@@ -1,18 +1,23 @@
 """Demo: Temporal Ensembling against the supervised baseline, Fashion-MNIST, 1000 labels.
 
 What `make demo` runs. On a CPU budget (about 10 minutes on 2 cores) it trains the same
-narrow `tfssl.backbones.conv_net` twice on the first 10,000 training rows, 1000 of them
-labeled (100 per class):
+narrow `tfssl.backbones.conv_net` (width 0.125) twice on the first 10,000 training rows, 1000
+of them labeled (100 per class), then prints both test accuracies (all 10,000 test images)
+side by side with the wall time, and exports the Temporal Ensembling model as the next
+version under `saved_models/fashion_te` for TF Serving:
 
-- the supervised baseline (`supervised.py`) on the 1000 labeled rows only;
-- Temporal Ensembling (`temporal_ensembling.py`, Laine & Aila, arXiv 1610.02242) on all
-  10,000 rows, the unsupervised weight ramped up over the first epochs to
-  30 * 1000 / 10,000 (the seed code's scaling);
+- the supervised baseline (`supervised.py`): the 1000 labeled rows only, batches of 100;
+- Temporal Ensembling (`temporal_ensembling.py`, Laine & Aila, arXiv 1610.02242): all
+  10,000 rows, each batch 75 unlabeled + 25 labeled rows.
 
-with the same number of optimizer steps, then prints both test accuracies (the 10,000 test
-images) side by side with the wall time, and exports the Temporal Ensembling model as the
-next version under `saved_models/fashion_te` for TF Serving. Every flag of
-`temporal_ensembling.py` applies to both runs; the defaults below are the demo's budget.
+Both take the same 1200 optimizer steps (10 epochs of 120 batches). Two choices differ from
+the paper's 300-epoch protocol because this budget is 40 times shorter: the cross-entropy
+is averaged over the batch's labeled rows (`--supervised-normalize labeled`; the paper
+divides by the whole batch, which at 25 labeled rows in 100 gives the labels a quarter of
+the baseline's signal), and the maximum unsupervised weight is 300, i.e. 30 after the seed
+code's factor 1000 / 10,000 (the paper's 30 becomes 3, too small to matter in 10 epochs).
+The ramp-up lasts 4 epochs. Every flag of `temporal_ensembling.py` applies to both runs;
+the defaults below are the demo's budget.
 """
 
 import argparse
@@ -31,8 +36,11 @@ def build_parser():
     parser.set_defaults(
         train_size=10_000,
         width=0.125,
-        epochs=12,
-        ramp_up_epochs=5,
+        epochs=10,
+        labeled_per_batch=25,
+        supervised_normalize="labeled",
+        max_unsupervised_weight=300.0,
+        ramp_up_epochs=4,
         export=os.path.join(_REPOSITORY, "saved_models", "fashion_te"),
     )
     return parser

@@ -50,6 +50,7 @@ def run(args):
             max_unsupervised_weight=args.max_unsupervised_weight,
             ramp_up_method=args.ramp_up_method,
             ramp_up_epochs=args.ramp_up_epochs,
+            supervised_normalize=args.supervised_normalize,
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
