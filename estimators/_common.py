@@ -3,8 +3,10 @@
 Every script in `estimators/` reads top to bottom (flags, data, backbone, model, compile, fit,
 evaluate, export) and calls these helpers for the steps that are the same in all of them.
 The defaults are the protocol of the Temporal Ensembling paper (Laine & Aila, arXiv
-1610.02242: batch 100, Adam 0.003, 300 epochs, ramp-up over 80) on Fashion-MNIST with 1000
-labels (100 per class); `--train-size`, `--width` and `--epochs` shrink a run to a CPU budget.
+1610.02242: batch 100, Adam 0.003, 300 epochs, weight ramp-up over 80; the paper's learning
+rate ramp-up/down, `tfssl.schedules.RampUpDown`, is not applied) on Fashion-MNIST with 1000
+labels (100 per class). `--train-size`, `--test-size`, `--width` and `--epochs` shrink a run
+to a CPU budget.
 """
 
 import argparse

@@ -18,6 +18,11 @@ the baseline's signal), and the maximum unsupervised weight is 300, i.e. 30 afte
 code's factor 1000 / 10,000 (the paper's 30 becomes 3, too small to matter in 10 epochs).
 The ramp-up lasts 4 epochs. Every flag of `temporal_ensembling.py` applies to both runs;
 the defaults below are the demo's budget.
+
+Measured with these defaults on the 2-core development machine (shared with other jobs):
+supervised 0.7948, Temporal Ensembling 0.7689, 8.8 minutes. At 1200 steps Temporal
+Ensembling does not yet beat the baseline: its consistency cost (about 0.002 at weight 30)
+is still a small part of the loss, and it sees a quarter as many labeled rows per step.
 """
 
 import argparse
