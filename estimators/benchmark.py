@@ -557,6 +557,18 @@ def _gap_closed(accuracy, supervised, ceiling):
     return f"{100 * (accuracy - supervised) / (ceiling - supervised):.0f}%"
 
 
+def _gap_warning(acc, seeds, ceiling):
+    """A warning when the ceiling's margin is within the supervised run's seed spread."""
+    mean, std, _, _ = _spread([acc["supervised"][s]["accuracy"] for s in seeds])
+    if ceiling - mean > std:
+        return ""
+    return (
+        f" Here the ceiling is only {ceiling - mean:+.4f} above the supervised mean, less "
+        f"than the supervised seeds' std ({std:.4f}): the percentages are dominated by that "
+        f"small denominator and should not be read as a measure of the methods."
+    )
+
+
 def _header(state, section):
     info = state["machine"]
     wall = state["wall"].get(section)
@@ -682,7 +694,8 @@ def render(state):
         lines += [
             "",
             "Gap closed = (method − supervised-only) / (ceiling − supervised-only), on mean "
-            "accuracies (REFERENCES.md: the TE paper's CIFAR-10 figure is ≈ 79%).",
+            "accuracies (REFERENCES.md: the TE paper's CIFAR-10 figure is ≈ 79%)."
+            + _gap_warning(acc, seeds, ceiling),
             "",
             f"![accuracy per method]({plots}/accuracy.png) "
             f"![test accuracy per epoch]({plots}/curves.png)",
@@ -698,8 +711,8 @@ def render(state):
     if diagnosis is not None:
         lines += [
             "### Diagnosis", "",
-            f"Command: `{diagnosis.get('command', state['command'])}` (same machine; run "
-            f"while sections 2-4 ran, so its times are not comparable). Seed {seeds[0]}, "
+            f"Command: `{diagnosis.get('command', state['command'])}` (same machine, a second "
+            f"process alongside sections 1-3, so its times are not comparable). Seed {seeds[0]}, "
             f"section 1's protocol except as stated.", "",
             "| run | test accuracy |", "|---|---|",
         ]
