@@ -2,7 +2,9 @@
 
 `conv_net` is the ConvNet of the Temporal Ensembling and Mean Teacher papers (Laine & Aila,
 arXiv 1610.02242, table 5; Tarvainen & Valpola, arXiv 1703.01780, table 5), with a width factor
-so that CPU runs can use a narrow one. Any other Keras model that returns logits works with the
+so that CPU runs can use a narrow one; `mlp` is a small dense network with input noise and
+dropout, the stochastic network the consistency methods need, cheap enough for CPU budgets.
+Any other Keras model that returns logits works with the
 tfssl models just as well.
 """
 
@@ -10,7 +12,7 @@ import keras
 
 from tfssl.layers import image_augmentation
 
-__all__ = ["conv_net"]
+__all__ = ["conv_net", "mlp"]
 
 
 def conv_net(
@@ -104,3 +106,58 @@ def conv_net(
     tensor = keras.layers.GlobalAveragePooling2D()(tensor)
     logits = keras.layers.Dense(num_classes, name="logits")(tensor)
     return keras.Model(inputs, logits, name=name)
+
+
+def mlp(
+    input_shape,
+    num_classes,
+    units=(500, 250),
+    dropout=0.3,
+    noise_stddev=0.3,
+    seed=None,
+    name="mlp",
+):
+    """A dense network with Gaussian input noise and dropout, returning logits.
+
+    Layers: flatten, Gaussian noise (training only), then for each entry of `units` a dense
+    ReLU layer followed by dropout, and a dense `num_classes` output (logits). The noise and
+    the dropout make two training passes differ, which the consistency methods need.
+
+    Example:
+
+    ```python
+    backbone = tfssl.backbones.mlp((28, 28, 1), num_classes=10)
+    logits = backbone(images)   # (batch, 10)
+    ```
+
+    Args:
+        input_shape: Shape of one input, e.g. `(28, 28, 1)` or `(784,)`.
+        num_classes: Number of output logits.
+        units: Widths of the hidden layers. Defaults to `(500, 250)`.
+        dropout: Dropout rate after each hidden layer. Defaults to `0.3`.
+        noise_stddev: Standard deviation of the input noise; 0 disables it.
+            Defaults to `0.3`.
+        seed: Seed of the random layers. Defaults to `None`.
+        name: Model name. Defaults to `"mlp"`.
+
+    Returns:
+        A `keras.Sequential` from inputs to `(batch, num_classes)` logits.
+
+    Raises:
+        ValueError: If `units` is empty or holds a non-positive width, or `dropout` or
+            `noise_stddev` is out of range.
+    """
+    if not units or any(int(width) <= 0 for width in units):
+        raise ValueError(f"`units` must be positive widths. Received: units={units}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+    if noise_stddev < 0:
+        raise ValueError(f"`noise_stddev` must be >= 0. Received: noise_stddev={noise_stddev}")
+    layers = [keras.Input(shape=tuple(input_shape), name="x"), keras.layers.Flatten()]
+    if noise_stddev:
+        layers.append(keras.layers.GaussianNoise(noise_stddev, seed=seed))
+    for width in units:
+        layers.append(keras.layers.Dense(int(width), activation="relu"))
+        layers.append(keras.layers.Dropout(dropout, seed=seed))
+    layers.append(keras.layers.Dense(num_classes, name="logits"))
+    return keras.Sequential(layers, name=name)
