@@ -92,6 +92,11 @@ def base_parser(description):
         "128); by default batches draw from all rows alike",
     )
     parser.add_argument(
+        "--backbone", choices=("conv_net", "mlp"), default="conv_net",
+        help="tfssl.backbones.conv_net (the papers' ConvNet) or tfssl.backbones.mlp (a dense "
+        "network with input noise and dropout, ~10x cheaper on a CPU)",
+    )
+    parser.add_argument(
         "--width", type=_positive_float, default=1.0,
         help="filters of tfssl.backbones.conv_net relative to the papers' 128/256/512",
     )
@@ -126,6 +131,12 @@ def add_consistency_args(parser, max_unsupervised_weight):
     parser.add_argument(
         "--ramp-up-method", choices=schedules.RAMP_UP_METHODS, default="sigmoid",
         help="'sigmoid' is the papers' exp(-5 (1 - t)^2); 'cosine' is the seed's falling one",
+    )
+    parser.add_argument(
+        "--unscaled-weight", action="store_true",
+        help="use --max-unsupervised-weight as is, without the seed code's num_labeled / "
+        "train rows factor (which no longer balances the terms with --labeled-per-batch and "
+        "--supervised-normalize labeled)",
     )
     parser.add_argument(
         "--supervised-normalize", choices=("batch", "labeled"), default="batch",
@@ -193,10 +204,17 @@ def make_strategy(args):
 
 
 def build_backbone(args):
-    """`tfssl.backbones.conv_net` for Fashion-MNIST with the papers' augmentation."""
+    """`tfssl.backbones.conv_net` (with the papers' augmentation) or `mlp`, for Fashion-MNIST."""
     # No per-layer seed: keras.utils.set_random_seed seeds every random layer distinctly,
     # while one shared seed would give all dropout layers the same stream.
+    if args.backbone == "mlp":
+        return backbones.mlp(IMAGE_SHAPE, NUM_CLASSES)
     return backbones.conv_net(IMAGE_SHAPE, NUM_CLASSES, width=args.width)
+
+
+def weight_num_labeled(args):
+    """The models' `num_labeled`: the seed's weight factor, or None with --unscaled-weight."""
+    return None if args.unscaled_weight else args.num_labeled
 
 
 def callbacks(args):

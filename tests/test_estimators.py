@@ -145,7 +145,8 @@ def test_demo_runs_both_models_and_exports_the_next_version(data_dir, tmp_path, 
     (export_dir / "1").mkdir(parents=True)
     tensorboard_dir = tmp_path / "logs"
     args = _args(
-        demo, data_dir, "--train-size", "300", "--export", str(export_dir),
+        demo, data_dir, "--train-size", "300", "--labeled-per-batch", "25",
+        "--export", str(export_dir),
         "--tensorboard", str(tensorboard_dir),
     )
     accuracies = demo.run(args)
