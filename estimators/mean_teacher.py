@@ -32,6 +32,10 @@ def build_parser():
     parser.add_argument(
         "--rampup-ema-decay", type=float, default=0.99, help="during the ramp-up"
     )
+    parser.add_argument(
+        "--ema-warmup", action="store_true",
+        help="cap the decay at 1 - 1/(step + 1) as the authors' PyTorch code (short runs)",
+    )
     return parser
 
 
@@ -50,6 +54,7 @@ def run(args):
             num_classes=_common.NUM_CLASSES,
             ema_decay=args.ema_decay,
             rampup_ema_decay=args.rampup_ema_decay,
+            ema_warmup=args.ema_warmup,
             num_labeled=_common.weight_num_labeled(args),
             max_unsupervised_weight=args.max_unsupervised_weight,
             ramp_up_method=args.ramp_up_method,

@@ -84,23 +84,28 @@ def test_te_paper_target_is_the_previous_ensemble_held_fixed():
     assert tape.gradient(terms["consistency_loss"], model.ensemble.value) is None
 
 
-def test_mean_teacher_ema_after_every_step():
+@pytest.mark.parametrize("ema_warmup", [False, True])
+def test_mean_teacher_ema_after_every_step(ema_warmup):
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     model = models.MeanTeacher(
         testing.tiny_backbone(dropout=0.2), len(x), NUM_CLASSES, ramp_up_epochs=1,
-        ema_decay=0.9, rampup_ema_decay=0.5,
+        ema_decay=0.9, rampup_ema_decay=0.8, ema_warmup=ema_warmup,
     )
     model.compile(optimizer=keras.optimizers.Adam(0.05))
 
     class CheckEma(keras.callbacks.Callback):
         checked = 0
+        decays = []
 
         def on_train_batch_begin(self, batch, logs=None):
             self.teacher_before = [w.numpy() for w in model.teacher.weights]
 
         def on_train_batch_end(self, batch, logs=None):
-            decay = 0.5 if int(model.epoch.numpy()) < 1 else 0.9
+            decay = 0.8 if int(model.epoch.numpy()) < 1 else 0.9
+            if ema_warmup:  # the authors' PyTorch code: min(1 - 1 / (step + 1), decay)
+                decay = min(decay, 1 - 1 / (int(model.optimizer.iterations.numpy()) + 1))
+            self.decays.append(decay)
             for before, teacher, student in zip(
                 self.teacher_before, model.teacher.weights, model.backbone.weights
             ):
@@ -111,6 +116,7 @@ def test_mean_teacher_ema_after_every_step():
     model.fit(data.make_dataset(x, y_semi, 16, shuffle=True, seed=0), epochs=2, verbose=0,
               callbacks=[CheckEma()])
     assert CheckEma.checked == 6
+    assert len(set(CheckEma.decays)) == (6 if ema_warmup else 2)  # warm-up: 1/2, 2/3, 3/4, ...
 
 
 def test_mean_teacher_with_batch_norm_averages_moving_statistics():
@@ -133,6 +139,7 @@ def test_mean_teacher_consistency_is_positive_and_reaches_the_student():
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     model = models.MeanTeacher(testing.tiny_backbone(dropout=0.3), len(x), NUM_CLASSES)
+    model.compile(optimizer="sgd")
     model.epoch.assign(5)
     with tf.GradientTape(persistent=True) as tape:
         terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))

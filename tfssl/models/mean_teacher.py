@@ -55,6 +55,11 @@ class MeanTeacher(SemiSupervisedModel):
         num_classes: Number of classes.
         ema_decay: Teacher decay after the ramp-up. Defaults to `0.999`.
         rampup_ema_decay: Teacher decay during the ramp-up. Defaults to `0.99`.
+        ema_warmup: Cap the decay at `1 - 1 / (step + 1)`, as the authors' PyTorch code
+            does: the teacher is then the plain average of the student's weights so far
+            until that bound passes the decay, instead of keeping `0.99^step` of its random
+            initial weights (with 0.99, 37% after 100 steps). Seed 001 and the TF1 code
+            have no such cap, hence `False` by default; short runs want `True`.
         consistency: `"mse"` (the paper's choice) or `"kl"`. Defaults to `"mse"`.
         **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
             `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel`, and
@@ -74,6 +79,7 @@ class MeanTeacher(SemiSupervisedModel):
         num_classes,
         ema_decay=0.999,
         rampup_ema_decay=0.99,
+        ema_warmup=False,
         consistency="mse",
         **kwargs,
     ):
@@ -84,6 +90,7 @@ class MeanTeacher(SemiSupervisedModel):
         check_choice("consistency", consistency, ("mse", "kl"))
         self.ema_decay = float(ema_decay)
         self.rampup_ema_decay = float(rampup_ema_decay)
+        self.ema_warmup = bool(ema_warmup)
         self.consistency = consistency
         self.teacher = keras.models.clone_model(
             backbone, clone_function=_with_other_seed, recursive=True
@@ -91,11 +98,17 @@ class MeanTeacher(SemiSupervisedModel):
         self.teacher.set_weights(backbone.get_weights())
         self.teacher.trainable = False
 
-    def current_ema_decay(self):
-        """The teacher's decay for this epoch: `rampup_ema_decay`, then `ema_decay`."""
-        return schedules.ema_decay(
+    def current_ema_decay(self, step):
+        """The teacher's decay at optimizer step `step` (1 for the first update):
+        `rampup_ema_decay` during the ramp-up, then `ema_decay`; with `ema_warmup`, at most
+        `1 - 1 / (step + 1)`."""
+        decay = schedules.ema_decay(
             self.epoch, self.ramp_up_epochs, self.rampup_ema_decay, self.ema_decay
         )
+        if self.ema_warmup:
+            step = tf.cast(step, tf.float32)
+            decay = tf.minimum(decay, 1.0 - 1.0 / (step + 1.0))
+        return decay
 
     def compute_losses(self, x, sample_idx, labels):
         logits = self.backbone(x, training=True)
@@ -104,12 +117,12 @@ class MeanTeacher(SemiSupervisedModel):
         consistency = global_consistency(logits, teacher_logits, self.consistency)
         terms = {
             **self.combine_losses(supervised, consistency),
-            "ema_decay": self.current_ema_decay(),
+            "ema_decay": self.current_ema_decay(self.optimizer.iterations + 1),
         }
         return terms, logits
 
     def update_state_after_step(self, x, sample_idx, labels, logits):
-        decay = self.current_ema_decay()
+        decay = self.current_ema_decay(self.optimizer.iterations)
         pairs = list(zip(self.teacher.weights, self.backbone.weights))
 
         # The EMA is written once in cross-replica context, from the (synchronised) student
@@ -140,6 +153,7 @@ class MeanTeacher(SemiSupervisedModel):
             {
                 "ema_decay": self.ema_decay,
                 "rampup_ema_decay": self.rampup_ema_decay,
+                "ema_warmup": self.ema_warmup,
                 "consistency": self.consistency,
             }
         )
