@@ -212,9 +212,19 @@ def build_backbone(args):
     return backbones.conv_net(IMAGE_SHAPE, NUM_CLASSES, width=args.width)
 
 
-def weight_num_labeled(args):
-    """The models' `num_labeled`: the seed's weight factor, or None with --unscaled-weight."""
-    return None if args.unscaled_weight else args.num_labeled
+def semi_supervised_kwargs(args):
+    """The `tfssl.models.SemiSupervisedModel` arguments that the flags set.
+
+    `num_labeled` (the seed's weight factor num_labeled / train rows) is left out with
+    `--unscaled-weight`.
+    """
+    return {
+        "num_labeled": None if args.unscaled_weight else args.num_labeled,
+        "max_unsupervised_weight": args.max_unsupervised_weight,
+        "ramp_up_method": args.ramp_up_method,
+        "ramp_up_epochs": args.ramp_up_epochs,
+        "supervised_normalize": args.supervised_normalize,
+    }
 
 
 def callbacks(args):

@@ -55,11 +55,7 @@ def run(args):
             ema_decay=args.ema_decay,
             rampup_ema_decay=args.rampup_ema_decay,
             ema_warmup=args.ema_warmup,
-            num_labeled=_common.weight_num_labeled(args),
-            max_unsupervised_weight=args.max_unsupervised_weight,
-            ramp_up_method=args.ramp_up_method,
-            ramp_up_epochs=args.ramp_up_epochs,
-            supervised_normalize=args.supervised_normalize,
+            **_common.semi_supervised_kwargs(args),
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 

@@ -46,11 +46,7 @@ def run(args):
             num_samples=len(x),
             num_classes=_common.NUM_CLASSES,
             stop_gradient_target=args.stop_gradient_target,
-            num_labeled=_common.weight_num_labeled(args),
-            max_unsupervised_weight=args.max_unsupervised_weight,
-            ramp_up_method=args.ramp_up_method,
-            ramp_up_epochs=args.ramp_up_epochs,
-            supervised_normalize=args.supervised_normalize,
+            **_common.semi_supervised_kwargs(args),
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
