@@ -37,9 +37,7 @@ IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
-class _HelpFormatter(
-    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
-):
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each flag's default and keeps the script docstring's line breaks."""
 
 
@@ -72,11 +70,14 @@ def base_parser(description):
         help="folder with the Fashion-MNIST IDX files (default: tfssl.datasets' search path)",
     )
     parser.add_argument(
-        "--num-labeled", type=_positive_int, default=1000,
+        "--num-labeled",
+        type=_positive_int,
+        default=1000,
         help="labels kept, the same number per class; the others are hidden (-1)",
     )
     parser.add_argument(
-        "--train-size", type=_positive_int,
+        "--train-size",
+        type=_positive_int,
         help="use only the first N training rows (the labeled ones are drawn among them)",
     )
     parser.add_argument(
@@ -87,27 +88,36 @@ def base_parser(description):
     parser.add_argument("--batch-size", type=_positive_int, default=100)
     parser.add_argument("--learning-rate", type=_positive_float, default=0.003, help="Adam's")
     parser.add_argument(
-        "--labeled-per-batch", type=_positive_int,
+        "--labeled-per-batch",
+        type=_positive_int,
         help="labeled rows mixed into every batch (the Mean Teacher reference code uses 31 of "
         "128); by default batches draw from all rows alike",
     )
     parser.add_argument(
-        "--backbone", choices=("conv_net", "mlp"), default="conv_net",
+        "--backbone",
+        choices=("conv_net", "mlp"),
+        default="conv_net",
         help="tfssl.backbones.conv_net (the papers' ConvNet) or tfssl.backbones.mlp (a dense "
         "network with input noise and dropout, ~10x cheaper on a CPU)",
     )
     parser.add_argument(
-        "--width", type=_positive_float, default=1.0,
+        "--width",
+        type=_positive_float,
+        default=1.0,
         help="filters of tfssl.backbones.conv_net relative to the papers' 128/256/512",
     )
     parser.add_argument(
-        "--strategy", choices=("none", "mirrored"), default="none",
+        "--strategy",
+        choices=("none", "mirrored"),
+        default="none",
         help="'mirrored': tf.distribute.MirroredStrategy over the local devices",
     )
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
     parser.add_argument(
-        "--verbose", type=int, choices=(0, 1, 2),
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
         help="Keras fit verbosity (default: 1, a progress bar, on a terminal, else 2)",
     )
     return parser
@@ -124,22 +134,29 @@ def add_consistency_args(parser, max_unsupervised_weight):
         max_unsupervised_weight: The method's default maximum weight (the paper's).
     """
     parser.add_argument(
-        "--max-unsupervised-weight", type=float, default=max_unsupervised_weight,
+        "--max-unsupervised-weight",
+        type=float,
+        default=max_unsupervised_weight,
         help="weight after the ramp-up, before the num_labeled / train rows factor",
     )
     parser.add_argument("--ramp-up-epochs", type=_positive_int, default=80)
     parser.add_argument(
-        "--ramp-up-method", choices=schedules.RAMP_UP_METHODS, default="sigmoid",
+        "--ramp-up-method",
+        choices=schedules.RAMP_UP_METHODS,
+        default="sigmoid",
         help="'sigmoid' is the papers' exp(-5 (1 - t)^2); 'cosine' is the seed's falling one",
     )
     parser.add_argument(
-        "--unscaled-weight", action="store_true",
+        "--unscaled-weight",
+        action="store_true",
         help="use --max-unsupervised-weight as is, without the seed code's num_labeled / "
         "train rows factor (which no longer balances the terms with --labeled-per-batch and "
         "--supervised-normalize labeled)",
     )
     parser.add_argument(
-        "--supervised-normalize", choices=("batch", "labeled"), default="batch",
+        "--supervised-normalize",
+        choices=("batch", "labeled"),
+        default="batch",
         help="divide the labeled rows' cross-entropy by the batch size (the seed code and "
         "the paper) or by the number of labeled rows (a stronger signal on short budgets)",
     )
@@ -181,7 +198,11 @@ def _to_float_images(images):
 def train_dataset(x, y_semi, args):
     """The semi-supervised training batches `({"x", "idx"}, y)`, reshuffled every epoch."""
     return data.make_dataset(
-        x, y_semi, batch_size=args.batch_size, shuffle=True, seed=args.seed,
+        x,
+        y_semi,
+        batch_size=args.batch_size,
+        shuffle=True,
+        seed=args.seed,
         labeled_per_batch=args.labeled_per_batch,
     )
 

@@ -29,11 +29,10 @@ def build_parser():
     parser = _common.base_parser(__doc__)
     _common.add_consistency_args(parser, max_unsupervised_weight=100.0)
     parser.add_argument("--ema-decay", type=float, default=0.999, help="after the ramp-up")
+    parser.add_argument("--rampup-ema-decay", type=float, default=0.99, help="during the ramp-up")
     parser.add_argument(
-        "--rampup-ema-decay", type=float, default=0.99, help="during the ramp-up"
-    )
-    parser.add_argument(
-        "--ema-warmup", action="store_true",
+        "--ema-warmup",
+        action="store_true",
         help="cap the decay at 1 - 1/(step + 1) as the authors' PyTorch code (short runs)",
     )
     return parser

@@ -26,7 +26,8 @@ def build_parser():
     parser = _common.base_parser(__doc__)
     _common.add_consistency_args(parser, max_unsupervised_weight=100.0)
     parser.add_argument(
-        "--stop-gradient-target", action="store_true",
+        "--stop-gradient-target",
+        action="store_true",
         help="treat the second pass as a fixed target (no gradient through it)",
     )
     return parser

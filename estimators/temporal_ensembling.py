@@ -26,7 +26,9 @@ def build_parser():
     _common.add_consistency_args(parser, max_unsupervised_weight=30.0)
     parser.add_argument("--alpha", type=float, default=0.6, help="ensemble momentum")
     parser.add_argument(
-        "--target", choices=("seed", "paper"), default="seed",
+        "--target",
+        choices=("seed", "paper"),
+        default="seed",
         help="consistency target: the seed code's or the paper's (see above)",
     )
     return parser

@@ -31,8 +31,15 @@ def train(model_class, strategy, learning_rate, epochs, **kwargs):
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     with strategy.scope():
-        model = model_class(testing.tiny_backbone(), len(x), 3, num_labeled=12,
-                            ramp_up_epochs=2, max_unsupervised_weight=10.0, **kwargs)
+        model = model_class(
+            testing.tiny_backbone(),
+            len(x),
+            3,
+            num_labeled=12,
+            ramp_up_epochs=2,
+            max_unsupervised_weight=10.0,
+            **kwargs,
+        )
         model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     history = model.fit(data.make_dataset(x, y_semi, batch_size=16), epochs=epochs, verbose=0)
     return model, x, history.history

@@ -58,7 +58,9 @@ def test_help_from_the_command_line():
     # others as `make demo` runs it, so their module-level imports are exercised too.
     result = subprocess.run(
         [sys.executable, os.path.join(ESTIMATORS, "demo.py"), "--help"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "saved_models" in result.stdout and "--alpha" in result.stdout
@@ -145,9 +147,16 @@ def test_demo_runs_both_models_and_exports_the_next_version(data_dir, tmp_path, 
     (export_dir / "1").mkdir(parents=True)
     tensorboard_dir = tmp_path / "logs"
     args = _args(
-        demo, data_dir, "--train-size", "300", "--labeled-per-batch", "25",
-        "--export", str(export_dir),
-        "--tensorboard", str(tensorboard_dir),
+        demo,
+        data_dir,
+        "--train-size",
+        "300",
+        "--labeled-per-batch",
+        "25",
+        "--export",
+        str(export_dir),
+        "--tensorboard",
+        str(tensorboard_dir),
     )
     accuracies = demo.run(args)
     assert set(accuracies) == {"supervised", "temporal_ensembling"}

@@ -25,7 +25,9 @@ class StandInModel(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         self.ensemble = self.add_weight(
-            shape=(num_samples, NUM_CLASSES), initializer="zeros", trainable=False,
+            shape=(num_samples, NUM_CLASSES),
+            initializer="zeros",
+            trainable=False,
             name="ensemble",
         )
 
@@ -256,8 +258,12 @@ def test_saved_model_cli_lists_the_signature(served):
     )
     text = result.stdout
     block = text[text.index("signature_def['serving_default']") :]
-    assert re.search(r"inputs\['x'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, 28, 28, 1\)",
-                     block)
-    for name, dtype in (("logits", "DT_FLOAT"), ("probabilities", "DT_FLOAT"),
-                        ("classes", "DT_INT64")):
+    assert re.search(
+        r"inputs\['x'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, 28, 28, 1\)", block
+    )
+    for name, dtype in (
+        ("logits", "DT_FLOAT"),
+        ("probabilities", "DT_FLOAT"),
+        ("classes", "DT_INT64"),
+    ):
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", block), name

@@ -41,8 +41,12 @@ def exports(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "key",
-    ["pi_model-default", "temporal_ensembling-default", "mean_teacher-default",
-     "mean_teacher-student"],
+    [
+        "pi_model-default",
+        "temporal_ensembling-default",
+        "mean_teacher-default",
+        "mean_teacher-student",
+    ],
 )
 def test_fresh_process_serving_matches_predict(exports, key):
     _, expected, outputs = exports[key]

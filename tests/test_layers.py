@@ -15,8 +15,13 @@ def test_augmentation_is_identity_at_inference_and_random_in_training():
     assert np.max(np.abs(np.asarray(augment(images, training=True)) - images)) > 0.01
 
 
-@pytest.mark.parametrize("bad, message", [({"max_translation": -1}, "max_translation=-1"),
-                                          ({"noise_stddev": -0.1}, "noise_stddev=-0.1")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"max_translation": -1}, "max_translation=-1"),
+        ({"noise_stddev": -0.1}, "noise_stddev=-0.1"),
+    ],
+)
 def test_augmentation_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         layers.image_augmentation((8, 8, 1), **bad)

@@ -38,7 +38,9 @@ def test_te_ensemble_after_k_epochs_with_lr_zero(epochs):
     alpha = 0.6
     model, x, y_semi = make_te(alpha=alpha)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
-    model.fit(data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=1), epochs=epochs, verbose=0)
+    model.fit(
+        data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=1), epochs=epochs, verbose=0
+    )
     logits = model.backbone.predict(x, verbose=0)
     np.testing.assert_allclose(model.ensemble.numpy(), (1 - alpha**epochs) * logits, atol=1e-5)
     np.testing.assert_array_equal(model.ensemble_counts.numpy(), np.full(len(x), epochs))
@@ -47,7 +49,9 @@ def test_te_ensemble_after_k_epochs_with_lr_zero(epochs):
 def test_te_consistency_and_weight_follow_the_seed_formula():
     alpha, max_weight, ramp_up_epochs = 0.6, 30.0, 4
     model, x, y_semi = make_te(
-        alpha=alpha, max_unsupervised_weight=max_weight, ramp_up_epochs=ramp_up_epochs,
+        alpha=alpha,
+        max_unsupervised_weight=max_weight,
+        ramp_up_epochs=ramp_up_epochs,
         num_labeled=12,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))
@@ -77,7 +81,9 @@ def test_te_paper_target_is_the_previous_ensemble_held_fixed():
     model.ensemble.assign(fake)
     logits = model.backbone(x)
     with tf.GradientTape() as tape:
-        terms, _ = model.compute_losses(x, tf.range(len(x), dtype=tf.int64), tf.constant(y_semi, tf.int32))
+        terms, _ = model.compute_losses(
+            x, tf.range(len(x), dtype=tf.int64), tf.constant(y_semi, tf.int32)
+        )
     softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)  # noqa: E731
     expected = np.mean((softmax(logits.numpy()) - softmax(fake / (1 - 0.6))) ** 2)
     np.testing.assert_allclose(terms["consistency_loss"], expected, rtol=1e-5)
@@ -89,8 +95,13 @@ def test_mean_teacher_ema_after_every_step(ema_warmup):
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     model = models.MeanTeacher(
-        testing.tiny_backbone(dropout=0.2), len(x), NUM_CLASSES, ramp_up_epochs=1,
-        ema_decay=0.9, rampup_ema_decay=0.8, ema_warmup=ema_warmup,
+        testing.tiny_backbone(dropout=0.2),
+        len(x),
+        NUM_CLASSES,
+        ramp_up_epochs=1,
+        ema_decay=0.9,
+        rampup_ema_decay=0.8,
+        ema_warmup=ema_warmup,
     )
     model.compile(optimizer=keras.optimizers.Adam(0.05))
 
@@ -113,17 +124,25 @@ def test_mean_teacher_ema_after_every_step(ema_warmup):
                 np.testing.assert_allclose(teacher.numpy(), expected, rtol=1e-5, atol=1e-6)
             type(self).checked += 1
 
-    model.fit(data.make_dataset(x, y_semi, 16, shuffle=True, seed=0), epochs=2, verbose=0,
-              callbacks=[CheckEma()])
+    model.fit(
+        data.make_dataset(x, y_semi, 16, shuffle=True, seed=0),
+        epochs=2,
+        verbose=0,
+        callbacks=[CheckEma()],
+    )
     assert CheckEma.checked == 6
     assert len(set(CheckEma.decays)) == (6 if ema_warmup else 2)  # warm-up: 1/2, 2/3, 3/4, ...
 
 
 def test_mean_teacher_with_batch_norm_averages_moving_statistics():
-    backbone = keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(8), keras.layers.BatchNormalization(),
-        keras.layers.Dense(NUM_CLASSES),
-    ])
+    backbone = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(NUM_CLASSES),
+        ]
+    )
     x, _, y_semi = testing.tiny_data()
     model = models.MeanTeacher(backbone, len(x), NUM_CLASSES, rampup_ema_decay=0.0)
     model.compile(optimizer="sgd")
@@ -159,7 +178,9 @@ def test_pi_model_two_passes(stop_gradient_target):
     assert float(terms["consistency_loss"]) == 0.0
 
     model = models.PiModel(
-        testing.tiny_backbone(dropout=0.5), len(x), NUM_CLASSES,
+        testing.tiny_backbone(dropout=0.5),
+        len(x),
+        NUM_CLASSES,
         stop_gradient_target=stop_gradient_target,
     )
     with tf.GradientTape(persistent=True) as tape:
@@ -275,7 +296,9 @@ def test_tf_train_checkpoint_keeps_ensemble_teacher_and_optimizer(tmp_path):
         model.compile(optimizer="adam")
         model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
         saved = [w.numpy().copy() for w in model.weights + model.optimizer.variables]
-        path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
+        path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(
+            str(tmp_path / "ckpt")
+        )
         model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
         tf.train.Checkpoint(model=model, optimizer=model.optimizer).restore(path).assert_consumed()
         for before, after in zip(saved, model.weights + model.optimizer.variables):
@@ -312,8 +335,12 @@ def test_tensorboard_writes_loss_parts_weight_and_ensemble_histogram(tmp_path):
         for name in files:
             for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
                 tags.update(value.tag for value in event.summary.value)
-    for tag in ("epoch_loss", "epoch_supervised_loss", "epoch_consistency_loss",
-                "epoch_unsupervised_weight"):
+    for tag in (
+        "epoch_loss",
+        "epoch_supervised_loss",
+        "epoch_consistency_loss",
+        "epoch_unsupervised_weight",
+    ):
         assert tag in tags, sorted(tags)
     assert any("ensemble" in tag and "histogram" in tag for tag in tags), sorted(tags)
 

@@ -68,12 +68,15 @@ def conv_net(
         ValueError: If `input_shape` is not 3-D, or `width`/`dropout` is out of range.
     """
     if len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}")
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
+        )
     if width <= 0:
         raise ValueError(f"`width` must be > 0. Received: width={width}")
     if not 0.0 <= batch_norm_momentum < 1.0:
         raise ValueError(
-            f"`batch_norm_momentum` must be in [0, 1). Received: batch_norm_momentum={batch_norm_momentum}"
+            "`batch_norm_momentum` must be in [0, 1). "
+            f"Received: batch_norm_momentum={batch_norm_momentum}"
         )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
@@ -82,7 +85,9 @@ def conv_net(
         return max(1, int(round(n * width)))
 
     def conv_block(tensor, n, kernel_size, padding="same"):
-        tensor = keras.layers.Conv2D(filters(n), kernel_size, padding=padding, use_bias=False)(tensor)
+        tensor = keras.layers.Conv2D(filters(n), kernel_size, padding=padding, use_bias=False)(
+            tensor
+        )
         tensor = keras.layers.BatchNormalization(momentum=batch_norm_momentum)(tensor)
         return keras.layers.LeakyReLU(negative_slope=0.1)(tensor)
 

@@ -78,9 +78,7 @@ def export_saved_model(model, base_dir, version=None, which="default"):
     if version is not None and (
         isinstance(version, bool) or not isinstance(version, int) or version < 0
     ):
-        raise ValueError(
-            f"`version` must be a non-negative integer. Received: version={version!r}"
-        )
+        raise ValueError(f"`version` must be a non-negative integer. Received: version={version!r}")
     served = _served_model(model, which)
     spec = _input_spec(served)
 
@@ -171,8 +169,6 @@ def _input_spec(served):
 
 def _next_version(base_dir):
     versions = [
-        int(entry.name)
-        for entry in os.scandir(base_dir)
-        if entry.is_dir() and entry.name.isdigit()
+        int(entry.name) for entry in os.scandir(base_dir) if entry.is_dir() and entry.name.isdigit()
     ]
     return max(versions, default=0) + 1

@@ -48,7 +48,9 @@ def image_augmentation(
         ValueError: If an argument is negative.
     """
     if max_translation < 0:
-        raise ValueError(f"`max_translation` must be >= 0. Received: max_translation={max_translation}")
+        raise ValueError(
+            f"`max_translation` must be >= 0. Received: max_translation={max_translation}"
+        )
     if noise_stddev < 0:
         raise ValueError(f"`noise_stddev` must be >= 0. Received: noise_stddev={noise_stddev}")
     layers = []

@@ -78,7 +78,9 @@ def check_model_contract(make_model, directory, epochs=1):
         assert values is not None, f"fit did not report {name!r}: {sorted(history.history)}"
         assert np.all(np.isfinite(values)), f"{name} is not finite: {values}"
     assert "accuracy" in history.history, f"no accuracy in {sorted(history.history)}"
-    moved = [not np.allclose(b, w.numpy()) for b, w in zip(before, model.backbone.trainable_weights)]
+    moved = [
+        not np.allclose(b, w.numpy()) for b, w in zip(before, model.backbone.trainable_weights)
+    ]
     assert all(moved), "some backbone weights did not move after a training epoch"
 
     config = model.get_config()
@@ -89,25 +91,34 @@ def check_model_contract(make_model, directory, epochs=1):
     model.save(path)
     reloaded = keras.saving.load_model(path)
     np.testing.assert_allclose(
-        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5,
+        reloaded.predict(x, verbose=0),
+        model.predict(x, verbose=0),
+        atol=1e-5,
         err_msg=".keras reload predicts differently",
     )
     for original, restored in zip(model.weights, reloaded.weights):
         np.testing.assert_allclose(
-            restored.numpy(), original.numpy(), atol=1e-6,
+            restored.numpy(),
+            original.numpy(),
+            atol=1e-6,
             err_msg=f"{original.path} differs after .keras reload",
         )
     assert reloaded.optimizer is not None, "the compile configuration was not restored"
     np.testing.assert_allclose(
-        int(reloaded.optimizer.iterations.numpy()), int(model.optimizer.iterations.numpy()),
+        int(reloaded.optimizer.iterations.numpy()),
+        int(model.optimizer.iterations.numpy()),
         err_msg="optimizer state was not restored",
     )
     reloaded.fit(dataset, epochs=1, verbose=0)
 
-    served = tf.saved_model.load(export.export_saved_model(model, os.path.join(directory, "export")))
+    served = tf.saved_model.load(
+        export.export_saved_model(model, os.path.join(directory, "export"))
+    )
     outputs = served.signatures["serving_default"](x=tf.constant(x))
     np.testing.assert_allclose(
-        outputs["logits"].numpy(), model.predict(x, verbose=0), atol=1e-5,
+        outputs["logits"].numpy(),
+        model.predict(x, verbose=0),
+        atol=1e-5,
         err_msg="the SavedModel serves different logits",
     )
     return model

@@ -31,7 +31,6 @@ from tfssl.data import UNLABELED
 __all__ = ["SemiSupervisedModel", "check_choice", "global_consistency", "global_mean"]
 
 
-
 class _EpochCounter(keras.callbacks.Callback):
     """Writes the current epoch into `model.epoch` so `train_step` can read it."""
 
@@ -155,7 +154,9 @@ class SemiSupervisedModel(keras.Model):
         if num_samples >= 2**31:
             # Indices are all-gathered as int32 (int64 all_gather fails under
             # MultiWorkerMirroredStrategy).
-            raise ValueError(f"`num_samples` must be below 2**31. Received: num_samples={num_samples}")
+            raise ValueError(
+                f"`num_samples` must be below 2**31. Received: num_samples={num_samples}"
+            )
         if num_labeled is not None and not (0 < num_labeled <= num_samples):
             raise ValueError(
                 f"`num_labeled` must be in (0, num_samples={num_samples}]. "
@@ -268,8 +269,10 @@ class SemiSupervisedModel(keras.Model):
         labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
         checks = [
             tf.debugging.assert_greater_equal(
-                labels, UNLABELED, message="labels must be >= -1 (-1 = unlabeled); labels:",
-                summarize=64
+                labels,
+                UNLABELED,
+                message="labels must be >= -1 (-1 = unlabeled); labels:",
+                summarize=64,
             ),
             tf.debugging.assert_less(
                 labels,
@@ -454,7 +457,9 @@ class SemiSupervisedModel(keras.Model):
         x, _, labels = self.unpack_batch(data)
         logits = self(x, training=False)
         supervised = self.supervised_loss(labels, logits)
-        return self._update_metrics({"loss": supervised, "supervised_loss": supervised}, labels, logits)
+        return self._update_metrics(
+            {"loss": supervised, "supervised_loss": supervised}, labels, logits
+        )
 
     def _update_metrics(self, terms, labels, logits):
         """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs."""
