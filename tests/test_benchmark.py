@@ -131,3 +131,33 @@ def test_noisy_labels_corrupts_exactly_the_rate_of_labeled_rows():
 def test_noisy_labels_rejects_bad_rate():
     with pytest.raises(ValueError, match="rate=1.5"):
         benchmark.noisy_labels(np.zeros(10, int), 1.5, seed=0)
+
+
+def test_seed_verdict_names_the_seed_a_method_loses_on():
+    def runs(*values):
+        return {seed: {"accuracy": value} for seed, value in enumerate(values)}
+
+    acc = {
+        "supervised": runs(0.80, 0.81),
+        "pi_model": runs(0.82, 0.83),
+        "temporal_ensembling": runs(0.82, 0.80),
+        "mean_teacher": runs(0.80, 0.79),
+    }
+    text = benchmark._seed_verdict(acc, [0, 1])
+    assert ("Π-model beats supervised-only on every seed: +0.0200 (seed 0), "
+            "+0.0200 (seed 1).") in text
+    assert ("Temporal Ensembling does **not** beat supervised-only on seed 1: +0.0200 (seed 0), "
+            "-0.0100 (seed 1).") in text
+    # A tie is not a win.
+    assert "Mean Teacher does **not** beat supervised-only on seed 0, 1:" in text
+
+
+def test_quick_run_semi_supervised_models_have_no_seed_factor(quick_run):
+    _, state = quick_run
+    assert state["cfg"]["seed_factor"] is False
+    model = benchmark._build_semi_supervised(
+        "temporal_ensembling", benchmark._mlp_backbone(state["cfg"])(), 150, state["cfg"],
+        benchmark._fashion_hyper(state["cfg"]),
+    )
+    assert model.num_labeled is None
+    assert "`num_labeled=None`" in benchmark._protocol(state["cfg"], [0])
