@@ -611,6 +611,19 @@ def _seed_verdict(acc, seeds):
     return "Per seed against supervised-only: " + " ".join(parts)
 
 
+def _curve_spread_note(acc, seeds):
+    """How much supervised-only moves over its last epochs, to read the margins against."""
+    tail = acc["supervised"][seeds[0]]["curve"][-5:]
+    if len(tail) < 2:
+        return ""
+    return (
+        f" Over its last {len(tail)} epochs the supervised-only curve spans "
+        f"{max(tail) - min(tail):.4f} (min {min(tail):.4f}, max {max(tail):.4f}): margins "
+        f"of that size over supervised-only are within its epoch-to-epoch variation, and two "
+        f"seeds are too few to call them significant."
+    )
+
+
 def render(state):
     """BENCHMARKS.md from the results gathered so far (missing sections say so)."""
     cfg, seeds, plots = state["cfg"], state["seeds"], state["plots_link"]
@@ -661,7 +674,7 @@ def render(state):
             f"![test accuracy per epoch]({plots}/curves.png)",
             "",
             f"Curves: accuracy on the first {cfg['curve_rows']} test rows after each epoch, "
-            f"seed {seeds[0]}.",
+            f"seed {seeds[0]}." + _curve_spread_note(acc, seeds),
             "",
         ]
         if not state["quick"]:
