@@ -137,7 +137,7 @@ PRESETS = {
     ),
 }
 
-# Measured before this protocol was adopted; each statement names who measured it and how.
+# Measured before this protocol was adopted, with the command and commit that measured it.
 PROTOCOL_NOTES = (
     "How this protocol was chosen. Previous protocol (measured by this script at commit "
     "300934e, `python estimators/benchmark.py --seeds 0 1 --output BENCHMARKS.md`, 2 seeds): "
@@ -147,11 +147,9 @@ PROTOCOL_NOTES = (
     "labels added only +0.009 there: 480 steps of that conv_net (87.7 ms per supervised "
     "step) were limited by optimisation, not by labels, so the unlabeled rows had nothing "
     "to add. Hence the cheaper `mlp` (its step times: section 4) and the 5700 steps above. "
-    "Measured by the integrator in "
-    "one-off seed-0 runs (not by this script's command): with the seed's weight factor "
-    "num_labeled / train rows, w_max 30 and `supervised_normalize=\"batch\"` on all 60,000 "
-    "rows, Temporal Ensembling lost to supervised-only (0.773 vs 0.814); hence the labeled "
-    "rows' mean and no factor (`num_labeled=None`)."
+    "The seed's weight factor num_labeled / train rows balances the two terms when the "
+    "cross-entropy is divided by the whole batch of rows drawn alike; with half-labeled "
+    "batches and the labeled rows' mean it does not, hence `num_labeled=None`."
 )
 
 PUBLISHED_ROWS = [

@@ -15,9 +15,8 @@ batches are half labeled, the cross-entropy is averaged over the labeled rows
 (`--supervised-normalize labeled`) and the maximum unsupervised weight, 30, is used as is
 (`--unscaled-weight`): the seed code's factor num_labeled / train rows balances the two terms
 only when the cross-entropy is divided by the whole batch of rows drawn alike. Measured on this
-machine (seed 0): supervised 0.8077, Temporal Ensembling 0.8177. With the seed's weighting on
-all 60,000 rows drawn alike (1.7 labeled rows a batch) and the same steps, Temporal Ensembling
-lost (0.773 against 0.814). `BENCHMARKS.md` has the other methods and seeds. Every flag of
+machine (seed 0): supervised 0.8077, Temporal Ensembling 0.8177; `BENCHMARKS.md` has the
+other methods and seeds. Every flag of
 `temporal_ensembling.py` applies to both runs; the defaults below are the demo's budget.
 """
 
