@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["serve_in_fresh_process", "serve_many_in_fresh_process"]
+__all__ = ["folder_size", "serve_in_fresh_process", "serve_many_in_fresh_process"]
 
 # Runs in the child, which imports only tensorflow and numpy. It cannot assert that keras
 # stays out: `import tensorflow` 2.21 itself loads parts of keras.src. It asserts that
@@ -119,3 +119,12 @@ def serve_in_fresh_process(path, input_name, array, timeout=120):
         RuntimeError: If the process fails; the message carries its stderr.
     """
     return serve_many_in_fresh_process([(path, input_name, array)], timeout=timeout)[0]
+
+
+def folder_size(path):
+    """Total size in bytes of the files below `path` (an export's weight on disk)."""
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
+    )

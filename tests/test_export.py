@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from serving_utils import serve_many_in_fresh_process
+from serving_utils import folder_size, serve_many_in_fresh_process
 
 from tfssl.export import export_saved_model
 
@@ -72,14 +72,6 @@ def text_model():
     h = keras.layers.Embedding(4, 4)(h)
     h = keras.layers.Flatten()(h)
     return keras.Model(inputs, keras.layers.Dense(3)(h))
-
-
-def folder_size(path):
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, names in os.walk(path)
-        for name in names
-    )
 
 
 def saved_values(path):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from serving_utils import serve_many_in_fresh_process
+from serving_utils import folder_size, serve_many_in_fresh_process
 from tfssl import backbones, data, export, models, testing
 
 
@@ -62,14 +62,6 @@ def test_mean_teacher_exports_the_teacher_by_default(exports):
     assert np.max(np.abs(teacher - student)) > 1e-4
 
 
-def _folder_size(path):
-    return sum(
-        os.path.getsize(os.path.join(root, name))
-        for root, _, names in os.walk(path)
-        for name in names
-    )
-
-
 def test_two_million_sample_ensemble_stays_out_of_the_export(tmp_path):
     model = models.TemporalEnsembling(
         backbones.conv_net((28, 28, 1), 10, width=0.25), num_samples=2_000_000, num_classes=10
@@ -78,4 +70,4 @@ def test_two_million_sample_ensemble_stays_out_of_the_export(tmp_path):
     first = export.export_saved_model(model, str(tmp_path))
     second = export.export_saved_model(model, str(tmp_path))
     assert os.path.basename(first) == "1" and os.path.basename(second) == "2"
-    assert _folder_size(first) < 5_000_000
+    assert folder_size(first) < 5_000_000
