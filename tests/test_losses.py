@@ -334,8 +334,3 @@ def test_config_round_trip_and_serialization(loss):
 def test_docstring_examples():
     result = doctest.testmod(losses, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
-
-
-def test_public_names():
-    for name in losses.__all__:
-        assert hasattr(losses, name)

@@ -217,8 +217,3 @@ def test_ramp_up_down_errors_and_config():
 def test_docstring_examples():
     result = doctest.testmod(schedules, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
-
-
-def test_public_names():
-    for name in schedules.__all__:
-        assert hasattr(schedules, name)
