@@ -184,7 +184,7 @@ def test_pi_model_two_passes(stop_gradient_target):
         stop_gradient_target=stop_gradient_target,
     )
     with tf.GradientTape(persistent=True) as tape:
-        terms, logits = model.compute_losses(x, None, labels)
+        terms, _ = model.compute_losses(x, None, labels)
     assert float(terms["consistency_loss"]) > 0
     gradient = tape.gradient(terms["consistency_loss"], model.backbone.trainable_weights[0])
     assert float(tf.reduce_sum(tf.abs(gradient))) > 0

@@ -358,16 +358,17 @@ class SemiSupervisedModel(keras.Model):
         }
 
     def compute_losses(self, x, sample_idx, labels):
-        """Returns `(terms, logits)`: a dict of named loss terms with the total under
-        `"loss"`, and the logits of the training pass used for the metrics.
+        """Returns `(terms, outputs)`: a dict of named loss terms with the total under
+        `"loss"`, and a dict of the step's tensors: `"logits"` of the training pass (for the
+        metrics) and whatever `update_state_after_step` needs.
 
         Subclasses implement the method's loss here, in the paper's order.
         """
         raise NotImplementedError
 
-    def update_state_after_step(self, x, sample_idx, labels, logits):
+    def update_state_after_step(self, sample_idx, outputs):
         """Updates state kept beside the weights (ensemble, teacher) after the optimizer
-        step. Does nothing by default."""
+        step, from the `outputs` of `compute_losses`. Does nothing by default."""
 
     # ----------------------------------------------------------------- keras hooks
     def call(self, inputs, training=False):
@@ -445,13 +446,13 @@ class SemiSupervisedModel(keras.Model):
     def train_step(self, data):
         x, sample_idx, labels = self.unpack_batch(data)
         with tf.GradientTape() as tape:
-            terms, logits = self.compute_losses(x, sample_idx, labels)
+            terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, trainable_weights))
-        self.update_state_after_step(x, sample_idx, labels, logits)
-        return self._update_metrics(terms, labels, logits)
+        self.update_state_after_step(sample_idx, outputs)
+        return self._update_metrics(terms, labels, outputs["logits"])
 
     def test_step(self, data):
         x, _, labels = self.unpack_batch(data)

@@ -119,9 +119,9 @@ class MeanTeacher(SemiSupervisedModel):
             **self.combine_losses(supervised, consistency),
             "ema_decay": self.current_ema_decay(self.optimizer.iterations + 1),
         }
-        return terms, logits
+        return terms, {"logits": logits}
 
-    def update_state_after_step(self, x, sample_idx, labels, logits):
+    def update_state_after_step(self, sample_idx, outputs):
         decay = self.current_ema_decay(self.optimizer.iterations)
         pairs = list(zip(self.teacher.weights, self.backbone.weights))
 

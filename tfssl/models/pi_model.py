@@ -72,7 +72,7 @@ class PiModel(SemiSupervisedModel):
             second_logits = tf.stop_gradient(second_logits)
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, second_logits, self.consistency)
-        return self.combine_losses(supervised, consistency), logits
+        return self.combine_losses(supervised, consistency), {"logits": logits}
 
     def get_config(self):
         config = super().get_config()

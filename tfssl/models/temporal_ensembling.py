@@ -112,14 +112,16 @@ class TemporalEnsembling(SemiSupervisedModel):
             target = tf.stop_gradient(tf.where(counts > 0, corrected, logits))
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, target, self.consistency)
-        return self.combine_losses(supervised, consistency), logits
+        outputs = {"logits": logits, "previous": previous, "counts": counts}
+        return self.combine_losses(supervised, consistency), outputs
 
-    def update_state_after_step(self, x, sample_idx, labels, logits):
-        previous = self.gather_sample_state(self.ensemble, sample_idx)
-        counts = self.gather_sample_state(self.ensemble_counts, sample_idx)
-        updated = self.alpha * previous + (1.0 - self.alpha) * tf.stop_gradient(logits)
+    def update_state_after_step(self, sample_idx, outputs):
+        # The rows read before the step: nothing else writes the ensemble in between.
+        logits = tf.stop_gradient(outputs["logits"])
+        updated = self.alpha * outputs["previous"] + (1.0 - self.alpha) * logits
+        counts = outputs["counts"][:, 0] + 1.0
         self.scatter_sample_state(
-            [(self.ensemble, updated), (self.ensemble_counts, counts + 1.0)], sample_idx
+            [(self.ensemble, updated), (self.ensemble_counts, counts)], sample_idx
         )
 
     def get_config(self):
