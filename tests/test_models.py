@@ -357,3 +357,37 @@ def test_accuracy_is_computed_on_labeled_rows_only():
     all_rows_as_class_0 = np.mean(predictions == np.maximum(y_semi, 0))
     assert labeled_accuracy != all_rows_as_class_0  # the check below can tell them apart
     np.testing.assert_allclose(history["accuracy"][0], labeled_accuracy, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_class", [models.PiModel, models.MeanTeacher])
+def test_stateless_models_need_neither_num_samples_nor_num_classes(model_class):
+    x, _, y_semi = testing.tiny_data()
+    model = model_class(testing.tiny_backbone(dropout=0.2))
+    assert (model.num_samples, model.num_classes) == (None, NUM_CLASSES)
+    model.compile(optimizer="adam")
+    with_idx = model.fit(data.make_dataset(x, y_semi, batch_size=16), epochs=1, verbose=0)
+    without_idx = model.fit(x, y_semi, batch_size=16, epochs=1, verbose=0)
+    for history in (with_idx, without_idx):
+        assert np.isfinite(history.history["loss"]).all()
+    # Without num_samples the indices are not checked: an index past any range is accepted.
+    model.train_on_batch({"x": x[:4], "idx": np.array([10**6, 1, 2, 3])}, y_semi[:4])
+
+
+def test_num_classes_must_match_the_backbone_output():
+    with pytest.raises(ValueError, match=r"output size 3\. Received: num_classes=5"):
+        models.PiModel(testing.tiny_backbone(num_classes=3), num_classes=5)
+
+
+def test_backbone_output_must_be_batch_by_classes():
+    backbone = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(3), keras.layers.Reshape((3, 1))]
+    )
+    with pytest.raises(ValueError, match=r"\(None, 3, 1\)"):
+        models.MeanTeacher(backbone)
+
+
+def test_per_sample_state_needs_num_samples():
+    with pytest.raises(ValueError, match="num_samples=None"):
+        models.TemporalEnsembling(testing.tiny_backbone(), None)
+    with pytest.raises(ValueError, match="num_labeled=12, num_samples=None"):
+        models.PiModel(testing.tiny_backbone(), num_labeled=12)

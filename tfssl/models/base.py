@@ -106,8 +106,12 @@ class SemiSupervisedModel(keras.Model):
 
     Args:
         backbone: `keras.Model` mapping inputs to logits of shape `(batch, num_classes)`.
-        num_samples: Number of rows in the training set (the range of `idx`).
-        num_classes: Number of classes.
+        num_samples: Number of rows in the training set (the range of `idx`). Required by
+            methods with per-sample state (Temporal Ensembling); the others accept batches
+            with or without `idx` and check `idx` only when `num_samples` is given.
+            Defaults to `None`.
+        num_classes: Number of classes. Defaults to `None`: the size of the backbone's
+            output. When given, it must equal that size.
         num_labeled: Number of labeled rows in the training set, for the seed's weighting
             `num_labeled / num_samples`. Defaults to `None` (no such factor).
         max_unsupervised_weight: Weight of the unsupervised term after the ramp-up.
@@ -134,8 +138,8 @@ class SemiSupervisedModel(keras.Model):
     def __init__(
         self,
         backbone,
-        num_samples,
-        num_classes,
+        num_samples=None,
+        num_classes=None,
         num_labeled=None,
         max_unsupervised_weight=1.0,
         ramp_up_method="sigmoid",
@@ -149,19 +153,28 @@ class SemiSupervisedModel(keras.Model):
                 f"`backbone` must be a keras.Model mapping inputs to logits. "
                 f"Received: backbone={backbone!r}"
             )
-        _check_positive_int("num_samples", num_samples)
-        _check_positive_int("num_classes", num_classes)
-        if num_samples >= 2**31:
-            # Indices are all-gathered as int32 (int64 all_gather fails under
-            # MultiWorkerMirroredStrategy).
-            raise ValueError(
-                f"`num_samples` must be below 2**31. Received: num_samples={num_samples}"
-            )
-        if num_labeled is not None and not (0 < num_labeled <= num_samples):
-            raise ValueError(
-                f"`num_labeled` must be in (0, num_samples={num_samples}]. "
-                f"Received: num_labeled={num_labeled}"
-            )
+        num_classes = _check_num_classes(backbone, num_classes)
+        if num_samples is not None:
+            _check_positive_int("num_samples", num_samples)
+            if num_samples >= 2**31:
+                # Indices are all-gathered as int32 (int64 all_gather fails under
+                # MultiWorkerMirroredStrategy).
+                raise ValueError(
+                    f"`num_samples` must be below 2**31. Received: num_samples={num_samples}"
+                )
+        if num_labeled is not None:
+            _check_positive_int("num_labeled", num_labeled)
+            if num_samples is None:
+                raise ValueError(
+                    "`num_labeled` sets the seed's weight factor num_labeled / num_samples "
+                    f"and needs `num_samples`. Received: num_labeled={num_labeled}, "
+                    "num_samples=None"
+                )
+            if num_labeled > num_samples:
+                raise ValueError(
+                    f"`num_labeled` must be in (0, num_samples={num_samples}]. "
+                    f"Received: num_labeled={num_labeled}"
+                )
         if max_unsupervised_weight < 0:
             raise ValueError(
                 f"`max_unsupervised_weight` must be >= 0. "
@@ -171,8 +184,8 @@ class SemiSupervisedModel(keras.Model):
         _check_positive_int("ramp_up_epochs", ramp_up_epochs)
         check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
         self.backbone = backbone
-        self.num_samples = int(num_samples)
-        self.num_classes = int(num_classes)
+        self.num_samples = None if num_samples is None else int(num_samples)
+        self.num_classes = num_classes
         self.num_labeled = None if num_labeled is None else int(num_labeled)
         self.max_unsupervised_weight = float(max_unsupervised_weight)
         self.ramp_up_method = ramp_up_method
@@ -211,7 +224,15 @@ class SemiSupervisedModel(keras.Model):
 
         Returns:
             The `keras.Variable`.
+
+        Raises:
+            ValueError: If the model was built without `num_samples`.
         """
+        if self.num_samples is None:
+            raise ValueError(
+                f"{type(self).__name__} keeps per-sample state and needs `num_samples`, the "
+                "number of training rows (the range of `idx`). Received: num_samples=None"
+            )
         return self.sample_state.add_weight(
             shape=(self.num_samples, *shape),
             initializer=initializer,
@@ -251,8 +272,10 @@ class SemiSupervisedModel(keras.Model):
 
         Accepts `({"x": x, "idx": idx}, y)` (optionally with a sample weight, which is
         refused: the labeled mask is the weighting) or `(x, y)` for evaluation. The checks
-        run before anything is written: indices in `[0, num_samples)` and unique across the
-        global batch, labels in `[-1, num_classes)`; a failure names the bad values.
+        run before anything is written: labels in `[-1, num_classes)` and, when the model
+        has a `num_samples`, indices in `[0, num_samples)` and unique across the global
+        batch (without `num_samples` the indices are not used and not checked); a failure
+        names the bad values.
 
         Returns:
             `(x, sample_idx or None, labels)` with `labels` int32.
@@ -281,6 +304,8 @@ class SemiSupervisedModel(keras.Model):
                 summarize=64,
             ),
         ]
+        if self.num_samples is None:
+            sample_idx = None
         if sample_idx is not None:
             local_idx = tf.cast(sample_idx, tf.int64)
             range_checks = [
@@ -522,6 +547,35 @@ def check_choice(name, value, choices):
     """Raises a `ValueError` naming `value` unless it is one of `choices`."""
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+
+
+def _check_num_classes(backbone, num_classes):
+    """The number of classes: the backbone's output size, which `num_classes` must match."""
+    try:
+        output_shape = tuple(backbone.output_shape)
+    except (AttributeError, ValueError):
+        # A subclassed backbone that was never called has no known output shape.
+        output_shape = None
+    if output_shape is not None and (len(output_shape) != 2 or output_shape[-1] is None):
+        raise ValueError(
+            "The backbone must map inputs to logits of shape (batch, num_classes). "
+            f"Received: backbone output shape {output_shape}"
+        )
+    backbone_classes = None if output_shape is None else int(output_shape[-1])
+    if num_classes is None:
+        if backbone_classes is None:
+            raise ValueError(
+                "`num_classes` could not be read from the backbone (its output shape is not "
+                "known before it is called): pass `num_classes`. Received: num_classes=None"
+            )
+        return backbone_classes
+    _check_positive_int("num_classes", num_classes)
+    if backbone_classes is not None and num_classes != backbone_classes:
+        raise ValueError(
+            f"`num_classes` must equal the backbone's output size {backbone_classes}. "
+            f"Received: num_classes={num_classes}"
+        )
+    return int(num_classes)
 
 
 def _check_positive_int(name, value):

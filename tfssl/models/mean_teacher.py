@@ -42,8 +42,7 @@ class MeanTeacher(SemiSupervisedModel):
     Example:
 
     ```python
-    model = tfssl.models.MeanTeacher(backbone, num_samples=len(x), num_classes=10,
-                                     num_labeled=1000, max_unsupervised_weight=100.0)
+    model = tfssl.models.MeanTeacher(backbone, max_unsupervised_weight=100.0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
     model.fit(tfssl.data.make_dataset(x, y_semi, 100, shuffle=True, labeled_per_batch=31))
     ```
@@ -51,8 +50,9 @@ class MeanTeacher(SemiSupervisedModel):
     Args:
         backbone: `keras.Model` mapping inputs to logits (the student). It must be
             clonable with `keras.models.clone_model`.
-        num_samples: Number of training rows.
-        num_classes: Number of classes.
+        num_samples: Number of training rows. Optional: when given, batch indices are
+            checked against it (and `num_labeled` may set the seed's weight factor).
+        num_classes: Number of classes. Defaults to the backbone's output size.
         ema_decay: Teacher decay after the ramp-up. Defaults to `0.999`.
         rampup_ema_decay: Teacher decay during the ramp-up. Defaults to `0.99`.
         ema_warmup: Cap the decay at `1 - 1 / (step + 1)`, as the authors' PyTorch code
@@ -75,8 +75,8 @@ class MeanTeacher(SemiSupervisedModel):
     def __init__(
         self,
         backbone,
-        num_samples,
-        num_classes,
+        num_samples=None,
+        num_classes=None,
         ema_decay=0.999,
         rampup_ema_decay=0.99,
         ema_warmup=False,

@@ -30,15 +30,15 @@ class PiModel(SemiSupervisedModel):
     Example:
 
     ```python
-    model = tfssl.models.PiModel(backbone, num_samples=len(x), num_classes=10,
-                                 num_labeled=1000, max_unsupervised_weight=100.0)
+    model = tfssl.models.PiModel(backbone, max_unsupervised_weight=100.0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
     ```
 
     Args:
         backbone: `keras.Model` mapping inputs to logits; should be stochastic in training.
-        num_samples: Number of training rows.
-        num_classes: Number of classes.
+        num_samples: Number of training rows. Optional: when given, batch indices are
+            checked against it (and `num_labeled` may set the seed's weight factor).
+        num_classes: Number of classes. Defaults to the backbone's output size.
         consistency: `"mse"` or `"kl"` between softmax outputs. Defaults to `"mse"`.
         stop_gradient_target: Hold the second pass fixed. Defaults to `False` (the paper).
         **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
@@ -54,8 +54,8 @@ class PiModel(SemiSupervisedModel):
     def __init__(
         self,
         backbone,
-        num_samples,
-        num_classes,
+        num_samples=None,
+        num_classes=None,
         consistency="mse",
         stop_gradient_target=False,
         **kwargs,

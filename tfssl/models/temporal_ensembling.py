@@ -53,7 +53,7 @@ class TemporalEnsembling(SemiSupervisedModel):
 
     ```python
     model = tfssl.models.TemporalEnsembling(
-        backbone, num_samples=len(x), num_classes=10, num_labeled=1000,
+        backbone, num_samples=len(x), num_labeled=1000,
         max_unsupervised_weight=30.0)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
     model.fit(tfssl.data.make_dataset(x, y_semi, batch_size=100, shuffle=True), epochs=300)
@@ -61,8 +61,9 @@ class TemporalEnsembling(SemiSupervisedModel):
 
     Args:
         backbone: `keras.Model` mapping inputs to logits.
-        num_samples: Number of training rows (the range of `idx`).
-        num_classes: Number of classes.
+        num_samples: Number of training rows (the range of `idx`): the size of the
+            ensemble.
+        num_classes: Number of classes. Defaults to the backbone's output size.
         alpha: Ensemble momentum. Defaults to `0.6` (the paper's).
         target: `"seed"` or `"paper"`, see above. Defaults to `"seed"`.
         consistency: `"mse"` or `"kl"` between softmax outputs. Defaults to `"mse"`.
@@ -80,7 +81,7 @@ class TemporalEnsembling(SemiSupervisedModel):
         self,
         backbone,
         num_samples,
-        num_classes,
+        num_classes=None,
         alpha=0.6,
         target="seed",
         consistency="mse",
