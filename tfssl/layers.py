@@ -8,13 +8,16 @@ inside a backbone that is later exported for serving.
 
 `mixup` is the seed's TF1 `mixup(input_x, input_y, label_size, alpha)` (seed 002; Zhang et al.,
 "mixup: Beyond Empirical Risk Minimization", arXiv 1710.09412) in TensorFlow 2, with the Beta
-draw from tensorflow-probability in place of the removed `tf.distributions`.
+draw from tensorflow-probability in place of the removed `tf.distributions`; `Mixup` is the
+same as a Keras layer with seeded, repeatable draws, and `mix_with_partners` the convex mix
+that the mixup models (`tfssl.models.MixupModel`, `tfssl.models.MixMatch`) apply to hidden
+states and soft labels.
 """
 
 import keras
 import tensorflow as tf
 
-__all__ = ["image_augmentation", "mixup"]
+__all__ = ["Mixup", "image_augmentation", "mix_with_partners", "mixup"]
 
 
 def image_augmentation(
@@ -126,3 +129,133 @@ def mixup(input_x, input_y, label_size, alpha, mix=None, index=None, seed=None):
     xmix = input_x * mix + tf.gather(input_x, index) * (1.0 - mix)
     ymix = one_hot * mix + tf.gather(one_hot, index) * (1.0 - mix)
     return xmix, ymix
+
+
+def mix_with_partners(values, lam, index):
+    """Mixes every row of `values` with its partner row: `lam * v + (1 - lam) * v[index]`.
+
+    The arithmetic of `mixup` for any tensor (inputs, hidden states, soft labels) and for a
+    weight per batch or per row.
+
+    Example:
+
+    ```python
+    mixed = tfssl.layers.mix_with_partners(hidden, lam=0.7, index=[1, 0, 3, 2])
+    ```
+
+    Args:
+        values: Float tensor of shape `(batch, ...)`.
+        lam: The weight of each row's own value: a scalar (one per batch) or a `(batch,)`
+            vector (one per row).
+        index: `(batch,)` partner of every row.
+
+    Returns:
+        A float32 tensor shaped like `values`.
+    """
+    values = tf.cast(values, tf.float32)
+    lam = tf.cast(lam, tf.float32)
+    if lam.shape.rank:
+        # One weight per row, broadcast over the row's other axes.
+        lam = tf.reshape(lam, tf.concat([[-1], tf.ones([tf.rank(values) - 1], tf.int32)], 0))
+    return lam * values + (1.0 - lam) * tf.gather(values, index)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class Mixup(keras.layers.Layer):
+    """The seed's mixup as a Keras layer: `(x, y) -> (x_mix, y_mix)` in training.
+
+    In training, each call draws one weight for the batch, `m ~ Beta(alpha, alpha)` folded
+    to `lam = max(m, 1 - m)`, and a random in-batch partner for every row (a shuffle), then
+    applies `tfssl.layers.mixup`: `x_mix = lam * x + (1 - lam) * x[index]` and the same mix
+    of the one-hot labels. At inference `x` passes unchanged and `y` comes out one-hot (the
+    mix with `lam = 1`), so the output structure is the same in both modes.
+
+    The draws are stateless random ops fed by a `keras.random.SeedGenerator(seed)`: a
+    layer built with the same `seed` gives the same sequence of draws, so the same seed and
+    the same batch give the same output; each call advances the generator. `draw(n)` returns
+    the next `(lam, index)` without mixing anything.
+
+    Under `tf.distribute.MirroredStrategy` each replica draws from its own copy of the
+    generator, and mixes its own rows: a row's partner is one of the same replica's rows.
+    The copies start equal and advance together, so (measured on two logical CPUs) every
+    replica draws the same `lam` and the same permutation of its local positions. A run on
+    several replicas thus differs from one device with the same global batch in the
+    partners, not in `lam`.
+
+    Keras 3.15 ships `keras.layers.MixUp`; this layer does not use it because they differ
+    (measured in tests/test_mixup_layer.py):
+
+    - the draw: `keras.layers.MixUp` draws one weight *per row*, `Beta(alpha, alpha)` as
+      is, so its mean weight is 0.5 and half of the rows lean to their partner; here one
+      weight per batch, folded (`E[lam] = E[max(B, 1 - B)]`, 0.90 for `alpha = 0.2`);
+    - the labels: it mixes labels that are already one-hot floats; this layer takes the
+      integer labels of the seed's function and one-hot encodes them;
+    - the inputs: it reshapes its weights to rank 4 (images); on features `(batch, d)` or
+      embeddings `(batch, time, d)` the weights broadcast to the wrong shape.
+    With the same weights and permutation its image and label mix equal `mixup`'s (tested):
+    the arithmetic is the same, only the draw and the input contract differ.
+
+    Example:
+
+    ```python
+    mix = tfssl.layers.Mixup(alpha=0.2, num_classes=10, seed=0)
+    x_mix, y_mix = mix((images, labels), training=True)
+    loss = keras.losses.categorical_crossentropy(y_mix, model(x_mix), from_logits=True)
+    ```
+
+    Args:
+        alpha: Beta concentration, `> 0`. Small values keep rows close to themselves.
+        num_classes: Number of classes of the integer labels.
+        seed: Integer seed of the draws. Defaults to `None` (a random one, set by
+            `keras.utils.set_random_seed`).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: If `alpha <= 0` or `num_classes` is not a positive integer.
+
+    References:
+        Zhang et al., mixup: Beyond Empirical Risk Minimization, arXiv 1710.09412.
+    """
+
+    def __init__(self, alpha, num_classes, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+            raise ValueError(f"`alpha` must be a number > 0. Received: alpha={alpha!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+            raise ValueError(
+                f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
+            )
+        self.alpha = float(alpha)
+        self.num_classes = num_classes
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True
+
+    def draw(self, batch_size):
+        """The next draw: `(lam, index)`, a folded scalar weight and a `(batch_size,)`
+        permutation."""
+        m = keras.random.beta((), self.alpha, self.alpha, seed=self.seed_generator)
+        index = keras.random.shuffle(tf.range(batch_size), seed=self.seed_generator)
+        return tf.maximum(m, 1.0 - m), index
+
+    def call(self, inputs, training=None):
+        x, y = inputs
+        if not training:
+            return x, tf.one_hot(y, self.num_classes)
+        lam, index = self.draw(tf.shape(x)[0])
+        return mixup(x, y, self.num_classes, self.alpha, mix=lam, index=index)
+
+    def compute_output_spec(self, inputs, training=None):
+        x, y = inputs
+        return (
+            keras.KerasTensor(x.shape, dtype="float32"),
+            keras.KerasTensor(tuple(y.shape) + (self.num_classes,), dtype="float32"),
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+        }

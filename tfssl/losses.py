@@ -7,6 +7,9 @@
 - Soft macro-F1: the seed's Keras `f1_loss` (seed 003) and sigmoidF1 (Bénédict et al.,
   "sigmoidF1: A Smooth F1 Score Surrogate Loss for Multilabel Classification",
   arXiv:2108.10566).
+- Sharpening of a predicted distribution with a temperature, MixMatch's label guess
+  (Berthelot et al., "MixMatch: A Holistic Approach to Semi-Supervised Learning",
+  arXiv:1905.02249).
 - Label regularization (seed 004): label smoothing (Szegedy et al., arXiv:1512.00567),
   distillation with a temperature (Hinton et al., arXiv:1503.02531) and ReLoop's
   self-correction term (Cai et al., "ReLoop: A Self-Correction Continual Learning Loop for
@@ -34,6 +37,7 @@ __all__ = [
     "f1_loss",
     "masked_sparse_categorical_crossentropy",
     "reloop_loss",
+    "sharpen",
     "sigmoid_f1_loss",
     "smooth_labels",
 ]
@@ -521,3 +525,41 @@ def reloop_loss(y_true, y_pred, y_prev):
     positive = tf.nn.relu(y_prev - y_pred)
     negative = tf.nn.relu(y_pred - y_prev)
     return tf.reduce_mean(y_true * positive + (1.0 - y_true) * negative)
+
+
+def sharpen(probabilities, temperature):
+    """Sharpens class distributions with a temperature, as MixMatch's label guess.
+
+    Lowers the entropy of each row: `T -> 0` tends to the one-hot argmax, `T = 1` leaves
+    the row unchanged. Computed as a softmax of `log(p) / T`, which equals the formula and
+    does not underflow for small `T`.
+
+    Formula:
+
+    ```python
+    sharpened = p ** (1 / T) / sum(p ** (1 / T), axis=-1)
+    ```
+
+    Example:
+
+    >>> sharpen([[0.25, 0.75]], temperature=0.5).numpy()  # 1/16 and 9/16 over 10/16
+    array([[0.1, 0.9]], dtype=float32)
+
+    Args:
+        probabilities: Probabilities, shape `(batch, classes)`, rows summing to 1.
+        temperature: `T > 0`.
+
+    Returns:
+        A `float32` tensor shaped like `probabilities`, rows summing to 1.
+
+    Raises:
+        ValueError: if `temperature` is not positive.
+
+    References:
+        Berthelot et al., MixMatch: A Holistic Approach to Semi-Supervised Learning,
+        arXiv 1905.02249, eq. 7.
+    """
+    if not _is_number(temperature) or temperature <= 0:
+        raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
+    probabilities = tf.cast(probabilities, tf.float32)
+    return tf.nn.softmax(tf.math.log(probabilities) / temperature, axis=-1)

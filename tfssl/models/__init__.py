@@ -2,7 +2,9 @@
 
 from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.mean_teacher import MeanTeacher
+from tfssl.models.mixmatch import MixMatch
+from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
 from tfssl.models.temporal_ensembling import TemporalEnsembling
 
-__all__ = ["MeanTeacher", "PiModel", "SemiSupervisedModel", "TemporalEnsembling"]
+__all__ = ["MeanTeacher", "MixMatch", "MixupModel", "PiModel", "SemiSupervisedModel", "TemporalEnsembling"]

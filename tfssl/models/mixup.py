@@ -1,0 +1,276 @@
+"""Mixup training: input, word, sentence and manifold mixup.
+
+Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018, arXiv 1710.09412;
+Guo et al., "Augmenting Data with Mixup for Sentence Classification: An Empirical Study",
+arXiv 1905.08941 (word mixup on embeddings, sentence mixup on the encoder output); Verma et
+al., "Manifold Mixup: Better Representations by Interpolating Hidden States", ICML 2019,
+arXiv 1806.05236. Ports seed 002: one `Beta(alpha, alpha)` draw per batch folded to
+`max(lam, 1 - lam)`, an in-batch shuffle, integer labels one-hot
+(`tfssl.layers.mixup`), applied at the input, the embeddings, the encoder output, or a
+layer drawn at random every step.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfssl import layers
+from tfssl.data import UNLABELED
+from tfssl.models.base import SemiSupervisedModel, check_choice, global_mean
+
+__all__ = ["MixupModel"]
+
+_PLACES = ("input", "embedding", "encoder", "manifold")
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class MixupModel(SemiSupervisedModel):
+    """Mixup training of a backbone on its labeled rows, at the input or an inner layer.
+
+    Rows labeled -1 are ignored: a step takes the batch's labeled rows, draws
+    `lam = max(m, 1 - m)` with `m ~ Beta(alpha, alpha)` (one per batch, the seed's) and an
+    in-batch partner for every row, mixes the representation at the chosen place and the
+    one-hot labels with `lam`, runs the rest of the backbone and minimises the soft-label
+    cross-entropy. Where the mix happens (`at`):
+
+    - `"input"`: the backbone's input (images, features): the seed's `mixup`.
+    - `"embedding"`: the output of the backbone's `Embedding` layer ("word mixup"); the one
+      `Embedding` layer is found by itself, else name it in `mixup_layers`.
+    - `"encoder"`: the representation that enters the classification head ("sentence
+      mixup"), defined as the input of the backbone's last layer (the layer that returns the
+      logits), e.g. the pooled sentence vector of a fastText backbone. Naming a layer in
+      `mixup_layers` mixes its output instead.
+    - `"manifold"`: every step draws, uniformly, one of the input and the outputs of the
+      layers named in `mixup_layers` (default: the input and the encoder) and mixes there.
+
+    To mix inside the backbone, the functional graph is split at the mixing tensor into two
+    Keras functional models that share the backbone's layers: `head = keras.Model(inputs,
+    tensor)` and `tail = keras.Model(tensor, outputs)` (Keras 3 builds a model from an
+    intermediate tensor by giving it a new `Input`). Training them trains the backbone, the
+    serving graph stays the backbone itself, and no private Keras attribute is read. This
+    needs a functional or `Sequential` backbone whose graph passes through the tensor (a
+    skip connection around it has no split: the error names the layer), with the layer at
+    its top level and called once.
+
+    Formula:
+
+    ```python
+    lam = max(m, 1 - m)                                    # m ~ Beta(alpha, alpha)
+    h = head(x_labeled)                                    # identity for "input"
+    logits = tail(lam * h + (1 - lam) * h[index])
+    y_mix = lam * one_hot(y) + (1 - lam) * one_hot(y)[index]
+    loss = CE(y_mix, logits) = lam * CE(y, logits) + (1 - lam) * CE(y[index], logits)
+    ```
+
+    The mean is over the labeled rows (`supervised_normalize="labeled"`) or, as the seed's
+    code, over the batch (`"batch"`). The accuracy that `fit` reports is the one of the
+    mixed rows against their own label. Under `tf.distribute.MirroredStrategy` each replica
+    mixes its own labeled rows (a partner is a row of the same replica) and, for
+    `"manifold"`, draws its own layer; see `tfssl.layers.Mixup` for what the replicas draw.
+
+    Example:
+
+    ```python
+    model = tfssl.models.MixupModel(backbone, alpha=0.2, supervised_normalize="labeled")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    model.fit(tfssl.data.make_dataset(x, y_semi, 100, shuffle=True))
+    ```
+
+    Args:
+        backbone: `keras.Model` mapping inputs to logits; functional or `Sequential` for
+            any `at` but `"input"`.
+        alpha: Beta concentration, `> 0`. Defaults to `0.2`.
+        at: `"input"`, `"embedding"`, `"encoder"` or `"manifold"`. Defaults to `"input"`.
+        mixup_layers: Names of backbone layers whose output is mixed: one name for
+            `"embedding"` or `"encoder"`, any number for `"manifold"`; `None` for the
+            defaults above. Defaults to `None`.
+        seed: Seed of the draws (`tfssl.layers.Mixup`). Defaults to `None`.
+        **kwargs: `num_samples`, `num_classes`, `supervised_normalize` of
+            `SemiSupervisedModel` (the other arguments have no effect: there is no
+            unsupervised term), and `keras.Model` arguments.
+
+    Raises:
+        ValueError: If `alpha <= 0`, `at` is unknown, a name in `mixup_layers` is not a
+            layer of the backbone, `at="embedding"` finds no (or several) `Embedding`
+            layers, or the backbone cannot be split where asked.
+
+    References:
+        Zhang et al., mixup: Beyond Empirical Risk Minimization, arXiv 1710.09412.
+        Guo et al., Augmenting Data with Mixup for Sentence Classification, arXiv 1905.08941.
+        Verma et al., Manifold Mixup, arXiv 1806.05236.
+    """
+
+    loss_terms = ("loss", "supervised_loss")
+    schedule_terms = ("mixup_lambda",)
+
+    def __init__(self, backbone, alpha=0.2, at="input", mixup_layers=None, seed=None, **kwargs):
+        super().__init__(backbone, **kwargs)
+        check_choice("at", at, _PLACES)
+        if isinstance(mixup_layers, str):
+            mixup_layers = (mixup_layers,)
+        self.mixup = layers.Mixup(alpha, self.num_classes, seed=seed, name="mixup")
+        self.alpha = self.mixup.alpha
+        self.at = at
+        self.mixup_layers = None if mixup_layers is None else tuple(mixup_layers)
+        self.seed = seed
+        self._places = _Places(_split_points(backbone, at, self.mixup_layers))
+
+    def draw_mixing(self, num_rows):
+        """One step's draws: `(lam, index, place)`, the folded weight, the partners of
+        `num_rows` rows and the position of the mixing place (0 unless `"manifold"`)."""
+        lam, index = self.mixup.draw(num_rows)
+        num_places = len(self._places.splits)
+        if num_places == 1:
+            return lam, index, tf.constant(0, tf.int32)
+        place = keras.random.randint((), 0, num_places, seed=self.mixup.seed_generator)
+        return lam, index, tf.cast(place, tf.int32)
+
+    def mixed_logits(self, x, lam, index, place):
+        """Logits of the backbone with its representation at `place` mixed."""
+
+        def forward(head, tail):
+            def run():
+                hidden = x if head is None else head(x, training=True)
+                return tail(layers.mix_with_partners(hidden, lam, index), training=True)
+
+            return run
+
+        branches = [forward(head, tail) for head, tail in self._places.splits]
+        if len(branches) == 1:
+            return branches[0]()
+        return tf.switch_case(place, branches)
+
+    def compute_losses(self, x, sample_idx, labels):
+        labeled = labels != UNLABELED
+        x_labeled = tf.nest.map_structure(lambda t: tf.boolean_mask(t, labeled), x)
+        num_labeled = tf.reduce_sum(tf.cast(labeled, tf.int32))
+        lam, index, place = self.draw_mixing(num_labeled)
+        targets = layers.mix_with_partners(
+            tf.one_hot(tf.boolean_mask(labels, labeled), self.num_classes), lam, index
+        )
+        # A batch without labels skips the passes: batch norm would average over no rows.
+        logits_labeled = tf.cond(
+            num_labeled > 0,
+            lambda: tf.cast(self.mixed_logits(x_labeled, lam, index, place), tf.float32),
+            lambda: tf.zeros([0, self.num_classes]),
+        )
+        cross_entropy = keras.losses.categorical_crossentropy(
+            targets, logits_labeled, from_logits=True
+        )
+        # Back to batch positions, for the batch normalisation and the metrics.
+        rows = tf.where(labeled)
+        batch_size = tf.shape(labels, out_type=tf.int64)[0]
+        per_sample = tf.scatter_nd(rows, cross_entropy, [batch_size])
+        logits = tf.scatter_nd(rows, logits_labeled, [batch_size, self.num_classes])
+        if self.supervised_normalize == "batch":
+            supervised = global_mean(per_sample)
+        else:
+            supervised = global_mean(per_sample, weights=tf.cast(labeled, tf.float32))
+        terms = {"loss": supervised, "supervised_loss": supervised, "mixup_lambda": lam}
+        return terms, {"logits": logits}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "alpha": self.alpha,
+                "at": self.at,
+                "mixup_layers": None if self.mixup_layers is None else list(self.mixup_layers),
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+class _Places:
+    """The `(head, tail)` sub-models of each mixing place, kept out of Keras' tracking:
+    they share the backbone's layers, which would otherwise be saved twice."""
+
+    def __init__(self, splits):
+        self.splits = splits
+
+
+def _split_points(backbone, at, names):
+    """`[(head or None, tail)]`, one per mixing place of `at`."""
+    if at == "input":
+        if names is not None:
+            raise ValueError(
+                f"`mixup_layers` is for at='embedding', 'encoder' or 'manifold'. "
+                f"Received: at='input', mixup_layers={list(names)}"
+            )
+        return [(None, backbone)]
+    graph_inputs = getattr(backbone, "inputs", None)
+    if not graph_inputs or len(graph_inputs) != 1 or len(backbone.outputs) != 1:
+        raise ValueError(
+            f"at={at!r} splits the backbone's graph: it must be a functional or Sequential "
+            f"model with one input and one output. Received: {type(backbone).__name__} "
+            f"{backbone.name!r}"
+        )
+    if names is not None:
+        for name in names:
+            _layer(backbone, name)
+        if at != "manifold" and len(names) != 1:
+            raise ValueError(
+                f"at={at!r} mixes at one layer. Received: mixup_layers={list(names)}"
+            )
+    if at == "embedding":
+        return [_split(backbone, *_embedding_tensor(backbone, names))]
+    if at == "encoder":
+        return [_split(backbone, *_encoder_tensor(backbone, names))]
+    places = [(None, backbone)]
+    if names is None:
+        return places + [_split(backbone, *_encoder_tensor(backbone, None))]
+    return places + [_split(backbone, _layer(backbone, name).output, repr(name)) for name in names]
+
+
+def _layer(backbone, name):
+    names = [layer.name for layer in backbone.layers]
+    if name not in names:
+        raise ValueError(
+            f"`mixup_layers` names a layer that is not in the backbone {backbone.name!r} "
+            f"(its layers: {names}). Received: {name!r}"
+        )
+    return backbone.get_layer(name)
+
+
+def _embedding_tensor(backbone, names):
+    if names is not None:
+        return _layer(backbone, names[0]).output, repr(names[0])
+    embeddings = [
+        layer for layer in backbone.layers if isinstance(layer, keras.layers.Embedding)
+    ]
+    if len(embeddings) != 1:
+        found = [layer.name for layer in embeddings]
+        raise ValueError(
+            "at='embedding' mixes the output of the backbone's Embedding layer: the backbone "
+            f"{backbone.name!r} has {len(embeddings)} Embedding layers {found}; name the one "
+            f"to mix in `mixup_layers`. Received: mixup_layers=None"
+        )
+    return embeddings[0].output, repr(embeddings[0].name)
+
+
+def _encoder_tensor(backbone, names):
+    if names is not None:
+        return _layer(backbone, names[0]).output, repr(names[0])
+    last = backbone.layers[-1]
+    if last.output is not backbone.outputs[0]:
+        raise ValueError(
+            f"The encoder is the input of the layer that returns the logits, but the last "
+            f"layer {last.name!r} of {backbone.name!r} does not: name the encoder's layer in "
+            "`mixup_layers`."
+        )
+    return last.input, f"the input of {last.name!r}"
+
+
+def _split(backbone, tensor, where):
+    """`(head, tail)` functional models through `tensor` (described by `where`), sharing
+    the backbone's layers."""
+    if tensor is backbone.inputs[0]:
+        return None, backbone
+    try:
+        tail = keras.Model(tensor, backbone.outputs[0])
+    except ValueError as error:
+        raise ValueError(
+            f"The backbone {backbone.name!r} cannot be split at {where}: its output "
+            f"does not depend on the input through that tensor alone ({error})"
+        ) from error
+    return keras.Model(backbone.inputs[0], tensor), tail
