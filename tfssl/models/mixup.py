@@ -207,70 +207,88 @@ def _split_points(backbone, at, names):
         )
     if names is not None:
         for name in names:
-            _layer(backbone, name)
+            _check_layer(backbone, name)
         if at != "manifold" and len(names) != 1:
             raise ValueError(
                 f"at={at!r} mixes at one layer. Received: mixup_layers={list(names)}"
             )
+    graph = _Graph(backbone)
     if at == "embedding":
-        return [_split(backbone, *_embedding_tensor(backbone, names))]
-    if at == "encoder":
-        return [_split(backbone, *_encoder_tensor(backbone, names))]
-    places = [(None, backbone)]
-    if names is None:
-        return places + [_split(backbone, *_encoder_tensor(backbone, None))]
-    return places + [_split(backbone, _layer(backbone, name).output, repr(name)) for name in names]
+        name = names[0] if names else _embedding_name(backbone)
+        return [graph.split(graph.outputs[name], repr(name))]
+    if at == "encoder" or (at == "manifold" and names is None):
+        if names and at == "encoder":
+            place = graph.split(graph.outputs[names[0]], repr(names[0]))
+        else:
+            place = graph.split(graph.last_input, f"the input of {backbone.layers[-1].name!r}")
+        return [place] if at == "encoder" else [(None, backbone), place]
+    return [(None, backbone)] + [graph.split(graph.outputs[name], repr(name)) for name in names]
 
 
-def _layer(backbone, name):
+def _check_layer(backbone, name):
     names = [layer.name for layer in backbone.layers]
     if name not in names:
         raise ValueError(
             f"`mixup_layers` names a layer that is not in the backbone {backbone.name!r} "
             f"(its layers: {names}). Received: {name!r}"
         )
-    return backbone.get_layer(name)
 
 
-def _embedding_tensor(backbone, names):
-    if names is not None:
-        return _layer(backbone, names[0]).output, repr(names[0])
+def _embedding_name(backbone):
     embeddings = [
-        layer for layer in backbone.layers if isinstance(layer, keras.layers.Embedding)
+        layer.name for layer in backbone.layers if isinstance(layer, keras.layers.Embedding)
     ]
     if len(embeddings) != 1:
-        found = [layer.name for layer in embeddings]
         raise ValueError(
             "at='embedding' mixes the output of the backbone's Embedding layer: the backbone "
-            f"{backbone.name!r} has {len(embeddings)} Embedding layers {found}; name the one "
-            f"to mix in `mixup_layers`. Received: mixup_layers=None"
+            f"{backbone.name!r} has {len(embeddings)} Embedding layers {embeddings}; name the "
+            "one to mix in `mixup_layers`. Received: mixup_layers=None"
         )
-    return embeddings[0].output, repr(embeddings[0].name)
+    return embeddings[0]
 
 
-def _encoder_tensor(backbone, names):
-    if names is not None:
-        return _layer(backbone, names[0]).output, repr(names[0])
-    last = backbone.layers[-1]
-    if last.output is not backbone.outputs[0]:
-        raise ValueError(
-            f"The encoder is the input of the layer that returns the logits, but the last "
-            f"layer {last.name!r} of {backbone.name!r} does not: name the encoder's layer in "
-            "`mixup_layers`."
-        )
-    return last.input, f"the input of {last.name!r}"
+class _Graph:
+    """The backbone's functional graph: input, output, each top-level layer's output and
+    the input of the last layer.
 
+    A `Sequential` model's layers are called anew on a fresh `Input`: once a `Sequential`
+    has been rebuilt (a reload does it), the first call of its layers, which
+    `layer.output` returns, belongs to an older graph than its `outputs`.
+    """
 
-def _split(backbone, tensor, where):
-    """`(head, tail)` functional models through `tensor` (described by `where`), sharing
-    the backbone's layers."""
-    if tensor is backbone.inputs[0]:
-        return None, backbone
-    try:
-        tail = keras.Model(tensor, backbone.outputs[0])
-    except ValueError as error:
-        raise ValueError(
-            f"The backbone {backbone.name!r} cannot be split at {where}: its output "
-            f"does not depend on the input through that tensor alone ({error})"
-        ) from error
-    return keras.Model(backbone.inputs[0], tensor), tail
+    def __init__(self, backbone):
+        self.backbone = backbone
+        if isinstance(backbone, keras.Sequential):
+            spec = backbone.inputs[0]
+            self.input = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
+            tensor, self.outputs = self.input, {}
+            for layer in backbone.layers:
+                self.last_input = tensor
+                tensor = layer(tensor)
+                self.outputs[layer.name] = tensor
+            self.output = tensor
+            return
+        self.input, self.output = backbone.inputs[0], backbone.outputs[0]
+        self.outputs = {layer.name: layer.output for layer in backbone.layers}
+        last = backbone.layers[-1]
+        if last.output is not self.output:
+            raise ValueError(
+                f"The encoder is the input of the layer that returns the logits, but the "
+                f"last layer {last.name!r} of {backbone.name!r} does not return them: name "
+                "the encoder's layer in `mixup_layers`."
+            )
+        self.last_input = last.input
+
+    def split(self, tensor, where):
+        """`(head, tail)` functional models through `tensor` (described by `where`),
+        sharing the backbone's layers; `(None, backbone)` at the input."""
+        if tensor is self.input:
+            return None, self.backbone
+        try:
+            tail = keras.Model(tensor, self.output)
+        except ValueError as error:
+            raise ValueError(
+                f"The backbone {self.backbone.name!r} cannot be split at {where}: its output "
+                f"does not depend on the input through that tensor alone ({error})"
+            ) from error
+        return keras.Model(self.input, tensor), tail
