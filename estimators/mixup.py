@@ -1,0 +1,77 @@
+"""Mixup training on Fashion-MNIST's labeled rows: input or manifold mixup.
+
+Zhang et al., "mixup: Beyond Empirical Risk Minimization", arXiv 1710.09412; Verma et al.,
+"Manifold Mixup", arXiv 1806.05236 (seed 002). Every step mixes the batch's labeled rows with
+in-batch partners, `lam = max(m, 1 - m)` with `m ~ Beta(--alpha, --alpha)` once per batch, at
+`--at`: the input, the input of the last layer (`encoder`), or, with `manifold`, a place drawn
+every step among the input and `--mixup-layers`. Unlabeled rows are not used. (`embedding`,
+word mixup, needs a text backbone with an Embedding layer: see `tfssl.models.MixupModel`.)
+
+Example:
+
+    .venv/bin/python estimators/mixup.py --backbone mlp --train-size 20000 \\
+        --labeled-per-batch 50 --learning-rate 0.001 --epochs 15 --supervised-normalize labeled
+"""
+
+import keras
+
+import _common
+from tfssl import models
+
+
+def build_parser():
+    parser = _common.base_parser(__doc__)
+    parser.add_argument("--alpha", type=float, default=0.2, help="Beta concentration")
+    parser.add_argument(
+        "--at", choices=("input", "encoder", "manifold"), default="input", help="where to mix"
+    )
+    parser.add_argument(
+        "--mixup-layers",
+        nargs="+",
+        metavar="NAME",
+        help="backbone layers to mix at (manifold: drawn with the input each step; encoder: "
+        "one layer instead of the input of the last layer)",
+    )
+    parser.add_argument(
+        "--supervised-normalize",
+        choices=("batch", "labeled"),
+        default="batch",
+        help="mean of the cross-entropy over the batch (the seed code) or the labeled rows",
+    )
+    return parser
+
+
+def run(args):
+    """Trains MixupModel with the parsed flags; returns the test accuracy."""
+    keras.utils.set_random_seed(args.seed)
+    (x, y_semi), test = _common.load_data(args)
+    train = _common.train_dataset(x, y_semi, args)
+
+    strategy = _common.make_strategy(args)
+    with strategy.scope():
+        model = models.MixupModel(
+            _common.build_backbone(args),
+            alpha=args.alpha,
+            at=args.at,
+            mixup_layers=args.mixup_layers,
+            seed=args.seed,
+            supervised_normalize=args.supervised_normalize,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+
+    model.fit(
+        train,
+        epochs=args.epochs,
+        validation_data=test,
+        callbacks=_common.callbacks(args),
+        verbose=_common.verbose(args),
+    )
+    return _common.evaluate_and_export("mixup", model, test, args)
+
+
+def main(argv=None):
+    run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

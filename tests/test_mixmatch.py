@@ -1,0 +1,187 @@
+"""MixMatch and tfssl.losses.sharpen against numpy computations with fixed augmentations and
+draws; the contract, serving, MirroredStrategy, bad input."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from serving_utils import serve_in_fresh_process
+from tfssl import backbones, data, export, losses, models, testing
+
+NUM_CLASSES = 3
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _np_sharpen(p, temperature):
+    powered = p ** (1.0 / temperature)
+    return powered / powered.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 0.1])
+def test_sharpen_is_the_tempered_renormalisation(temperature):
+    p = _softmax(np.random.default_rng(0).normal(size=(5, 4)))
+    sharpened = losses.sharpen(p, temperature).numpy()
+    np.testing.assert_allclose(sharpened, _np_sharpen(p, temperature), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(sharpened.sum(axis=1), 1.0, rtol=1e-6)
+    if temperature < 1:
+        assert np.all(sharpened.max(axis=1) >= p.max(axis=1) - 1e-7)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -0.5])
+def test_sharpen_rejects_a_non_positive_temperature(temperature):
+    with pytest.raises(ValueError, match=f"temperature={temperature}"):
+        losses.sharpen([[0.5, 0.5]], temperature)
+
+
+class ShiftByCall(keras.layers.Layer):
+    """A fixed augmentation: the k-th call (from 0) adds 0.1 k, so the views are known."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x, training=None):
+        shifted = x + 0.1 * self.calls
+        self.calls.assign_add(1.0)
+        return shifted
+
+
+def test_guess_mixed_batch_and_loss_equal_numpy_with_fixed_augmentations_and_draws():
+    x, _, y_semi = testing.tiny_data()  # rows 0-11 labeled, 12-47 unlabeled
+    K, T, lambda_u = 2, 0.5, 75.0
+    model = models.MixMatch(
+        testing.tiny_backbone(),
+        augment=ShiftByCall(),
+        K=K,
+        T=T,
+        lambda_u=lambda_u,
+        ramp_up_epochs=4,
+    )
+    model.epoch.assign(2)  # linear ramp: half of lambda_u
+    labeled = y_semi != data.UNLABELED
+    num_rows = labeled.sum() + K * (~labeled).sum()
+    rng = np.random.default_rng(1)
+    lam = rng.uniform(0.5, 1.0, size=num_rows).astype("float32")
+    index = rng.permutation(num_rows).astype("int32")
+    model.draw_mixing = lambda n: (tf.constant(lam), tf.constant(index))
+    terms, outputs = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
+
+    backbone = lambda v: model.backbone(v.astype("float32")).numpy()  # noqa: E731
+    views = [x + 0.1 * k for k in range(K)]
+    mean_prediction = np.mean([_softmax(backbone(v[~labeled])) for v in views], axis=0)
+    guess = _np_sharpen(mean_prediction, T)
+    np.testing.assert_allclose(outputs["guess"], guess, rtol=1e-5, atol=1e-6)
+
+    inputs = np.concatenate([views[0][labeled]] + [v[~labeled] for v in views])
+    targets = np.concatenate([np.eye(NUM_CLASSES)[y_semi[labeled]], guess, guess])
+    mixed_inputs = lam[:, None] * inputs + (1 - lam[:, None]) * inputs[index]
+    mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[index]
+    np.testing.assert_allclose(outputs["mixed_inputs"], mixed_inputs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs["mixed_targets"], mixed_targets, rtol=1e-5, atol=1e-6)
+
+    logits = backbone(mixed_inputs)
+    n = labeled.sum()
+    log_p = np.log(_softmax(logits[:n]))
+    cross_entropy = -np.mean(np.sum(mixed_targets[:n] * log_p, axis=1))
+    l2 = np.mean((mixed_targets[n:] - _softmax(logits[n:])) ** 2)
+    np.testing.assert_allclose(terms["supervised_loss"], cross_entropy, rtol=1e-5)
+    np.testing.assert_allclose(terms["consistency_loss"], l2, rtol=1e-5)
+    np.testing.assert_allclose(terms["unsupervised_weight"], lambda_u * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(terms["loss"], cross_entropy + lambda_u * 0.5 * l2, rtol=1e-5)
+
+
+def test_the_guess_is_held_fixed():
+    x, _, y_semi = testing.tiny_data()
+    model = models.MixMatch(testing.tiny_backbone(), augment=keras.layers.GaussianNoise(0.1))
+    with tf.GradientTape(persistent=True) as tape:
+        terms, outputs = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
+    weights = model.backbone.trainable_weights
+    assert all(g is None for g in tape.gradient(outputs["guess"], weights))
+    assert all(g is not None for g in tape.gradient(terms["consistency_loss"], weights))
+
+
+def test_default_draw_folds_one_lambda_per_row_or_per_batch():
+    for per_row, shape in ((True, (40,)), (False, ())):
+        model = models.MixMatch(
+            testing.tiny_backbone(),
+            augment=keras.layers.Identity(),
+            lambda_per_row=per_row,
+            seed=0,
+        )
+        lam, index = model.draw_mixing(40)
+        assert lam.shape == shape and np.all(lam.numpy() >= 0.5)
+        assert sorted(index.numpy()) == list(range(40))
+
+
+def test_default_augmentation_is_the_papers_for_images():
+    model = models.MixMatch(backbones.mlp((28, 28, 1), 10, units=(8,)))
+    assert model.augment.name == "augmentation"
+    kinds = {type(layer).__name__ for layer in model.augment.layers}
+    assert kinds == {"RandomTranslation", "GaussianNoise"}
+
+
+def test_contract(tmp_path):
+    testing.check_model_contract(
+        lambda b, n, c: models.MixMatch(
+            b, augment=keras.layers.GaussianNoise(0.1), ramp_up_epochs=1, seed=0
+        ),
+        str(tmp_path),
+        epochs=2,
+    )
+
+
+def test_fresh_process_export_serves_the_backbone(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    model = models.MixMatch(testing.tiny_backbone(), augment=keras.layers.GaussianNoise(0.1))
+    model.compile(optimizer="adam")
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
+    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
+    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def make_mirrored_mixmatch():
+    """Fixed draws: lam 0.7 for every view and each view its own partner. A replica mixes
+    its own views, laid out [labeled, unlabeled view 1, view 2] per replica, so random
+    partners could not match one device; the guess, the views and the global means can."""
+    x, _, y_semi = testing.tiny_data()
+    model = models.MixMatch(
+        testing.tiny_backbone(), augment=keras.layers.Identity(), K=2, ramp_up_epochs=1
+    )
+    model.draw_mixing = lambda n: (tf.fill([n], 0.7), tf.range(n))
+    return model, data.make_dataset(x, y_semi, batch_size=16)
+
+
+def test_two_replicas_equal_one_device():
+    spec = "test_mixmatch:make_mirrored_mixmatch"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"K": 0}, "K=0"),
+        ({"K": 1.5}, "K=1.5"),
+        ({"T": 0.0}, "T=0.0"),
+        ({"T": -1}, "T=-1"),
+        ({"alpha": 0}, "alpha=0"),
+        ({"lambda_u": -1.0}, "lambda_u=-1.0"),
+        ({"max_unsupervised_weight": 10.0}, "max_unsupervised_weight=10.0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.MixMatch(testing.tiny_backbone(), augment=keras.layers.Identity(), **kwargs)
+
+
+def test_non_image_backbone_needs_an_augmentation():
+    with pytest.raises(ValueError, match=r"Received: augment=None, input shape \(6,\)"):
+        models.MixMatch(testing.tiny_backbone())
