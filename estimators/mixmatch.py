@@ -7,9 +7,9 @@ random partners (`lam = max(m, 1 - m)`, `m ~ Beta(--alpha, --alpha)` per row) an
 is the cross-entropy of the mixed labeled views plus `--lambda-u` (ramped up linearly over
 `--ramp-up-epochs`) times the squared error of the mixed unlabeled views.
 
-The augmentation is `tfssl.layers.image_augmentation` (translation by 2 pixels, Gaussian
-noise 0.15). `--preset cifar10-4000 --dry-run` prints the paper's CIFAR-10 settings (4000
-labels, WRN-28-2, 6.24% error) and the flags they map to, without training.
+The augmentation is `tfssl.layers.image_augmentation` (translation by `--max-translation`
+pixels, Gaussian noise 0.15). `--preset cifar10-4000 --dry-run` prints the paper's CIFAR-10
+settings (4000 labels, WRN-28-2, 6.24% error) and the flags they map to, without training.
 
 Example:
 
@@ -60,6 +60,12 @@ def build_parser():
     parser.add_argument("--lambda-u", type=float, default=75.0, help="unlabeled loss weight")
     parser.add_argument("--ramp-up-epochs", type=int, default=16, help="linear lambda_u ramp")
     parser.add_argument(
+        "--max-translation",
+        type=int,
+        default=2,
+        help="pixels of the augmentation's random translation (0: Gaussian noise only)",
+    )
+    parser.add_argument(
         "--weight-decay", type=float, default=0.0, help="AdamW's decoupled decay (0: Adam)"
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), help="the paper's settings")
@@ -85,7 +91,9 @@ def run(args):
     with strategy.scope():
         model = models.MixMatch(
             _common.build_backbone(args),
-            augment=layers.image_augmentation(_common.IMAGE_SHAPE, seed=args.seed),
+            augment=layers.image_augmentation(
+                _common.IMAGE_SHAPE, max_translation=args.max_translation, seed=args.seed
+            ),
             K=args.K,
             T=args.T,
             alpha=args.alpha,

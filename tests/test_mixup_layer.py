@@ -69,7 +69,10 @@ def test_each_row_is_the_mix_of_itself_and_one_partner_with_the_batch_lambda(alp
         batch_lambdas = {round(lam, 4) for lam, _ in found if lam is not None}
         assert batch_lambdas <= {round(lam, 4)}, (batch_lambdas, lam)
         for i, (row_lam, j) in enumerate(found):
-            assert j == index[i] if row_lam is not None else (j == i and (index[i] == i or lam > 0.999))
+            if row_lam is not None:
+                assert j == index[i]
+            else:
+                assert j == i and (index[i] == i or lam > 0.999)
 
 
 @pytest.mark.parametrize("alpha", [0.2, 0.75])

@@ -119,8 +119,10 @@ def test_input_mixup_loss_is_the_lambda_weighted_cross_entropy_of_both_labels():
 
 def test_seed_normalisation_divides_by_the_batch():
     x, _, y_semi = testing.tiny_data()
-    by_labeled = _force_draws(models.MixupModel(testing.tiny_backbone(), supervised_normalize="labeled"))
-    by_batch = _force_draws(models.MixupModel(testing.tiny_backbone(), supervised_normalize="batch"))
+    by_labeled, by_batch = (
+        _force_draws(models.MixupModel(testing.tiny_backbone(), supervised_normalize=normalize))
+        for normalize in ("labeled", "batch")
+    )
     by_batch.backbone.set_weights(by_labeled.backbone.get_weights())
     labels = tf.constant(y_semi, tf.int32)
     labeled_loss = by_labeled.compute_losses(x, None, labels)[0]["loss"]
@@ -306,7 +308,9 @@ def _residual_backbone():
         (lambda: models.MixupModel(testing.tiny_backbone(), alpha=-0.5), "alpha=-0.5"),
         (lambda: models.MixupModel(testing.tiny_backbone(), at="middle"), "at='middle'"),
         (
-            lambda: models.MixupModel(testing.tiny_backbone(), at="manifold", mixup_layers=["nope"]),
+            lambda: models.MixupModel(
+                testing.tiny_backbone(), at="manifold", mixup_layers=["nope"]
+            ),
             "not in the backbone.*Received: 'nope'",
         ),
         (
@@ -318,7 +322,9 @@ def _residual_backbone():
             r"has 2 Embedding layers \['embedding', 'position_embedding'\]",
         ),
         (
-            lambda: models.MixupModel(text_backbone(), at="encoder", mixup_layers=["pool", "hidden"]),
+            lambda: models.MixupModel(
+                text_backbone(), at="encoder", mixup_layers=["pool", "hidden"]
+            ),
             r"one layer. Received: mixup_layers=\['pool', 'hidden'\]",
         ),
         (

@@ -7,4 +7,11 @@ from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
 from tfssl.models.temporal_ensembling import TemporalEnsembling
 
-__all__ = ["MeanTeacher", "MixMatch", "MixupModel", "PiModel", "SemiSupervisedModel", "TemporalEnsembling"]
+__all__ = [
+    "MeanTeacher",
+    "MixMatch",
+    "MixupModel",
+    "PiModel",
+    "SemiSupervisedModel",
+    "TemporalEnsembling",
+]
