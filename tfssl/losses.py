@@ -542,8 +542,8 @@ def sharpen(probabilities, temperature):
 
     Example:
 
-    >>> sharpen([[0.25, 0.75]], temperature=0.5).numpy()  # 1/16 and 9/16 over 10/16
-    array([[0.1, 0.9]], dtype=float32)
+    >>> [round(float(p), 4) for p in sharpen([[0.25, 0.75]], temperature=0.5)[0]]
+    [0.1, 0.9]
 
     Args:
         probabilities: Probabilities, shape `(batch, classes)`, rows summing to 1.
