@@ -141,7 +141,7 @@ class MixupModel(SemiSupervisedModel):
 
     def compute_losses(self, x, sample_idx, labels):
         labeled = labels != UNLABELED
-        x_labeled = tf.nest.map_structure(lambda t: tf.boolean_mask(t, labeled), x)
+        x_labeled = tf.boolean_mask(x, labeled)
         num_labeled = tf.reduce_sum(tf.cast(labeled, tf.int32))
         lam, index, place = self.draw_mixing(num_labeled)
         targets = layers.mix_with_partners(
