@@ -40,13 +40,14 @@ def _protocol_plot(plt, result, path):
     for position, row in enumerate(rows):
         values = list(row.accuracy.values())
         mean, low, high = stats.mean_interval(values)
-        left.bar(position, mean, color=f"C{position}", alpha=0.6)
-        left.errorbar(position, mean, yerr=_error(mean, low, high), color="k", capsize=6)
-        left.plot([position] * len(values), values, "ko", markersize=3)
+        # Points, not bars: the axis does not start at 0.
+        left.errorbar(position, mean, yerr=_error(mean, low, high), fmt="s", markersize=8,
+                      color=f"C{position}", capsize=6)
+        left.plot([position] * len(values), values, "k.", markersize=4)
     values = [v for row in result.rows for v in row.accuracy.values()]
     if ceiling is not None:
         left.axhline(ceiling.mean, color="gray", linestyle="--", label="all labels (ceiling)")
-        left.legend(loc="lower right")
+        left.legend(loc="best", fontsize="small")
     left.set_ylim(max(0.0, min(values) - 0.03), min(1.0, max(values) + 0.02))
     left.set_xticks(range(len(rows)), [row.label for row in rows], rotation=15)
     left.set_ylabel("test accuracy")
@@ -148,6 +149,7 @@ def _sweep_plot(plt, sweep, path):
         ax.legend(fontsize="small")
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
+    fig.suptitle("Validation accuracy per swept value: mean and 95% interval over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -49,8 +49,8 @@ class Backbone:
     Attributes:
         build: A function of no argument returning a fresh `keras.Model` (images to logits).
         text: How the report describes it.
-        seconds_per_step: Wall seconds of one supervised step on 2 idle CPU cores, used to
-            plan a run before any has been measured.
+        seconds_per_step: Seconds of one supervised step on 2 idle CPU cores, used to plan
+            a run before any has been measured.
     """
 
     build: object
@@ -64,8 +64,9 @@ BACKBONES = {
         text="`tfssl.backbones.mlp((28, 28, 1), 10, units=(500, 250))` (flatten, Gaussian "
         "input noise σ 0.3, dense ReLU layers of 500 and 250 units each followed by dropout "
         "0.3, dense 10 logits)",
-        # Measured at commit 3a6b245 with steps_per_execution=32: see BENCHMARKS.md's plan.
-        seconds_per_step=0.0045,
+        # CPU seconds of a supervised epoch (380 steps, steps_per_execution=32) after the
+        # first, measured at commit 1122198: 3.1 s; the model is compute-bound on 2 cores.
+        seconds_per_step=0.0082,
     ),
     # What --quick trains: it only exercises the code.
     "mlp-tiny": Backbone(
@@ -162,7 +163,8 @@ class Protocol:
             f"are unlabeled.{noise} Test: the "
             + (f"first {self.test_rows:,} rows of the " if self.test_rows else "")
             + f"10,000-row test set. Backbone for every method: {BACKBONES[self.backbone].text}."
-            f" Budget for every method: {self.epochs} epochs of {self.steps_per_epoch} steps ="
+            f" Budget for every method: {_count(self.epochs, 'epoch')} of {self.steps_per_epoch}"
+            f" steps ="
             f" {self.steps:,} steps, Adam lr {self.learning_rate:g} constant. Semi-supervised "
             f"batches: {self.batch_size - self.labeled_per_batch} unlabeled rows (covering the "
             f"unlabeled pool once per epoch) and {self.labeled_per_batch} labeled rows from an "
@@ -235,6 +237,10 @@ def noisy_labels(y_semi, rate, seed):
     shift = rng.integers(1, NUM_CLASSES, size=len(rows))
     noisy[rows] = (y_semi[rows] + shift) % NUM_CLASSES
     return noisy
+
+
+def _count(number, noun):
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 @functools.lru_cache(maxsize=2)

@@ -195,7 +195,8 @@ def _provenance(records):
     times = sorted(record["time"] for record in records)
     wall = sum(record["seconds"] for record in records)
     return (f"Machine: {'; '.join(machines)}. Commit: {', '.join(commits)}. Runs from "
-            f"{times[0]} to {times[-1]}, {len(records)} runs, {wall / 60:.1f} min of wall "
+            f"{times[0]} to {times[-1]}, {len(records)} run{'s' if len(records) > 1 else ''}, "
+            f"{wall / 60:.1f} min of wall "
             f"time.")
 
 
@@ -236,11 +237,13 @@ def _protocol_section(number, result, plots, quick):
     methods = [row.method for row in result.rows if row.method not in ("ceiling",)]
     methods_flag = ("" if tuple(methods) == default_methods()
                     else "--methods " + " ".join(methods))
+    command = _command("--protocols", result.name, _seeds_flag(result.seeds), methods_flag,
+                       quick=quick)
     lines = [
         f"### 1.{number} `{result.name}`: {protocol.title}", "",
         (protocol.why + " " if protocol.why else "")
         + "Command (runs already in `results.json` are skipped; add seeds or methods to "
-        f"extend): {_command('--protocols', result.name, _seeds_flag(result.seeds), methods_flag, quick=quick)}  ",
+        f"extend): {command}  ",
         _provenance(result.records), "",
         "Protocol: " + protocol.describe()
         + (f" The ceiling's runs are those of `{protocol.ceiling}`."
@@ -295,11 +298,11 @@ def _sweep_section(sweep, plots):
         groups.setdefault(key, {}).setdefault(_value_key(record["value"]), []).append(record)
     commands = sorted({record["command"] for record in sweep if record.get("command")})
     lines += [
-        "Validation accuracy on rows carved from the training rows (never the test set), "
-        "one value of one hyper-parameter at a time, the others at their settings in "
-        "`benchmarking/methods.py`; mean ± std over the seeds. The settings the tables "
-        "above use were fixed from this sweep before their test accuracy was measured."
-        + (" Command: " + "; ".join(f"`{c}`" for c in commands) if commands else ""),
+        "Validation accuracy (`val_accuracy` of `sweep.json`: rows carved from the training "
+        "rows, not the test set) for each swept value of one hyper-parameter, mean ± std over "
+        "the seeds; (best) marks the highest mean of its group. The tables above use the "
+        "settings of `benchmarking/methods.py`, listed above each table."
+        + (" Command: " + "; ".join(f"`{c}`" for c in commands) + "." if commands else ""),
         "",
         "| protocol | method | parameter | value | validation accuracy, mean ± std | seeds |",
         "|---|---|---|---|---|---|",
@@ -341,9 +344,10 @@ def _tf1_section(record, plots, quick):
         f"Protocol `{record['protocol']}`'s data, seed {record['seed']}, flattened to 784 "
         f"features; a dense network 784-{units}-10 (ReLU) with the same initial weights in "
         f"both, Adam lr {protocol.learning_rate:g} (epsilon 1e-8 in both), "
-        f"{protocol.epochs} epochs ({record['steps']} steps) over the same seeded batch "
-        f"sequence of {protocol.batch_size} rows drawn alike, TE with the seed's target, α "
-        f"{budget['alpha']}, w_max {budget['max_unsupervised_weight']:g} × "
+        f"{protocol.epochs} epoch{'s' if protocol.epochs > 1 else ''} ({record['steps']} "
+        f"steps) over the same seeded batch sequence of {protocol.batch_size} rows drawn "
+        f"alike, TE with the seed's target, α {budget['alpha']}, w_max "
+        f"{budget['max_unsupervised_weight']:g} × "
         f"{protocol.num_labeled}/{protocol.train_size} (the seed's factor), ramp-up "
         f"{budget['ramp_up_epochs']} epochs (the epoch fed to the TF1 graph is clamped like "
         f"tfssl's). TF1: `tfssl.reference.temporal_ensemble.TemporalEnsembleGraph` "
@@ -368,8 +372,9 @@ def _speed_section(speed, plots, quick):
     for backbone, ratios in speed.items():
         latest = ratios["records"][-1]
         budget = latest["config"]["speed"]
+        command = _command("--sections speed", "--protocols", latest["protocol"], quick=quick)
         lines += [
-            f"Command: {_command('--sections speed', '--protocols', latest['protocol'], quick=quick)}  ",
+            f"Command: {command}  ",
             _provenance(ratios["records"]), "",
             f"Backbone `{backbone}`, protocol `{latest['protocol']}`'s batches, one process: "
             f"`train_on_batch` on prepared numpy batches (one step per call). After "

@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Wall seconds a run spends outside its steps (data, tracing, evaluation), measured on the
-# mlp protocols; part of the planned cost.
+# Seconds a run spends outside its steps (data, tracing, evaluation) on the mlp protocols;
+# part of the planned cost.
 RUN_OVERHEAD_SECONDS = 4.0
 # Seed 000's TF1 graph is compared on the protocol below, with the seed's dense network and
 # weighting (the factor num_labeled / train rows is on, as in the seed).
@@ -158,25 +158,34 @@ def plan(protocols, methods, seeds, sections, quick, records):
     return planned, [run for run in planned if run.key not in done]
 
 
-def estimate_seconds(run, records):
-    """Planned wall seconds of `run`: measured runs of the same kind when there are any.
+def _busy_seconds(record):
+    # CPU seconds do not grow when other processes share the cores; for these small
+    # networks TensorFlow keeps about one core busy, so they are the wall time on an idle
+    # machine (an upper bound where it uses both cores).
+    return record.get("cpu_seconds", record["seconds"])
 
-    A method's run under a protocol takes the median seconds of its earlier runs there;
+
+def estimate_seconds(run, records):
+    """Planned seconds of `run` on 2 idle cores, from measured runs when there are any.
+
+    A method's run under a protocol takes the median CPU seconds of its earlier runs there;
     without any, the seconds per step of earlier supervised runs on the same backbone
     (or the backbone's `seconds_per_step`) × the protocol's steps × the method's `cost`.
     """
     same_kind = [r for r in records if r["kind"] == run.kind and r.get("quick") == run.quick]
     if run.kind != "run":
-        seconds = [r["seconds"] for r in same_kind if r["protocol"] == run.protocol.name]
+        seconds = [_busy_seconds(r) for r in same_kind if r["protocol"] == run.protocol.name]
         return float(np.median(seconds)) if seconds else 30.0
-    seconds = [r["seconds"] for r in same_kind
+    seconds = [_busy_seconds(r) for r in same_kind
                if r["protocol"] == run.protocol.name and r["method"] == run.method]
     if seconds:
         return float(np.median(seconds))
-    per_step = [(r["seconds"] - RUN_OVERHEAD_SECONDS) / r["steps"] for r in same_kind
+    per_step = [(_busy_seconds(r) - RUN_OVERHEAD_SECONDS) / r["steps"] for r in same_kind
                 if r["method"] == "supervised"
                 and r["config"]["protocol"]["backbone"] == run.protocol.backbone]
-    per_step = np.median(per_step) if per_step else BACKBONES[run.protocol.backbone].seconds_per_step
+    if not per_step:
+        per_step = [BACKBONES[run.protocol.backbone].seconds_per_step]
+    per_step = np.median(per_step)
     return RUN_OVERHEAD_SECONDS + float(per_step) * run.protocol.steps * METHODS[run.method].cost
 
 
@@ -241,7 +250,7 @@ def execute(todo, records, path, data_dir=None):
     context = {"commit": _commit(), "machine": machine_info()}
     for position, run in enumerate(todo, 1):
         print(f"[{position}/{len(todo)}] {run.describe()}", flush=True)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if run.kind == "run":
             result = train_run(run.protocol, run.method, run.seed, data_dir)
         elif run.kind == "tf1":
@@ -251,13 +260,16 @@ def execute(todo, records, path, data_dir=None):
         record = {
             "kind": run.kind, "protocol": run.protocol.name, "method": run.method,
             "seed": run.seed, **result, "seconds": time.perf_counter() - start,
-            "quick": run.quick, **context,
+            "cpu_seconds": time.process_time() - cpu_start, "quick": run.quick, **context,
             "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "fingerprint": run.fingerprint, "config": run.config,
         }
         records.append(record)
         save_records(path, records)
-        summary = {k: v for k, v in result.items() if k in ("accuracy", "ms_per_step")}
+        if run.kind == "tf1":
+            summary = {name: result[name]["accuracy"] for name in ("tf1", "keras")}
+        else:
+            summary = {k: v for k, v in result.items() if k in ("accuracy", "ms_per_step")}
         print(f"    {json.dumps(summary)} in {record['seconds']:.0f} s", flush=True)
     return records
 
@@ -321,7 +333,8 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             **compile_kwargs,
         )
-        fit_kwargs["steps_per_epoch"] = steps
+        # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
+        fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
     model.fit(train, epochs=protocol.epochs, callbacks=list(callbacks), verbose=0,
               **fit_kwargs)
     return {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
