@@ -14,7 +14,7 @@ estimated cost are printed before anything trains (`--dry-run`: only that).
 Example:
     python estimators/benchmark.py --dry-run                  # the plan and its cost
     python estimators/benchmark.py                            # everything missing
-    python estimators/benchmark.py --methods vat --protocols noise20 --seeds 0 1 2 3 4
+    python estimators/benchmark.py --protocols noise20 --methods mean_teacher --seeds 5 6
     python estimators/benchmark.py --quick --output /tmp/B.md # seconds; numbers mean nothing
     python estimators/benchmark.py --from-json benchmarks/results.json   # re-render only
     python estimators/benchmark.py --preset cifar10-4000 --dry-run

@@ -1,5 +1,6 @@
 """Tests of estimators/benchmark.py: --quick end to end, the statistics, resume, re-render."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -132,6 +133,11 @@ def test_resume_skips_existing_records_and_reruns_changed_settings(quick_run, mo
     extended = benchmark.main([*argv, "--seeds", "0", "1", "2"])
     assert {run.seed for run in extended["todo"] if run.kind == "run"} == {2}
     assert len([run for run in extended["todo"] if run.kind == "run"]) == 2 * 4 + 1
+    # Words and steps per call change no number: nothing reruns.
+    clean = protocols.PROTOCOLS["clean-1000"]
+    monkeypatch.setitem(protocols.PROTOCOLS, "clean-1000", dataclasses.replace(
+        clean, title="renamed", why="reworded", steps_per_execution=7))
+    assert benchmark.main(argv)["todo"] == []
     # A changed hyper-parameter reruns that method's runs, and only those.
     te = methods.METHODS["temporal_ensembling"]
     monkeypatch.setitem(methods.METHODS, "temporal_ensembling",

@@ -59,10 +59,16 @@ def _protocol_of(record):
     return Protocol(**{k: v for k, v in record["config"]["protocol"].items() if k in fields})
 
 
-def _current_fingerprint(protocol_name, method, quick):
-    if protocol_name not in PROTOCOLS or method not in METHODS:
+def _registered(protocol_name, quick):
+    if protocol_name not in PROTOCOLS:
         return None
-    protocol = PROTOCOLS[protocol_name].quick() if quick else PROTOCOLS[protocol_name]
+    return PROTOCOLS[protocol_name].quick() if quick else PROTOCOLS[protocol_name]
+
+
+def _current_fingerprint(protocol_name, method, quick):
+    protocol = _registered(protocol_name, quick)
+    if protocol is None or method not in METHODS:
+        return None
     return Planned("run", protocol, 0, method, quick=quick).fingerprint
 
 
@@ -104,7 +110,9 @@ def collect(records, quick):
         methods = [m for m in _order(runs[name], METHODS) if m != "ceiling"]
         if "supervised" not in methods:
             continue
-        protocol = _protocol_of(next(iter(runs[name]["supervised"].values())))
+        # The registry's words for a registered protocol (its numbers are the records').
+        protocol = (_registered(name, quick)
+                    or _protocol_of(next(iter(runs[name]["supervised"].values()))))
         ceiling = runs.get(protocol.ceiling, {}).get("ceiling", {}) if protocol.ceiling else {}
         results.append(_protocol_result(name, protocol, runs[name], methods, ceiling, speed))
     tf1 = [r for r in records if r["kind"] == "tf1" and r["quick"] == quick]

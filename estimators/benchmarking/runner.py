@@ -9,7 +9,8 @@ after every run, so a run cut short keeps what it measured and the next one resu
 - `{"kind": "speed", "backbone", "ms_per_step": {method: ms}, ...}`: interleaved step times.
 
 Every record also holds `quick`, `commit`, `time` (UTC), `machine`, `config` (the protocol's
-fields and the hyper-parameters it ran with) and `fingerprint` (a hash of `config`). A
+fields and the hyper-parameters it ran with) and `fingerprint` (a hash of `config` without
+the protocol's prose and `steps_per_execution`, which change no number). A
 planned run is skipped when a record with its kind, protocol, method, seed and fingerprint
 exists: changing a hyper-parameter or a protocol reruns exactly the runs it affects.
 """
@@ -55,6 +56,8 @@ TF1_QUICK = dict(TF1, dense_units=(16,))
 # Interleaved speed rounds: warm-up steps per method, then rounds of `steps` per method.
 SPEED = {"warmup": 10, "rounds": 7, "steps": 20}
 SPEED_QUICK = {"warmup": 1, "rounds": 2, "steps": 2}
+# Protocol fields that change no number: editing them does not rerun anything.
+_NOT_RESULTS = ("title", "why", "steps_per_execution")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,10 @@ class Planned:
 
     @property
     def fingerprint(self):
-        text = json.dumps(self.config, sort_keys=True)
+        config = self.config
+        config["protocol"] = {k: v for k, v in config["protocol"].items()
+                              if k not in _NOT_RESULTS}
+        text = json.dumps(config, sort_keys=True)
         return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
 
     @property
