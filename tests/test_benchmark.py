@@ -221,6 +221,7 @@ def test_report_verdicts_follow_the_intervals():
     records += [record("pi_model", s, a + d) for s, (a, d) in
                 enumerate(zip(supervised, (0.02, -0.02, 0.01, -0.01, 0.0)))]
     records += [record("ceiling", s, 0.86) for s in range(5)]
+    records.append(record("mean_teacher", 9, 0.9))
     text = report.render(records)
     rows = {row[0]: row for row in _table_rows(_section(text, "### 1.1"))[1:]}
     assert rows["Temporal Ensembling"][4] == "**wins**"
@@ -230,7 +231,9 @@ def test_report_verdicts_follow_the_intervals():
            "0): Temporal Ensembling (+0.0200 [+0.0200, +0.0200])." in text
     assert "No significant difference from supervised-only (the interval contains 0): Π-model" \
            in text
-    assert "Mean Teacher" not in _section(text, "### 1.1")
+    # A method without a seed in common with supervised-only is not compared.
+    assert rows["Mean Teacher"][3:6] == ["no seed in common with supervised-only", "–", "–"]
+    assert "| Mean Teacher | – |" in text
     # A record of other settings is left out and counted.
     stale = dict(records[0], accuracy=0.1, fingerprint="old")
     assert "1 older records ran with settings" in report.render(records + [stale])

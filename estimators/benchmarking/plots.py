@@ -80,7 +80,7 @@ def _differences_plot(plt, results, path):
     for index, method in enumerate(methods):
         for position, result in enumerate(results):
             row = result.row(method)
-            if row is None:
+            if row is None or row.paired is None:
                 continue
             x = position - 0.4 + width * (index + 0.5)
             paired = row.paired

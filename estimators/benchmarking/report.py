@@ -90,7 +90,7 @@ def collect(records, quick):
 
     Returns:
         A dict: `"protocols"` (a list of `ProtocolResult`), `"tf1"` (the latest TF1 record
-        or `None`), `"speed"` (`{backbone: {method: ratio, "record": ...}}`), `"stale"`.
+        or `None`), `"speed"` (`{backbone: {method: ratio, "records": [...]}}`), `"stale"`.
     """
     runs, stale = {}, 0
     for record in records:
@@ -145,7 +145,7 @@ def _protocol_result(name, protocol, runs, methods, ceiling_runs, speed):
         accuracy = _accuracies(runs[method])
         mean, std = stats.spread(list(accuracy.values()))
         row = Row(method, _label(method), accuracy, mean, std, speed_ratio=ratios.get(method))
-        if method != "supervised":
+        if method != "supervised" and set(accuracy) & set(supervised):
             row.paired = stats.paired_difference(accuracy, supervised)
             seeds = [s for s in row.paired.seeds if s in ceiling]
             if seeds:
@@ -268,6 +268,8 @@ def _protocol_section(number, result, plots, quick):
             difference, verdict, gap = "–", "reference", "0%"
         elif row.method == "ceiling":
             difference, verdict, gap = "–", "–", "100%"
+        elif row.paired is None:
+            difference, verdict, gap = "no seed in common with supervised-only", "–", "–"
         else:
             difference, verdict = _interval(row.paired), _verdict(row.paired)
             gap = ("n/a" if row.gap is None else f"{100 * row.gap:.0f}%") + row.gap_note
@@ -457,7 +459,7 @@ def _overview(results):
         cells = []
         for result in results:
             row = result.row(method)
-            cells.append("–" if row is None else
+            cells.append("–" if row is None or row.paired is None else
                          f"{_interval(row.paired)}, {_verdict(row.paired)}")
         lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
     return lines + [""]
