@@ -3,7 +3,8 @@
 How to add a method (one entry, nothing else to edit): write a function
 `build(backbone, protocol, hyper)` that returns the model to compile, and add a `Method` to
 `METHODS` with its label, its hyper-parameters, its paper and its cost. For VAT
-(`tfssl.models.VAT`, once it exists):
+(`tfssl.models.VAT`, once it exists; the values are placeholders for those its engineer
+recommends):
 
 ```python
 "vat": Method(
