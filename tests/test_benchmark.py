@@ -1,24 +1,28 @@
-"""Tests of estimators/benchmark.py: the --quick report, the presets and the label noise."""
+"""Tests of estimators/benchmark.py: --quick end to end, the statistics, resume, re-render."""
 
+import dataclasses
 import json
 import os
 import sys
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "estimators"))
 
 import benchmark  # noqa: E402
+from benchmarking import methods, protocols, report, runner, stats  # noqa: E402
 
 SECTIONS = (
     "## 1. Accuracy",
-    "## 2. The seed's TF1 graph next to the Keras port",
-    "## 3. Label noise",
+    "## 2. Hyper-parameter sweep",
+    "## 3. The seed's TF1 graph next to the Keras port",
     "## 4. Speed",
     "## 5. Published numbers",
+    "## References",
 )
-PLOTS = ("accuracy.png", "curves.png", "label_noise.png", "speed.png")
+QUICK_ARGV = ["--quick", "--seeds", "0", "1", "--protocols", "clean-1000", "noise20"]
 
 
 def _section(text, heading):
@@ -33,68 +37,230 @@ def _table_rows(section):
     for line in section.splitlines():
         if line.startswith("|") and not line.startswith("|---"):
             rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    return rows[1:] if rows else rows
+    return rows
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    output = tmp_path_factory.mktemp("bench") / "BENCHMARKS.md"
-    argv = ["--quick", "--seeds", "0", "--output", str(output)]
-    state = benchmark.main(argv)
-    return output, state
+    folder = tmp_path_factory.mktemp("bench")
+    output = folder / "BENCHMARKS.md"
+    # A sweep in the agreed format: {method, param, value, seed, val_accuracy, protocol}.
+    (folder / "benchmarks").mkdir()
+    sweep = [
+        {"method": "temporal_ensembling", "param": "alpha", "value": value, "seed": seed,
+         "val_accuracy": 0.8 + 0.01 * value + 0.001 * seed, "protocol": "clean-1000"}
+        for value in (0.3, 0.6, 0.9) for seed in (0, 1)
+    ] + [{"method": "temporal_ensembling", "param": "target", "value": "paper", "seed": 0,
+          "val_accuracy": 0.7, "protocol": "noise20"}]
+    (folder / "benchmarks" / "sweep.json").write_text(json.dumps(sweep))
+    result = benchmark.main([*QUICK_ARGV, "--output", str(output)])
+    return output, result
 
 
-def test_quick_report_has_every_section_command_and_plots(quick_run):
+def test_quick_report_has_every_section_and_plot(quick_run):
     output, _ = quick_run
     text = output.read_text(encoding="utf-8")
     for heading in SECTIONS:
         assert heading in text
-    assert "Not run" not in text
-    # Every measured section states the exact command and the machine.
-    command = f"python estimators/benchmark.py --quick --seeds 0 --output {output}"
-    assert text.count(f"Command: `{command}`") == 4
-    assert text.count("Machine: ") == 4
-    for name in PLOTS:
-        path = output.parent / "benchmarks" / name
-        assert path.stat().st_size > 1000
+    assert "Not measured yet" not in text
+    assert "/work/shared" not in text
+    assert "arXiv:1610.02242" in text and "arXiv:1703.01780" in text
+    plots = output.parent / "benchmarks"
+    for name in ("accuracy-clean-1000.png", "accuracy-noise20.png", "differences.png",
+                 "speed.png", "sweep.png"):
+        assert (plots / name).stat().st_size > 1000
         assert f"](benchmarks/{name})" in text
+    # Each protocol's section states the command that resumes or extends it.
+    assert ("`python estimators/benchmark.py --protocols noise20 --seeds 0 1 --quick`"
+            in text)
 
 
-def test_quick_report_accuracies_parse_in_unit_interval(quick_run):
-    output, state = quick_run
+def test_quick_run_records_every_planned_run(quick_run):
+    output, result = quick_run
+    records = json.loads((output.parent / "benchmarks" / "results.json").read_text())
+    runs = [r for r in records if r["kind"] == "run"]
+    # 2 protocols x 4 methods x 2 seeds, and the clean ceiling for both seeds.
+    assert len(runs) == 2 * 4 * 2 + 2
+    assert {(r["protocol"], r["method"], r["seed"]) for r in runs} >= {
+        ("clean-1000", "ceiling", 0), ("clean-1000", "ceiling", 1),
+        ("noise20", "temporal_ensembling", 1)}
+    for record in runs:
+        assert set(record) >= {"protocol", "method", "seed", "accuracy", "seconds", "steps",
+                               "commit", "time", "quick", "fingerprint", "config"}
+        assert 0.0 <= record["accuracy"] <= 1.0 and record["quick"] is True
+    assert len(result["todo"]) == len(records) == len(runs) + 2
+
+
+def test_quick_table_shows_the_records_and_their_paired_interval(quick_run):
+    output, result = quick_run
     text = output.read_text(encoding="utf-8")
-    accuracy_rows = _table_rows(_section(text, SECTIONS[0]))
-    # Four methods and the ceiling.
-    assert len(accuracy_rows) == 5
-    for row in accuracy_rows:
-        value = float(row[1].split("±")[0])
-        assert 0.0 <= value <= 1.0
-    # The table shows the measured values, not something else.
-    measured = state["results"]["accuracy"]["temporal_ensembling"][0]["accuracy"]
-    assert f"{measured:.4f}" in accuracy_rows[2][1]
-    tf1_rows = _table_rows(_section(text, SECTIONS[1]))
-    assert [row[0] for row in tf1_rows] == [
-        "TF1 graph (seed 000's step)", "Keras `TemporalEnsembling`"]
-    for row in tf1_rows:
-        assert 0.0 <= float(row[1]) <= 1.0
-        assert float(row[2]) > 0.0
-    noise_rows = _table_rows(_section(text, SECTIONS[2]))
-    assert [row[0] for row in noise_rows] == ["0%", "20%", "50%"]
-    for row in noise_rows:
-        assert 0.0 <= float(row[1]) <= 1.0 and 0.0 <= float(row[2]) <= 1.0
-    speed_rows = _table_rows(_section(text, SECTIONS[3]))
-    assert speed_rows[0][0] == "Supervised only" and float(speed_rows[0][2]) == 1.0
-    assert all(float(row[1]) > 0.0 for row in speed_rows)
+    section = _section(text, "### 1.2 `noise20`")
+    rows = {row[0]: row for row in _table_rows(section)[1:]}
+    assert list(rows) == ["Supervised only", "Π-model", "Temporal Ensembling", "Mean Teacher",
+                          "All labels (ceiling)"]
+    accuracy = {(r["method"], r["seed"]): r["accuracy"] for r in result["records"]
+                if r["kind"] == "run" and r["protocol"] == "noise20"}
+    te = [accuracy[("temporal_ensembling", s)] for s in (0, 1)]
+    supervised = [accuracy[("supervised", s)] for s in (0, 1)]
+    assert rows["Temporal Ensembling"][2] == f"{te[0]:.4f}, {te[1]:.4f}"
+    differences = np.subtract(te, supervised)
+    half = scipy_stats.t.ppf(0.975, 1) * np.std(differences, ddof=1) / np.sqrt(2)
+    mean = differences.mean()
+    assert rows["Temporal Ensembling"][3] == (
+        f"{mean:+.4f} [{mean - half:+.4f}, {mean + half:+.4f}]")
+    expected = ("**wins**" if mean - half > 0 else "loses" if mean + half < 0
+                else "no significant difference")
+    assert rows["Temporal Ensembling"][4] == expected
 
 
 def test_from_json_rerenders_the_same_report(quick_run, tmp_path):
     output, _ = quick_run
     again = tmp_path / "BENCHMARKS.md"
-    benchmark.main([
-        "--from-json", str(output.parent / "benchmarks" / "results.json"),
-        "--output", str(again),
-    ])
+    plots = tmp_path / "benchmarks"
+    plots.mkdir()
+    (plots / "sweep.json").write_text(
+        (output.parent / "benchmarks" / "sweep.json").read_text())
+    benchmark.main(["--from-json", str(output.parent / "benchmarks" / "results.json"),
+                    "--output", str(again)])
     assert again.read_text(encoding="utf-8") == output.read_text(encoding="utf-8")
+
+
+def test_resume_skips_existing_records_and_reruns_changed_settings(quick_run, monkeypatch):
+    output, _ = quick_run
+    argv = [*QUICK_ARGV, "--output", str(output), "--dry-run"]
+    assert benchmark.main(argv)["todo"] == []
+    # One more seed: only its runs are planned.
+    extended = benchmark.main([*argv, "--seeds", "0", "1", "2"])
+    assert {run.seed for run in extended["todo"] if run.kind == "run"} == {2}
+    assert len([run for run in extended["todo"] if run.kind == "run"]) == 2 * 4 + 1
+    # Words and steps per call change no number: nothing reruns.
+    clean = protocols.PROTOCOLS["clean-1000"]
+    monkeypatch.setitem(protocols.PROTOCOLS, "clean-1000", dataclasses.replace(
+        clean, title="renamed", why="reworded", steps_per_execution=7))
+    assert benchmark.main(argv)["todo"] == []
+    # A changed hyper-parameter reruns that method's runs, and only those.
+    te = methods.METHODS["temporal_ensembling"]
+    monkeypatch.setitem(methods.METHODS, "temporal_ensembling",
+                        methods.Method(**{**vars(te), "hyper": {**te.hyper, "alpha": 0.5}}))
+    changed = benchmark.main(argv)["todo"]
+    assert {(run.kind, run.method) for run in changed} == {
+        ("run", "temporal_ensembling"), ("speed", None)}
+
+
+def test_a_registered_method_gets_its_row_from_one_entry(quick_run, monkeypatch, tmp_path):
+    output, _ = quick_run
+    records = runner.load_records(str(output.parent / "benchmarks" / "results.json"))
+    monkeypatch.setitem(methods.METHODS, "pi_model_sg", methods.Method(
+        label="Π-model, stopped target",
+        build=lambda backbone, protocol, hyper: methods.models.PiModel(
+            backbone, stop_gradient_target=True,
+            **methods.consistency_kwargs(protocol, hyper)),
+        hyper={"max_unsupervised_weight": 30.0, "ramp_up_epochs": 5},
+    ))
+    assert "pi_model_sg" in methods.default_methods()
+    _, todo = runner.plan(["clean-1000"], ["supervised", "pi_model_sg"], [0], ["runs"], True,
+                          records)
+    assert [(run.method, run.seed) for run in todo] == [("pi_model_sg", 0)]
+    runner.execute(todo, records, str(tmp_path / "results.json"))
+    text = report.render(records, quick=True)
+    row = next(row for row in _table_rows(_section(text, "### 1.1 `clean-1000`"))
+               if row[0] == "Π-model, stopped target")
+    assert row[3].endswith("(1 seed: no interval)")
+    assert row[4] == "no significant difference"
+
+
+def test_paired_interval_equals_scipy():
+    method = {0: 0.83, 1: 0.81, 2: 0.84, 3: 0.82, 4: 0.85}
+    supervised = {0: 0.80, 1: 0.80, 2: 0.82, 3: 0.815, 4: 0.81}
+    paired = stats.paired_difference(method, supervised)
+    differences = np.array([0.03, 0.01, 0.02, 0.005, 0.04])
+    low, high = scipy_stats.t.interval(
+        0.95, len(differences) - 1, loc=differences.mean(), scale=scipy_stats.sem(differences))
+    np.testing.assert_allclose(paired.differences, differences, atol=1e-12)
+    np.testing.assert_allclose([paired.mean, paired.low, paired.high],
+                               [differences.mean(), low, high], atol=1e-12)
+    assert paired.verdict == "wins"
+
+
+def test_interval_containing_zero_is_no_significant_difference():
+    method = {0: 0.83, 1: 0.80, 2: 0.84}
+    supervised = {0: 0.81, 1: 0.82, 2: 0.82}
+    paired = stats.paired_difference(method, supervised)
+    assert paired.low < 0 < paired.high
+    assert paired.verdict == "no significant difference"
+    losing = stats.paired_difference({0: 0.70, 1: 0.71, 2: 0.69}, supervised)
+    assert losing.high < 0 and losing.verdict == "loses"
+
+
+def test_paired_difference_uses_the_seeds_both_ran_and_rejects_none():
+    paired = stats.paired_difference({0: 0.9, 1: 0.8, 7: 0.5}, {0: 0.8, 1: 0.7, 2: 0.1})
+    assert paired.seeds == (0, 1)
+    with pytest.raises(ValueError, match="No seed in common"):
+        stats.paired_difference({0: 0.9}, {1: 0.8})
+
+
+def test_gap_closed_on_means_and_undefined_without_a_gap():
+    assert stats.gap_closed(0.83, 0.80, 0.86) == pytest.approx(0.5)
+    assert stats.gap_closed(0.83, 0.80, 0.79) is None
+
+
+def test_report_verdicts_follow_the_intervals():
+    """Fixed records: the sentences say win / no significant difference as the CI does."""
+    def record(method, seed, accuracy, protocol="clean-1000"):
+        planned = runner.Planned("run", protocols.PROTOCOLS[protocol], seed, method)
+        return {"kind": "run", "protocol": protocol, "method": method, "seed": seed,
+                "accuracy": accuracy, "seconds": 60.0, "steps": 5700, "quick": False,
+                "commit": "abc", "time": "2026-11-26 08:00 UTC",
+                "machine": {"nproc": 2, "cpu": "cpu", "ram": "1 GiB", "tensorflow": "2",
+                            "keras": "3", "python": "3"},
+                "fingerprint": planned.fingerprint, "config": planned.config}
+
+    supervised = [0.80, 0.81, 0.79, 0.80, 0.82]
+    records = [record("supervised", s, a) for s, a in enumerate(supervised)]
+    records += [record("temporal_ensembling", s, a + 0.02) for s, a in enumerate(supervised)]
+    records += [record("pi_model", s, a + d) for s, (a, d) in
+                enumerate(zip(supervised, (0.02, -0.02, 0.01, -0.01, 0.0)))]
+    records += [record("ceiling", s, 0.86) for s in range(5)]
+    records.append(record("mean_teacher", 9, 0.9))
+    text = report.render(records)
+    rows = {row[0]: row for row in _table_rows(_section(text, "### 1.1"))[1:]}
+    assert rows["Temporal Ensembling"][4] == "**wins**"
+    assert rows["Temporal Ensembling"][5] == f"{100 * 0.02 / (0.86 - 0.804):.0f}%"
+    assert rows["Π-model"][4] == "no significant difference"
+    assert "Beats supervised-only (the whole 95% interval of the paired difference is above " \
+           "0): Temporal Ensembling (+0.0200 [+0.0200, +0.0200])." in text
+    assert "No significant difference from supervised-only (the interval contains 0): Π-model" \
+           in text
+    # A method without a seed in common with supervised-only is not compared.
+    assert rows["Mean Teacher"][3:6] == ["no seed in common with supervised-only", "–", "–"]
+    assert "| Mean Teacher | – |" in text
+    # A record of other settings is left out and counted.
+    stale = dict(records[0], accuracy=0.1, fingerprint="old")
+    assert "1 older records ran with settings" in report.render(records + [stale])
+
+
+def test_plan_estimates_cost_from_measured_runs():
+    protocol = protocols.PROTOCOLS["clean-1000"]
+    run = runner.Planned("run", protocol, 0, "mean_teacher")
+    planned_cost = runner.estimate_seconds(run, [])
+    expected = runner.RUN_OVERHEAD_SECONDS + (
+        protocols.BACKBONES["mlp"].seconds_per_step * 5700 * methods.METHODS["mean_teacher"].cost)
+    assert planned_cost == pytest.approx(expected)
+    measured = [{"kind": "run", "protocol": "clean-1000", "method": "mean_teacher",
+                 "seconds": s, "quick": False} for s in (50.0, 70.0, 60.0)]
+    assert runner.estimate_seconds(run, measured) == 60.0
+
+
+def test_default_run_is_planned_within_90_minutes():
+    _, todo = runner.plan(protocols.DEFAULT_PROTOCOLS, methods.default_methods(),
+                          report.DEFAULT_SEEDS, benchmark.SECTIONS, False, [])
+    assert len([run for run in todo if run.method == "ceiling"]) == 5
+    assert sum(runner.estimate_seconds(run, []) for run in todo) < 90 * 60
+
+
+def test_quick_needs_an_output():
+    with pytest.raises(SystemExit, match="--quick needs --output"):
+        benchmark.main(["--quick"])
 
 
 def test_preset_dry_run_prints_the_papers_settings(capsys):
@@ -117,46 +283,32 @@ def test_noisy_labels_corrupts_exactly_the_rate_of_labeled_rows():
     rng = np.random.default_rng(3)
     y_semi = np.full(500, -1)
     y_semi[rng.choice(500, 200, replace=False)] = rng.integers(0, 10, 200)
-    noisy = benchmark.noisy_labels(y_semi, 0.2, seed=0)
+    noisy = protocols.noisy_labels(y_semi, 0.2, seed=0)
     changed = noisy != y_semi
     assert changed.sum() == 40
     # Only labeled rows change, each to a different valid class.
     assert np.all(y_semi[changed] != -1)
     assert np.all((noisy[changed] >= 0) & (noisy[changed] < 10))
     np.testing.assert_array_equal(noisy[y_semi == -1], -1)
-    np.testing.assert_array_equal(benchmark.noisy_labels(y_semi, 0.2, seed=0), noisy)
+    np.testing.assert_array_equal(protocols.noisy_labels(y_semi, 0.2, seed=0), noisy)
 
 
 def test_noisy_labels_rejects_bad_rate():
     with pytest.raises(ValueError, match="rate=1.5"):
-        benchmark.noisy_labels(np.zeros(10, int), 1.5, seed=0)
+        protocols.noisy_labels(np.zeros(10, int), 1.5, seed=0)
 
 
-def test_seed_verdict_names_the_seed_a_method_loses_on():
-    def runs(*values):
-        return {seed: {"accuracy": value} for seed, value in enumerate(values)}
-
-    acc = {
-        "supervised": runs(0.80, 0.81),
-        "pi_model": runs(0.82, 0.83),
-        "temporal_ensembling": runs(0.82, 0.80),
-        "mean_teacher": runs(0.80, 0.79),
-    }
-    text = benchmark._seed_verdict(acc, [0, 1])
-    assert ("Π-model beats supervised-only on every seed: +0.0200 (seed 0), "
-            "+0.0200 (seed 1).") in text
-    assert ("Temporal Ensembling does **not** beat supervised-only on seed 1: +0.0200 (seed 0), "
-            "-0.0100 (seed 1).") in text
-    # A tie is not a win.
-    assert "Mean Teacher does **not** beat supervised-only on seed 0, 1:" in text
+def test_noise_protocols_load_their_rate_of_wrong_labels():
+    clean = protocols.load(protocols.PROTOCOLS["clean-1000"].quick(), seed=3)
+    noisy = protocols.load(protocols.PROTOCOLS["noise20"].quick(), seed=3)
+    labeled = clean["y_semi"] != -1
+    np.testing.assert_array_equal(noisy["y_semi"] != -1, labeled)
+    assert np.sum(noisy["y_semi"][labeled] != clean["y"][labeled]) == 10
+    np.testing.assert_array_equal(clean["y_semi"][labeled], clean["y"][labeled])
 
 
-def test_quick_run_semi_supervised_models_have_no_seed_factor(quick_run):
-    _, state = quick_run
-    assert state["cfg"]["seed_factor"] is False
-    model = benchmark._build_semi_supervised(
-        "temporal_ensembling", benchmark._mlp_backbone(state["cfg"])(), 150, state["cfg"],
-        benchmark._fashion_hyper(state["cfg"]),
-    )
-    assert model.num_labeled is None
-    assert "`num_labeled=None`" in benchmark._protocol(state["cfg"], [0])
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="Received: 'nope'"):
+        runner.plan(["nope"], ["supervised"], [0], ["runs"], False, [])
+    with pytest.raises(ValueError, match="Received: 'vat'"):
+        runner.plan(["clean-1000"], ["vat"], [0], ["runs"], False, [])

@@ -1,0 +1,136 @@
+"""The methods of the benchmark: one `Method` entry in `METHODS` per row of its tables.
+
+How to add a method (one entry, nothing else to edit): write a function
+`build(backbone, protocol, hyper)` that returns the model to compile, and add a `Method` to
+`METHODS` with its label, its hyper-parameters, its paper and its cost. For VAT
+(`tfssl.models.VAT`, once it exists; the values are placeholders for those its engineer
+recommends):
+
+```python
+"vat": Method(
+    label="VAT",
+    build=lambda backbone, protocol, hyper: models.VAT(
+        backbone, xi=hyper["xi"], epsilon=hyper["epsilon"],
+        **consistency_kwargs(protocol, hyper),
+    ),
+    hyper={"max_unsupervised_weight": 1.0, "ramp_up_epochs": 5, "xi": 1e-6,
+           "epsilon": 5.0},
+    per_protocol={"noise50": {"epsilon": 2.0}},
+    reference="Miyato, Maeda, Koyama, Ishii. Virtual Adversarial Training: A Regularization "
+    "Method for Supervised and Semi-Supervised Learning. 2017. arXiv:1704.03976",
+    cost=2.0,
+),
+```
+
+Its row then appears in every protocol's table, in the speed section and in `--methods`;
+`python estimators/benchmark.py --methods vat` runs only its missing runs (those of
+supervised-only and the ceiling already in `results.json` are reused) and rewrites the
+report. The model is compiled by the runner with `Adam(protocol.learning_rate)` and trained
+with `fit` on the protocol's semi-supervised batches `({"x", "idx"}, y)`; it is evaluated
+through `model.predict` (a tfssl model predicts with its serving network).
+
+Fields:
+
+- `hyper`: the hyper-parameters of every protocol; `per_protocol[name]` overrides some of
+  them for one protocol (the settings chosen by the sweep). A hyper-parameter named like a
+  `Protocol` batch field (`labeled_per_batch`) overrides the protocol's batches for this
+  method. The values a run used are stored in its record: a run whose settings changed is
+  run again, and the report shows only runs of the current settings.
+- `cost`: the method's run time ÷ a supervised run's on the same budget, used to plan a run
+  before one has been measured (measured runs in `results.json` are used when present).
+  Measured at commit 1122198 (CPU seconds per epoch after the first, clean-1000, mlp):
+  supervised 3.1, Π-model 5.3, Temporal Ensembling 3.3, Mean Teacher 4.65.
+- `data`: `"semi"` (the default: labeled and unlabeled batches), or for the two special
+  entries `"labeled"` (supervised-only: the labeled rows) and `"all_labels"` (the
+  ceiling: every training row with its true label); both train the bare backbone with
+  cross-entropy and have no `build`.
+"""
+
+import dataclasses
+
+from tfssl import models
+
+__all__ = ["METHODS", "Method", "consistency_kwargs", "default_methods"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One row of the benchmark's tables (see the module docstring)."""
+
+    label: str
+    build: object = None
+    hyper: dict = dataclasses.field(default_factory=dict)
+    per_protocol: dict = dataclasses.field(default_factory=dict)
+    reference: str | None = None
+    cost: float = 1.0
+    data: str = "semi"
+
+    def hyper_for(self, protocol_name):
+        """The hyper-parameters of this method under the protocol named `protocol_name`."""
+        return {**self.hyper, **self.per_protocol.get(protocol_name, {})}
+
+
+def consistency_kwargs(protocol, hyper):
+    """The `tfssl.models.SemiSupervisedModel` arguments every consistency method shares.
+
+    No seed factor num_labeled / train rows (`num_labeled=None`): it balances the two terms
+    when the cross-entropy is divided by the whole batch of rows drawn alike, not with
+    half-labeled batches and the labeled rows' mean.
+    """
+    return {
+        "num_labeled": None,
+        "max_unsupervised_weight": hyper["max_unsupervised_weight"],
+        "ramp_up_epochs": hyper["ramp_up_epochs"],
+        "supervised_normalize": protocol.supervised_normalize,
+    }
+
+
+_TE_PAPER = (
+    "Samuli Laine, Timo Aila. Temporal Ensembling for Semi-Supervised Learning. ICLR 2017. "
+    "arXiv:1610.02242"
+)
+# w_max 30 with a 5-epoch sigmoid ramp: the earlier benchmark's settings for 15 epochs.
+_CONSISTENCY = {"max_unsupervised_weight": 30.0, "ramp_up_epochs": 5}
+
+METHODS = {
+    "supervised": Method(label="Supervised only", data="labeled"),
+    "pi_model": Method(
+        label="Π-model",
+        build=lambda backbone, protocol, hyper: models.PiModel(
+            backbone, **consistency_kwargs(protocol, hyper)
+        ),
+        hyper=dict(_CONSISTENCY),
+        reference=_TE_PAPER,
+        cost=1.7,
+    ),
+    "temporal_ensembling": Method(
+        label="Temporal Ensembling",
+        build=lambda backbone, protocol, hyper: models.TemporalEnsembling(
+            backbone, num_samples=protocol.train_size, alpha=hyper["alpha"],
+            target=hyper["target"], **consistency_kwargs(protocol, hyper),
+        ),
+        hyper={**_CONSISTENCY, "alpha": 0.6, "target": "seed"},
+        reference=_TE_PAPER,
+        cost=1.1,
+    ),
+    "mean_teacher": Method(
+        label="Mean Teacher",
+        # EMA decay 0.99 throughout: 0.999 would average over ~1000 of the 5700 steps.
+        build=lambda backbone, protocol, hyper: models.MeanTeacher(
+            backbone, ema_decay=hyper["ema_decay"], rampup_ema_decay=hyper["rampup_ema_decay"],
+            **consistency_kwargs(protocol, hyper),
+        ),
+        hyper={**_CONSISTENCY, "ema_decay": 0.99, "rampup_ema_decay": 0.99},
+        reference="Antti Tarvainen, Harri Valpola. Mean teachers are better role models: "
+        "Weight-averaged consistency targets improve semi-supervised deep learning results. "
+        "NeurIPS 2017. arXiv:1703.01780",
+        cost=1.5,
+    ),
+    "ceiling": Method(label="All labels (ceiling)", data="all_labels"),
+}
+
+
+def default_methods():
+    """The methods run without `--methods`: every entry but the ceiling, which is planned
+    with each protocol that names one."""
+    return tuple(name for name, method in METHODS.items() if method.data != "all_labels")
