@@ -303,7 +303,7 @@ def test_script_help(capsys):
 
 
 def test_script_smoke_run(data_dir, capsys):  # noqa: F811
-    flags = ("--method", "pgd", "--attack-epsilons", "0.5", "2.0", "--test-size", "50")
+    flags = ("--method", "pgd", "--attack-epsilons", "0.5", "2.0", "--backbone", "mlp")
     accuracy = adversarial_script.run(_args(adversarial_script, data_dir, *flags))
     assert 0.0 <= accuracy <= 1.0
     out = capsys.readouterr().out
