@@ -236,7 +236,8 @@ def test_script_help(capsys):
 
 
 def test_script_smoke_run(data_dir, capsys):  # noqa: F811
-    flags = ("--entropy-minimization", "--epsilon", "2.0", "--labeled-per-batch", "10", "--backbone", "mlp")
+    flags = ("--entropy-minimization", "--epsilon", "2.0", "--labeled-per-batch", "10")
+    flags += ("--backbone", "mlp")
     accuracy = vat_script.run(_args(vat_script, data_dir, *flags))
     assert 0.0 <= accuracy <= 1.0
     assert f"vat test accuracy: {accuracy:.4f}" in capsys.readouterr().out

@@ -65,7 +65,7 @@ class VAT(SemiSupervisedModel):
     | CIFAR-10 (ZCA), with / without augmentation | 8.0 / 10.0 | vat_tf README |
     | SVHN, with / without augmentation | 3.5 / 2.5 | vat_tf README |
     | text, on normalized word embeddings (IMDB), `xi=0.1` | 5.0 | arXiv 1605.07725 |
-    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | tfssl, chosen on held-out rows |
+    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | REFERENCES.md (held-out rows) |
 
     The default `epsilon=8.0` is CIFAR-10's with augmentation, the setting of the paper's
     headline VAT + EntMin result. Oliver et al. (arXiv 1804.09170) report on CIFAR-10 with
