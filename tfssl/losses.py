@@ -10,6 +10,9 @@
 - Sharpening of a predicted distribution with a temperature, MixMatch's label guess
   (Berthelot et al., "MixMatch: A Holistic Approach to Semi-Supervised Learning",
   arXiv:1905.02249).
+- Entropy of the predicted distribution, the entropy-minimization term (Grandvalet &
+  Bengio, "Semi-supervised Learning by Entropy Minimization", NIPS 2004) of VAT + EntMin
+  (Miyato et al., arXiv:1704.03976).
 - Label regularization (seed 004): label smoothing (Szegedy et al., arXiv:1512.00567),
   distillation with a temperature (Hinton et al., arXiv:1503.02531) and ReLoop's
   self-correction term (Cai et al., "ReLoop: A Self-Correction Continual Learning Loop for
@@ -34,6 +37,7 @@ __all__ = [
     "SigmoidF1Loss",
     "consistency_loss",
     "distillation_loss",
+    "entropy_loss",
     "f1_loss",
     "masked_sparse_categorical_crossentropy",
     "reloop_loss",
@@ -563,3 +567,42 @@ def sharpen(probabilities, temperature):
         raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
     probabilities = tf.cast(probabilities, tf.float32)
     return tf.nn.softmax(tf.math.log(probabilities) / temperature, axis=-1)
+
+
+def entropy_loss(logits, reduction="mean"):
+    """Entropy of `softmax(logits)`: low when the prediction is confident.
+
+    Minimizing it pushes the decision boundary away from the data (Grandvalet & Bengio,
+    NIPS 2004); VAT + EntMin adds it to VAT's loss on every row (Miyato et al.,
+    arXiv:1704.03976, section 3.3; the authors' code, `--method=vatent`). Computed from
+    log-softmax, so it is exact and finite for saturated logits.
+
+    Formula:
+
+    ```python
+    p = softmax(logits)
+    entropy = -sum(p * log(p), axis=-1)
+    ```
+
+    Example:
+
+    >>> round(float(entropy_loss([[0.0, 0.0]])), 6)  # log(2)
+    0.693147
+
+    Args:
+        logits: Logits, shape `(batch, classes)`.
+        reduction: `"mean"` (a scalar, mean over the batch) or `"none"` (shape `(batch,)`).
+            Defaults to `"mean"`.
+
+    Returns:
+        A `float32` scalar, or a `(batch,)` vector for `reduction="none"`.
+
+    Raises:
+        ValueError: for an unknown `reduction`.
+    """
+    _check_choice("reduction", reduction, _REDUCTIONS)
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    per_sample = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+    if reduction == "none":
+        return per_sample
+    return tf.reduce_mean(per_sample)

@@ -1,17 +1,23 @@
 """Semi-supervised models: each a `keras.Model` wrapping a backbone that returns logits."""
 
+from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
 from tfssl.models.temporal_ensembling import TemporalEnsembling
+from tfssl.models.vat import VAT
 
 __all__ = [
+    "AdversarialTraining",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
+    "PerturbationSite",
     "PiModel",
     "SemiSupervisedModel",
     "TemporalEnsembling",
+    "VAT",
+    "adversarial_inputs",
 ]

@@ -1,0 +1,243 @@
+"""VAT and VAT + EntMin against closed forms on a linear softmax model, and their contract."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from serving_utils import serve_in_fresh_process
+from tfssl import data, export, losses, models, testing
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+sys.path.insert(0, ESTIMATORS)
+
+import vat as vat_script  # noqa: E402
+from test_adversarial import _text_backbone, _tokens  # noqa: E402
+from test_estimators import _args, data_dir  # noqa: E402, F401
+
+NUM_FEATURES, NUM_CLASSES = 6, 4
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _kl(p, q):
+    return np.sum(p * (np.log(p) - np.log(q)), -1)
+
+
+def _linear_model(seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    backbone = keras.Sequential([keras.Input((NUM_FEATURES,)), keras.layers.Dense(NUM_CLASSES)])
+    w = rng.normal(size=(NUM_FEATURES, NUM_CLASSES))
+    b = rng.normal(size=NUM_CLASSES)
+    backbone.set_weights([w.astype("float32"), b.astype("float32")])
+    x = rng.normal(size=(16, NUM_FEATURES))
+    return models.VAT(backbone, **kwargs), x, w, b
+
+
+def test_vat_loss_is_the_kl_along_the_dominant_eigenvector_of_the_kl_hessian():
+    epsilon = 0.05
+    model, x, w, b = _linear_model(xi=1e-3, epsilon=epsilon, power_iterations=40, seed=3)
+    labels = tf.fill([len(x)], data.UNLABELED)
+    terms, _ = model.compute_losses(tf.constant(x, tf.float32), None, labels)
+
+    p = _softmax(x @ w + b)
+    along_first, along_second = [], []
+    for row, p_row in zip(x, p):
+        # KL(p(x) || p(x + r)) = r^T H r / 2 + O(|r|^3), H = W (diag p - p p^T) W^T.
+        hessian = w @ (np.diag(p_row) - np.outer(p_row, p_row)) @ w.T
+        _, vectors = np.linalg.eigh(hessian)
+        for u, out in ((vectors[:, -1], along_first), (vectors[:, -2], along_second)):
+            kls = [_kl(p_row, _softmax((row + s * epsilon * u) @ w + b)) for s in (1, -1)]
+            out.append(np.mean(kls))
+    expected = np.mean(along_first)
+    np.testing.assert_allclose(float(terms["vat_loss"]), expected, rtol=0.03)
+    # The test tells the directions apart: the second eigenvector gives a much smaller KL.
+    assert np.mean(along_second) < 0.8 * expected
+
+
+def test_loss_terms_follow_the_formula():
+    model, x, w, b = _linear_model(epsilon=0.5, entropy_minimization=True, entropy_weight=0.3)
+    labels = np.full(len(x), data.UNLABELED)
+    labels[:4] = [0, 1, 2, 3]
+    terms, _ = model.compute_losses(tf.constant(x, tf.float32), None, tf.constant(labels))
+    p = _softmax(x @ w + b)
+    supervised = -np.sum(np.log(p[np.arange(4), labels[:4]])) / len(x)  # "batch" normalize
+    entropy = np.mean(-np.sum(p * np.log(p), -1))
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=1e-5)
+    np.testing.assert_allclose(terms["entropy_loss"], entropy, rtol=1e-5)
+    assert float(terms["unsupervised_weight"]) == 1.0  # the paper's fixed alpha
+    assert 0.0 < float(terms["vat_loss"])
+    np.testing.assert_allclose(
+        terms["loss"], supervised + terms["vat_loss"] + 0.3 * entropy, rtol=1e-5
+    )
+    np.testing.assert_allclose(losses.entropy_loss(x @ w + b), entropy, rtol=1e-5)
+
+
+def test_ramp_up_uses_the_schedule():
+    model, _, _, _ = _linear_model(ramp_up=True, ramp_up_epochs=10, max_unsupervised_weight=2.0)
+    model.epoch.assign(5)
+    assert float(model.unsupervised_weight()) == pytest.approx(2.0 * np.exp(-5.0 * 0.5**2))
+    model.epoch.assign(10)
+    assert float(model.unsupervised_weight()) == pytest.approx(2.0)
+
+
+def test_the_random_start_follows_the_row_not_its_place_in_the_batch():
+    model, x, _, _ = _linear_model(epsilon=0.5, seed=7)
+    labels = tf.fill([len(x)], data.UNLABELED)
+    x = tf.constant(x, tf.float32)
+    idx = tf.range(len(x), dtype=tf.int64)
+
+    def vat(model, order):
+        terms, _ = model.compute_losses(tf.gather(x, order), tf.gather(idx, order), labels)
+        return float(terms["vat_loss"])
+
+    forward, backward = vat(model, idx), vat(model, idx[::-1])
+    np.testing.assert_allclose(forward, backward, rtol=1e-5)
+    other_seed, _, _, _ = _linear_model(epsilon=0.5, seed=8)
+    assert abs(vat(other_seed, idx) - forward) > 1e-4 * forward
+    # Without idx the key is the position in the batch: the order then matters.
+    position_keyed = [
+        float(model.compute_losses(tf.gather(x, o), None, labels)[0]["vat_loss"])
+        for o in (idx, idx[::-1])
+    ]
+    assert position_keyed[0] == pytest.approx(forward, rel=1e-5)
+    assert abs(position_keyed[1] - forward) > 1e-4 * forward
+
+
+def _clusters(seed=0, n=100):
+    """Two vertical clusters; one label per class, at opposite ends of each cluster."""
+    rng = np.random.default_rng(seed)
+    left = np.stack([rng.normal(-1.5, 0.3, n), rng.normal(0.0, 1.5, n)], 1)
+    right = np.stack([rng.normal(1.5, 0.3, n), rng.normal(0.0, 1.5, n)], 1)
+    x = np.concatenate([left, right]).astype("float32")
+    y = np.repeat([0, 1], n)
+    y_semi = np.full(2 * n, data.UNLABELED)
+    labeled = [np.argmax(left[:, 1]), n + np.argmin(right[:, 1])]
+    y_semi[labeled] = y[labeled]
+    return x, y, y_semi
+
+
+def test_vat_learns_from_unlabeled_rows_alone():
+    x, y, y_semi = _clusters()
+    batches = tf.data.Dataset.from_tensors(({"x": x, "idx": np.arange(len(x))}, y_semi))
+    accuracy = {}
+    for weight in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        backbone = keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(2)]
+        )
+        model = models.VAT(
+            backbone, xi=1e-3, epsilon=0.5, max_unsupervised_weight=weight, seed=0,
+            supervised_normalize="labeled",
+        )
+        model.compile(optimizer=keras.optimizers.Adam(0.05))
+        model.fit(batches.repeat(120), epochs=1, verbose=0)
+        accuracy[weight] = np.mean(np.argmax(backbone.predict(x, verbose=0), -1) == y)
+    # Two labels tilt the supervised boundary across the clusters; the KL on the unlabeled
+    # rows moves it into the gap between them.
+    assert accuracy[0.0] < 0.9
+    assert accuracy[1.0] > 0.97 and accuracy[1.0] > accuracy[0.0] + 0.1
+
+
+def test_on_text_the_word_vectors_are_perturbed():
+    keras.utils.set_random_seed(0)
+    model = models.VAT(_text_backbone(), epsilon=1.0, seed=0)
+    assert model.site.layer == "words"
+    tokens = _tokens()
+    labels = np.where(np.arange(10) < 3, np.arange(10) % 3, data.UNLABELED)
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    before = model.backbone.get_layer("words").get_weights()[0].copy()
+    history = model.fit(
+        tf.data.Dataset.from_tensors(({"x": tokens, "idx": np.arange(10)}, labels)),
+        epochs=2,
+        verbose=0,
+    ).history
+    assert all(np.isfinite(history["vat_loss"])) and history["vat_loss"][0] > 0
+    assert np.max(np.abs(model.backbone.get_layer("words").get_weights()[0] - before)) > 0
+
+
+@pytest.mark.parametrize("entropy_minimization", [False, True])
+def test_contract(entropy_minimization, tmp_path):
+    testing.check_model_contract(
+        lambda b, n, c: models.VAT(
+            b, epsilon=1.0, entropy_minimization=entropy_minimization, seed=1
+        ),
+        str(tmp_path),
+    )
+
+
+def test_fresh_process_serving_matches_predict(tmp_path):
+    x, _, y_semi = testing.tiny_data()
+    model = models.VAT(testing.tiny_backbone(), epsilon=1.0, entropy_minimization=True)
+    model.compile(optimizer="adam")
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
+    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
+    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def make_vat_entmin():
+    """Mirrored factory: the random starts are keyed by idx, so replicas draw alike.
+
+    xi = 1e-2: with the default 1e-6 the finite difference moves the logits by about the
+    float32 rounding of a matmul, whose order differs between 8-row and 16-row batches, so
+    the direction (not the draw) differs between device layouts (measured: weights 1e-2
+    apart after 6 steps; 2e-4 with xi = 1e-4; 7e-7 with xi = 1e-2).
+    """
+    x, _, y_semi = testing.tiny_data()
+    model = models.VAT(
+        testing.tiny_backbone(), xi=1e-2, epsilon=1.0, entropy_minimization=True, seed=5
+    )
+    return model, data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=0)
+
+
+def test_two_replicas_equal_one_device():
+    spec = "test_vat:make_vat_entmin"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"xi": 0.0}, "xi=0.0"),
+        ({"epsilon": -1.0}, "epsilon=-1.0"),
+        ({"power_iterations": 0}, "power_iterations=0"),
+        ({"entropy_weight": -0.5}, "entropy_weight=-0.5"),
+        ({"layer": "nowhere"}, "layer='nowhere'"),
+        ({"seed": 1.5}, "seed=1.5"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.VAT(testing.tiny_backbone(), **kwargs)
+
+
+def test_several_embeddings_need_a_layer_name():
+    with pytest.raises(ValueError, match=r"\['words', 'positions'\].*layer=None"):
+        models.VAT(_text_backbone(embeddings=2))
+
+
+def test_script_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        vat_script.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--train-size", "--strategy", "--epsilon", "--entropy-minimization", "--xi"):
+        assert flag in out
+
+
+def test_script_smoke_run(data_dir, capsys):  # noqa: F811
+    flags = ("--entropy-minimization", "--epsilon", "2.0", "--labeled-per-batch", "10")
+    flags += ("--backbone", "mlp")
+    accuracy = vat_script.run(_args(vat_script, data_dir, *flags))
+    assert 0.0 <= accuracy <= 1.0
+    assert f"vat test accuracy: {accuracy:.4f}" in capsys.readouterr().out
