@@ -1,7 +1,7 @@
 """Self-training in rounds: train, pseudo-label the confident rows of a pool, retrain.
 
-Seed 003 ("简单自训练" and "Pseudo Labeling 提高模型的分类效果"): train a classifier on the
-labeled rows, predict the unlabeled rows (or, transductively, the test inputs), add the
+Seed 003 ("简单自训练" and "Pseudo Labeling 提高模型的分类效果"): train a classifier on
+the labeled rows, predict the unlabeled rows (or, transductively, the test inputs), add the
 confidently predicted ones with their predicted class as label, train again, predict again.
 `tfssl.self_training` is that loop, with the selection rule (a confidence threshold, and
 optionally the `k` most confident rows per class to keep the classes balanced) and a record of

@@ -185,8 +185,9 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     Inside a training batch an unlabeled row carries -1, so the model cannot score its
     pseudo-labels there. This callback applies the model's rule (the argmax of
     `model.serving_model()`'s inference-mode prediction, kept at `model.threshold`) to `x`
-    and compares with `y_true`, typically the unlabeled training rows and their hidden labels. The figures are
-    written into the epoch's logs (so `History` and TensorBoard keep them):
+    and compares with `y_true`, typically the unlabeled training rows and their hidden
+    labels. The figures are written into the epoch's logs (so `History` and TensorBoard keep
+    them):
 
     - `pseudo_label_mask_rate`: share of `x` whose pseudo-label is kept;
     - `pseudo_label_accuracy`: accuracy of the kept pseudo-labels (NaN if none is kept);
