@@ -57,6 +57,16 @@ class FixMatch(SemiSupervisedModel):
     trains with SGD, Nesterov momentum 0.9, lr 0.03 with cosine decay and weight decay
     5e-4; these belong to the optimizer and callbacks (`estimators/fixmatch.py --preset`).
 
+    Formula:
+
+    ```python
+    q = stop_gradient(softmax(backbone(weak_augment(u))))
+    mask = max(q, axis=-1) >= threshold
+    pseudo_label_loss = sum(mask * CE(argmax(q, axis=-1), backbone(strong_augment(u)))) / n_u
+    loss = mean(CE(y, backbone(weak_augment(x_labeled)))) + lambda_u * pseudo_label_loss
+    mask_rate = sum(mask) / n_u
+    ```
+
     Example:
 
     ```python

@@ -85,6 +85,16 @@ class PseudoLabel(SemiSupervisedModel):
     whose pseudo-label is kept) and `unsupervised_weight`. The accuracy of the pseudo-labels
     needs true labels that training does not see: `PseudoLabelMonitor`.
 
+    Formula:
+
+    ```python
+    p = stop_gradient(softmax(z[unlabeled]))
+    mask = max(p, axis=-1) >= threshold
+    pseudo_label_loss = sum(mask * CE(argmax(p, axis=-1), z[unlabeled])) / n_unlabeled
+    loss = CE(y, z[labeled]) + alpha(epoch) * pseudo_label_loss
+    mask_rate = sum(mask) / n_unlabeled
+    ```
+
     Example:
 
     ```python
