@@ -8,13 +8,17 @@ import pytest
 import tfssl
 
 MODULES = ["backbones", "data", "datasets", "export", "layers", "losses", "models", "schedules"]
+# Top-level functions, each defined in the module of the same name.
+FUNCTIONS = ["self_training"]
 
 
-def test_top_level_exports_the_modules():
-    assert sorted(tfssl.__all__) == sorted(MODULES)
+def test_top_level_exports_the_modules_and_functions():
+    assert sorted(tfssl.__all__) == sorted(MODULES + FUNCTIONS)
+    for name in FUNCTIONS:
+        assert inspect.isfunction(getattr(tfssl, name)), name
 
 
-@pytest.mark.parametrize("module_name", MODULES + ["testing", "reference"])
+@pytest.mark.parametrize("module_name", MODULES + FUNCTIONS + ["testing", "reference"])
 def test_public_names_exist_and_have_docstrings(module_name):
     module = importlib.import_module(f"tfssl.{module_name}")
     assert module.__doc__, f"tfssl.{module_name} has no module docstring"

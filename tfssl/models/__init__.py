@@ -2,20 +2,25 @@
 
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.fixmatch import FixMatch
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
+from tfssl.models.pseudo_label import PseudoLabel, PseudoLabelMonitor
 from tfssl.models.temporal_ensembling import TemporalEnsembling
 from tfssl.models.vat import VAT
 
 __all__ = [
     "AdversarialTraining",
+    "FixMatch",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
     "PerturbationSite",
     "PiModel",
+    "PseudoLabel",
+    "PseudoLabelMonitor",
     "SemiSupervisedModel",
     "TemporalEnsembling",
     "VAT",

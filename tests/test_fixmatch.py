@@ -1,0 +1,242 @@
+"""FixMatch against a hand computation with fixed augmentations, its views, its threshold,
+strong_augmentation, the shared contract, serving, two replicas, and the estimator script."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from serving_utils import serve_in_fresh_process
+from tfssl import data, datasets, export, layers, models, testing
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def cross_entropy(labels, logits):
+    return -np.log(softmax(logits)[np.arange(len(labels)), labels])
+
+
+def fixed_views(backbone, **kwargs):
+    """FixMatch whose weak view is the input and strong view `0.5 x + 0.1` (deterministic)."""
+    return models.FixMatch(
+        backbone,
+        weak_augment=keras.layers.Identity(),
+        strong_augment=keras.layers.Rescaling(0.5, offset=0.1),
+        **kwargs,
+    )
+
+
+def image_backbone():
+    return keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(64, "relu"),
+         keras.layers.Dense(10)]
+    )  # fmt: skip
+
+
+def fashion_subset(rows=1000, num_labeled=100):
+    (x, y), (x_test, y_test) = datasets.load_fashion_mnist()
+    scale = lambda images: (images[..., None] / 255.0).astype("float32")  # noqa: E731
+    x, y = scale(x[:rows]), y[:rows]
+    return x, y, data.mask_labels(y, num_labeled, seed=0), scale(x_test[:500]), y_test[:500]
+
+
+def test_contract(tmp_path):
+    testing.check_model_contract(
+        lambda backbone, n, c: models.FixMatch(
+            backbone,
+            weak_augment=keras.layers.Identity(),
+            strong_augment=keras.layers.GaussianNoise(0.5),
+            threshold=0.4,
+        ),
+        str(tmp_path),
+        epochs=2,
+    )
+
+
+def test_one_step_loss_equals_a_hand_computation():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    backbone = testing.tiny_backbone()
+    weak_logits = backbone(x).numpy()
+    strong_logits = backbone(0.5 * x + 0.1).numpy()
+    unlabeled = y_semi == -1
+    confidence = softmax(weak_logits).max(-1)
+    threshold = float(np.median(confidence[unlabeled]))
+    model = fixed_views(backbone, threshold=threshold, lambda_u=2.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(data.make_dataset(x, y_semi, len(x)), epochs=1, verbose=0).history
+
+    kept = (confidence >= threshold)[unlabeled]
+    assert 0 < kept.sum() < unlabeled.sum()
+    pseudo = weak_logits[unlabeled].argmax(-1)
+    unsupervised = np.sum(kept * cross_entropy(pseudo, strong_logits[unlabeled])) / unlabeled.sum()
+    supervised = cross_entropy(y_semi[~unlabeled], weak_logits[~unlabeled]).mean()
+    np.testing.assert_allclose(history["pseudo_label_loss"], [unsupervised], rtol=1e-5)
+    np.testing.assert_allclose(history["supervised_loss"], [supervised], rtol=1e-5)
+    np.testing.assert_allclose(history["loss"], [supervised + 2.0 * unsupervised], rtol=1e-5)
+    np.testing.assert_allclose(history["mask_rate"], [kept.mean()], rtol=1e-6)
+    np.testing.assert_allclose(history["unsupervised_weight"], [2.0])
+
+
+def test_the_target_comes_from_the_weak_view_without_gradient():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    backbone = testing.tiny_backbone()
+    model = fixed_views(backbone, threshold=0.0)
+    labels = tf.constant(y_semi, tf.int32)
+    unlabeled = y_semi == -1
+    targets = tf.constant(backbone(x).numpy()[unlabeled].argmax(-1))
+    with tf.GradientTape(persistent=True) as tape:
+        terms, _ = model.compute_losses(x, None, labels)
+        strong = backbone(0.5 * x[unlabeled] + 0.1)
+        reference = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(targets, strong, from_logits=True)
+        )
+    for got, want in zip(
+        tape.gradient(terms["pseudo_label_loss"], backbone.trainable_weights),
+        tape.gradient(reference, backbone.trainable_weights),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_threshold_one_gives_an_unlabeled_term_of_zero():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    model = fixed_views(testing.tiny_backbone(), threshold=1.0)
+    terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
+    assert float(terms["pseudo_label_loss"]) == 0.0
+    assert float(terms["mask_rate"]) == 0.0
+    assert float(terms["loss"]) == float(terms["supervised_loss"]) > 0.0
+
+
+def test_default_views_differ_and_strong_draws_ops_per_image():
+    keras.utils.set_random_seed(0)
+    x = fashion_subset(rows=100, num_labeled=10)[0][:16]
+    model = models.FixMatch(image_backbone())
+    weak = np.asarray(model.weak_augment(x, training=True))
+    strong = np.asarray(model.strong_augment(x, training=True))
+    assert weak.shape == strong.shape == x.shape
+    assert np.mean(np.abs(strong - weak)) > 0.02
+    np.testing.assert_array_equal(model.strong_augment(x, training=False), x)
+    # One image repeated: row-wise RandAugment (no cutout) gives different images.
+    repeated = np.repeat(x[:1], 8, axis=0)
+    augmented = np.asarray(layers.strong_augmentation(cutout=0.0, seed=1)(repeated, training=True))
+    distinct = {augmented[i].round(4).tobytes() for i in range(8)}
+    assert len(distinct) > 4
+
+
+def test_strong_augmentation_keeps_the_value_range_and_the_cutout_grey():
+    x = np.ones((4, 28, 28, 1), "float32")
+    out = np.asarray(
+        layers.strong_augmentation(num_ops=1, factor=0.01, cutout=0.5, seed=0)(x, training=True)
+    )
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.all(np.any(np.isclose(out, 0.5).reshape(4, -1), axis=1))  # a patch per image
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_ops": 0}, "num_ops=0"),
+        ({"factor": 0.0}, "factor=0.0"),
+        ({"cutout": 1.5}, "cutout=1.5"),
+    ],
+)
+def test_strong_augmentation_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        layers.strong_augmentation(**kwargs)
+
+
+def test_trains_on_a_fashion_mnist_subset_with_a_falling_loss():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi, x_test, y_test = fashion_subset()
+    model = models.FixMatch(image_backbone(), threshold=0.8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    train = data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=25)
+    history = model.fit(train, epochs=3, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["mask_rate"][-1] > 0.0
+    assert np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test) > 0.5
+
+
+def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, _, y_semi, _, _ = fashion_subset(rows=64, num_labeled=20)
+    model = models.FixMatch(image_backbone(), threshold=0.5)
+    model.compile(optimizer="adam")
+    model.fit(data.make_dataset(x, y_semi, 32, labeled_per_batch=8), epochs=1, verbose=0)
+    path = str(tmp_path / "fixmatch.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    as_json = lambda config: json.loads(json.dumps(config))  # noqa: E731 (tuples -> lists)
+    assert as_json(reloaded.get_config()) == as_json(model.get_config())
+    assert isinstance(reloaded.strong_augment.layers[0], layers.RowwiseAugmentation)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
+    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def make_fixmatch():
+    """Mirrored factory: fixed views; each replica gets one half of a batch of 12 unlabeled
+    rows then 4 labeled rows, so the two replicas see different kinds of rows."""
+    x, _, y_semi = testing.tiny_data()
+    model = fixed_views(testing.tiny_backbone(), threshold=0.4, lambda_u=2.0)
+    return model, data.make_dataset(x, y_semi, batch_size=16, labeled_per_batch=4)
+
+
+def test_two_replicas_equal_one_device():
+    spec = "test_fixmatch:make_fixmatch"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": 1.5}, "threshold=1.5"),
+        ({"threshold": -0.1}, "threshold=-0.1"),
+        ({"lambda_u": -1.0}, "lambda_u=-1.0"),
+        ({"strong_augment": "randaugment"}, "strong_augment='randaugment'"),
+        ({"ramp_up_epochs": 5}, "ramp_up_epochs=5"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.FixMatch(image_backbone(), **kwargs)
+
+
+def test_default_augmentations_need_an_image_backbone():
+    with pytest.raises(ValueError, match="backbone input shape \\(None, 6\\)"):
+        models.FixMatch(testing.tiny_backbone())
+
+
+def test_estimator_smoke_run_and_preset_dry_run(capsys):
+    sys.path.insert(0, ESTIMATORS)
+    import fixmatch
+
+    args = fixmatch.build_parser().parse_args(
+        ["--backbone", "mlp", "--train-size", "300", "--num-labeled", "100", "--test-size",
+         "100", "--epochs", "1", "--batch-size", "50", "--labeled-per-batch", "25",
+         "--threshold", "0.5", "--monitor-rows", "50", "--per-batch-ops"]
+    )  # fmt: skip
+    accuracy = fixmatch.run(args)
+    out = capsys.readouterr().out
+    assert f"fixmatch test accuracy: {accuracy:.4f}" in out
+    assert "pseudo_label_accuracy per epoch: [" in out
+    preset = fixmatch.build_parser().parse_args(["--preset", "cifar10-40", "--dry-run"])
+    assert fixmatch.run(preset) is None
+    out = capsys.readouterr().out
+    assert '"num_labeled": 40' in out and '"threshold": 0.95' in out and '"mu": 7' in out

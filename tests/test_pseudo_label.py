@@ -1,0 +1,209 @@
+"""PseudoLabel against a numpy computation from the model's own predictions, its schedules,
+PseudoLabelMonitor, the shared contract, serving, two replicas, and the estimator script."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from serving_utils import serve_in_fresh_process
+from tfssl import data, datasets, export, models, testing
+from tfssl.models.pseudo_label import pseudo_label_targets
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def cross_entropy(labels, logits):
+    return -np.log(softmax(logits)[np.arange(len(labels)), labels])
+
+
+def fixed_batch():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    return x, y_semi, testing.tiny_backbone()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"ramp_up_epochs": 1}, {"schedule": "lee", "t1": 0, "t2": 1, "threshold": 0.4}]
+)
+def test_contract(kwargs, tmp_path):
+    testing.check_model_contract(
+        lambda backbone, n, c: models.PseudoLabel(backbone, **kwargs), str(tmp_path), epochs=2
+    )
+
+
+def test_targets_mask_and_loss_equal_numpy_from_the_models_predictions():
+    x, y_semi, backbone = fixed_batch()
+    logits = backbone(x).numpy()
+    unlabeled = y_semi == -1
+    confidence = softmax(logits).max(-1)
+    # The median confidence of the unlabeled rows: half of them are kept.
+    threshold = float(np.median(confidence[unlabeled]))
+    model = models.PseudoLabel(backbone, threshold=threshold, supervised_normalize="labeled")
+    targets, mask, conf = pseudo_label_targets(logits, threshold)
+    np.testing.assert_array_equal(targets, logits.argmax(-1))
+    np.testing.assert_array_equal(mask, (confidence >= threshold).astype("float32"))
+    np.testing.assert_allclose(conf, confidence, rtol=1e-6)
+    assert 0 < mask.numpy()[unlabeled].sum() < unlabeled.sum()
+
+    terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
+    kept = unlabeled & (confidence >= threshold)
+    expected_unsupervised = cross_entropy(logits.argmax(-1), logits)[kept].sum() / unlabeled.sum()
+    expected_supervised = cross_entropy(y_semi[~unlabeled], logits[~unlabeled]).mean()
+    np.testing.assert_allclose(terms["pseudo_label_loss"], expected_unsupervised, rtol=1e-5)
+    np.testing.assert_allclose(terms["supervised_loss"], expected_supervised, rtol=1e-5)
+    np.testing.assert_allclose(terms["mask_rate"], kept.sum() / unlabeled.sum(), rtol=1e-6)
+    weight = float(terms["unsupervised_weight"])
+    np.testing.assert_allclose(
+        terms["loss"], expected_supervised + weight * expected_unsupervised, rtol=1e-5
+    )
+
+
+def test_no_gradient_flows_through_the_target():
+    x, y_semi, backbone = fixed_batch()
+    model = models.PseudoLabel(backbone, threshold=0.0)
+    labels = tf.constant(y_semi, tf.int32)
+    logits = tf.constant(backbone(x))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        _, _, confidence = pseudo_label_targets(logits, 0.0)
+        terms, _ = model.compute_losses(x, None, labels)
+        # The same loss with the targets as constants from numpy.
+        fixed = tf.constant(logits.numpy().argmax(-1))
+        live = backbone(x)
+        per_row = keras.losses.sparse_categorical_crossentropy(fixed, live, from_logits=True)
+        reference = tf.reduce_sum(per_row * tf.cast(labels == -1, tf.float32)) / np.sum(
+            y_semi == -1
+        )
+    assert tape.gradient(confidence, logits) is None
+    for got, want in zip(
+        tape.gradient(terms["pseudo_label_loss"], backbone.trainable_weights),
+        tape.gradient(reference, backbone.trainable_weights),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("epoch, expected", [(0, 0.0), (2, 0.0), (4, 1.5), (6, 3.0), (50, 3.0)])
+def test_lee_schedule(epoch, expected):
+    model = models.PseudoLabel(testing.tiny_backbone(), schedule="lee", t1=2, t2=6, alpha_f=3.0)
+    model.epoch.assign(epoch)
+    np.testing.assert_allclose(model.unsupervised_weight(), expected, rtol=1e-6)
+
+
+def test_lee_schedule_is_logged_by_fit():
+    x, y_semi, backbone = fixed_batch()
+    model = models.PseudoLabel(backbone, schedule="lee", t1=1, t2=3, alpha_f=2.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(data.make_dataset(x, y_semi, 48), epochs=4, verbose=0).history
+    np.testing.assert_allclose(history["unsupervised_weight"], [0.0, 0.0, 1.0, 2.0], rtol=1e-6)
+
+
+def test_monitor_reports_the_rule_on_held_out_rows():
+    x, y_semi, backbone = fixed_batch()
+    _, y_true, _ = testing.tiny_data()
+    model = models.PseudoLabel(backbone, threshold=0.5, ramp_up_epochs=1)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    monitor = models.PseudoLabelMonitor(x, y_true)
+    history = model.fit(data.make_dataset(x, y_semi, 16), epochs=1, callbacks=[monitor], verbose=0)
+    probabilities = softmax(backbone.predict(x, verbose=0))
+    kept = probabilities.max(-1) >= 0.5
+    correct = probabilities.argmax(-1) == y_true
+    logs = history.history
+    np.testing.assert_allclose(logs["pseudo_label_mask_rate"], [kept.mean()])
+    np.testing.assert_allclose(logs["pseudo_label_accuracy"], [correct[kept].mean()])
+    np.testing.assert_allclose(logs["pseudo_label_accuracy_all"], [correct.mean()])
+
+
+def test_trains_on_a_fashion_mnist_subset_with_a_falling_loss():
+    keras.utils.set_random_seed(0)
+    (x, y), (x_test, y_test) = datasets.load_fashion_mnist()
+    x, y = (x[:1000, ..., None] / 255.0).astype("float32"), y[:1000]
+    y_semi = data.mask_labels(y, 100, seed=0)
+    backbone = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(64, "relu"),
+         keras.layers.Dropout(0.2), keras.layers.Dense(10)]
+    )  # fmt: skip
+    model = models.PseudoLabel(
+        backbone, threshold=0.9, ramp_up_epochs=1, supervised_normalize="labeled"
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    train = data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=50)
+    history = model.fit(train, epochs=5, verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    # From epoch 1 the weight is constant (ramp-up of 1 epoch).
+    assert history["loss"][-1] < history["loss"][1]
+    assert history["mask_rate"][-1] > history["mask_rate"][0]
+    x_test = (x_test[:500, ..., None] / 255.0).astype("float32")
+    accuracy = np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test[:500])
+    assert accuracy > 0.5
+
+
+def test_exported_model_serves_in_a_fresh_process(tmp_path):
+    x, y_semi, backbone = fixed_batch()
+    model = models.PseudoLabel(backbone, threshold=0.5)
+    model.compile(optimizer="adam")
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
+    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
+    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
+
+
+def make_pseudo_label():
+    """Mirrored factory: deterministic backbone, batches whose halves differ in labels."""
+    x, _, y_semi = testing.tiny_data()
+    model = models.PseudoLabel(
+        testing.tiny_backbone(), threshold=0.4, ramp_up_epochs=1, supervised_normalize="labeled"
+    )
+    return model, data.make_dataset(x, y_semi, batch_size=16, labeled_per_batch=4)
+
+
+def test_two_replicas_equal_one_device():
+    spec = "test_pseudo_label:make_pseudo_label"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": -0.1}, "threshold=-0.1"),
+        ({"threshold": 1.5}, "threshold=1.5"),
+        ({"schedule": "step"}, "schedule='step'"),
+        ({"t1": 5, "t2": 5}, "t1=5, t2=5"),
+        ({"alpha_f": -1.0}, "alpha_f=-1.0"),
+    ],
+)
+def test_bad_arguments_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.PseudoLabel(testing.tiny_backbone(), **kwargs)
+
+
+def test_monitor_rejects_mismatched_rows():
+    with pytest.raises(ValueError, match="len\\(x\\)=3, len\\(y_true\\)=2"):
+        models.PseudoLabelMonitor(np.zeros((3, 6)), [0, 1])
+
+
+def test_estimator_smoke_run(capsys):
+    sys.path.insert(0, ESTIMATORS)
+    import pseudo_label
+
+    args = pseudo_label.build_parser().parse_args(
+        ["--backbone", "mlp", "--train-size", "300", "--num-labeled", "100", "--test-size",
+         "100", "--epochs", "1", "--batch-size", "50", "--labeled-per-batch", "25",
+         "--threshold", "0.5", "--schedule", "lee", "--t1", "0", "--t2", "2",
+         "--monitor-rows", "50"]
+    )  # fmt: skip
+    accuracy = pseudo_label.run(args)
+    out = capsys.readouterr().out
+    assert f"pseudo_label test accuracy: {accuracy:.4f}" in out
+    assert "pseudo_label_accuracy per epoch: [" in out
