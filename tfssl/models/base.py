@@ -154,9 +154,10 @@ class SemiSupervisedModel(keras.Model):
             unknown entry: an unlabeled row is all `-1`, and unknown entries add nothing
             (the F1 counts leave them out). The F1 objectives are statistics of the whole
             batch, computed on the global batch under a `tf.distribute` strategy, and
-            ignore `supervised_normalize`. Evaluate multi-label models with
-            `keras.metrics.F1Score` on `predict` outputs: the compiled metrics see flat
-            labels. Defaults to `"crossentropy"`.
+            ignore `supervised_normalize`. Multi-hot batches are built with `tf.data`
+            (`tfssl.data.make_dataset` takes 1-D labels); evaluate multi-label models with
+            `keras.metrics.F1Score` on `predict` outputs, since the compiled metrics see
+            the labels flattened. Defaults to `"crossentropy"`.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Raises:
