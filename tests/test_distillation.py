@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
+from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
+import distillation as distillation_script  # noqa: E402 (estimators/, on sys.path since test_estimators)
 from serving_utils import serve_many_in_fresh_process
 from tfssl import backbones, data, datasets, export, losses, models, testing
 
@@ -256,3 +258,24 @@ def test_two_replicas_equal_one_device():
         assert result["weights_differ"] < 1e-5, (spec, result)
         assert result["loss_differ"] < 1e-5, (spec, result)
         assert result["copies_differ"] == 0.0, (spec, result)
+
+
+MLP = ("--backbone", "mlp")  # ~10x cheaper than the conv_net on a CPU
+
+
+def test_script_help_and_smoke_runs(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        distillation_script.main(["--help"])
+    assert "--temperature" in capsys.readouterr().out
+    export_dir = tmp_path / "student"
+    offline = distillation_script.run(
+        _args(distillation_script, data_dir, *MLP, "--export", str(export_dir), "--alpha", "0.5")
+    )
+    mutual = distillation_script.run(
+        _args(distillation_script, data_dir, *MLP, "--mode", "mutual", "--temperature", "1")
+    )
+    out = capsys.readouterr().out
+    assert "teacher test accuracy:" in out
+    assert f"distillation (offline) test accuracy: {offline:.4f}" in out
+    assert f"distillation (mutual) test accuracy: {mutual:.4f}" in out
+    assert os.listdir(export_dir) == ["1"]
