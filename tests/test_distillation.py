@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import distillation as distillation_script  # noqa: E402 (estimators/, on sys.path since test_estimators)
+import distillation as distillation_script  # noqa: E402 (estimators/ is on sys.path now)
 from serving_utils import serve_many_in_fresh_process
 from tfssl import backbones, data, datasets, export, losses, models, testing
 

@@ -175,7 +175,10 @@ def test_one_logit_binary_model_reads_labels_zero_and_one():
         testing.tiny_backbone(num_classes=1), supervised_objective="binary_crossentropy"
     )
     assert model.num_classes == 2
-    model.compile(optimizer=keras.optimizers.Adam(0.05), metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.05),
+        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0)],
+    )
     history = model.fit(data.make_dataset(x, y_semi, 16), epochs=5, verbose=0).history
     assert history["supervised_loss"][-1] < history["supervised_loss"][0]
     labeled = y_semi != data.UNLABELED

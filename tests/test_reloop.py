@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import reloop as reloop_script  # noqa: E402 (estimators/, on sys.path since test_estimators)
+import reloop as reloop_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import backbones, data, datasets, export, models, testing
 
 

@@ -18,13 +18,16 @@ __all__ = ["Distiller", "MutualLearning"]
 
 def _check_temperature(temperature):
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(f"`temperature` must be a number > 0. Received: temperature={temperature!r}")
+        raise ValueError(
+            f"`temperature` must be a number > 0. Received: temperature={temperature!r}"
+        )
     if temperature <= 0:
         raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
     return float(temperature)
 
 
-def _output_shape(model):
+def output_shape(model):
+    """The model's output shape as a tuple, or `None` while it is unknown."""
     try:
         return tuple(model.output_shape)
     except (AttributeError, ValueError):
@@ -32,9 +35,9 @@ def _output_shape(model):
         return None
 
 
-def _check_same_outputs(first_name, first, second_name, second):
+def check_same_outputs(first_name, first, second_name, second):
     """Raises a ValueError naming both shapes if two models' known output shapes differ."""
-    first_shape, second_shape = _output_shape(first), _output_shape(second)
+    first_shape, second_shape = output_shape(first), output_shape(second)
     if first_shape is not None and second_shape is not None and first_shape != second_shape:
         raise ValueError(
             f"The {first_name} and the {second_name} must output logits of the same shape. "
@@ -130,7 +133,7 @@ class Distiller(SemiSupervisedModel):
         super().__init__(student, num_samples, num_classes, **kwargs)
         if not isinstance(teacher, keras.Model):
             raise ValueError(f"`teacher` must be a keras.Model. Received: teacher={teacher!r}")
-        _check_same_outputs("student", student, "teacher", teacher)
+        check_same_outputs("student", student, "teacher", teacher)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
             raise ValueError(f"`alpha` must be a number in [0, 1]. Received: alpha={alpha!r}")
         self.temperature = _check_temperature(temperature)
@@ -249,8 +252,8 @@ class MutualLearning(SemiSupervisedModel):
     Example:
 
     ```python
-    model = tfssl.models.MutualLearning(
-        [tfssl.backbones.mlp((28, 28, 1), 10, name="a"), tfssl.backbones.mlp((28, 28, 1), 10, name="b")])
+    students = [tfssl.backbones.mlp((28, 28, 1), 10, name=name) for name in ("a", "b")]
+    model = tfssl.models.MutualLearning(students, temperature=1.0)
     model.compile(optimizer="adam", metrics=["accuracy"])
     model.fit(tfssl.data.make_dataset(x, y_semi, 100, shuffle=True), epochs=10)
     tfssl.export.export_saved_model(model, "saved_models/dml", which=1)
@@ -287,9 +290,9 @@ class MutualLearning(SemiSupervisedModel):
             if not isinstance(model, keras.Model):
                 raise ValueError(f"`models[{i}]` must be a keras.Model. Received: {model!r}")
             if i:
-                _check_same_outputs("students[0]", models[0], f"students[{i}]", model)
-        if num_classes is None and _output_shape(models[0]) is not None:
-            num_classes = int(_output_shape(models[0])[-1])
+                check_same_outputs("students[0]", models[0], f"students[{i}]", model)
+        if num_classes is None and output_shape(models[0]) is not None:
+            num_classes = int(output_shape(models[0])[-1])
         super().__init__(_Cohort(models, name="cohort"), num_samples, num_classes, **kwargs)
         self.temperature = _check_temperature(temperature)
 

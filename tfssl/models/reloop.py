@@ -12,15 +12,9 @@ import tensorflow as tf
 from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
 from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models.distillation import check_same_outputs, output_shape
 
 __all__ = ["ReLoop"]
-
-
-def _output_shape(model):
-    try:
-        return tuple(model.output_shape)
-    except (AttributeError, ValueError):
-        return None
 
 
 @keras.saving.register_keras_serializable(package="tfssl")
@@ -112,7 +106,7 @@ class ReLoop(SemiSupervisedModel):
         update_previous=False,
         **kwargs,
     ):
-        shape = _output_shape(backbone)
+        shape = output_shape(backbone)
         binary = shape is not None and shape[1:] == (1,)
         expected = "binary_crossentropy" if binary else "crossentropy"
         objective = kwargs.setdefault("supervised_objective", expected)
@@ -131,14 +125,10 @@ class ReLoop(SemiSupervisedModel):
         if previous_model is not None:
             if not isinstance(previous_model, keras.Model):
                 raise ValueError(
-                    f"`previous_model` must be a keras.Model. Received: previous_model={previous_model!r}"
+                    "`previous_model` must be a keras.Model. "
+                    f"Received: previous_model={previous_model!r}"
                 )
-            previous_shape = _output_shape(previous_model)
-            if shape is not None and previous_shape is not None and previous_shape != shape:
-                raise ValueError(
-                    "`previous_model` must output the backbone's shape. Received: backbone "
-                    f"output shape {shape}, previous_model output shape {previous_shape}"
-                )
+            check_same_outputs("backbone", backbone, "previous_model", previous_model)
             if self.update_previous:
                 raise ValueError(
                     "`update_previous` writes per-sample state, used only without "
