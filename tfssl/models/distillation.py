@@ -3,8 +3,10 @@
 Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531, and
 Zhang, Xiang, Hospedales & Lu, "Deep Mutual Learning", CVPR 2018, arXiv 1706.00384. Seed 004
 reads distillation as a learned label smoothing (the teacher's softened predictions are the
-soft labels); seed 003 gives the loss: the student's cross-entropy on the labels at T = 1 plus
-the cross-entropy to the teacher's softmax at a high temperature T, the two weighted.
+soft labels) and writes its loss as the student's cross-entropy on the labels at T = 1 plus
+the cross-entropy to the teacher's softmax at a high temperature T, the two weighted; seed 003
+(a survey of distillation) writes the soft term as a KL between the softened predictions.
+Both seeds are prose and formulas, without code.
 """
 
 import keras
@@ -64,10 +66,10 @@ class Distiller(SemiSupervisedModel):
     the student through the unlabeled rows. The `T^2` factor keeps the soft term's gradient
     on the scale of the hard term's as `T` changes (Hinton et al., section 2).
 
-    Seed 003 writes the soft term as the cross-entropy to the teacher's softened
-    distribution; the KL used here differs from it by the teacher's entropy, a constant
-    for the student, so the gradients are the same and the reported value is 0 when the
-    student matches the teacher.
+    Seed 004 writes the soft term as the cross-entropy to the teacher's softened
+    distribution, seed 003 as a KL; they differ by the teacher's entropy, a constant for
+    the student, so the gradients are the same. The KL is used here: its value is 0 when
+    the student matches the teacher.
 
     Why not `keras.distillation.Distiller` (measured on Keras 3.15.1): its `compute_loss`
     applies the student loss to every row, so unlabeled rows (`-1`) cannot be masked; its
