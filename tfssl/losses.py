@@ -452,7 +452,7 @@ def smooth_labels(labels, num_classes, alpha):
     return (1.0 - alpha) * one_hot + alpha / num_classes
 
 
-def distillation_loss(teacher_logits, student_logits, temperature=1.0):
+def distillation_loss(teacher_logits, student_logits, temperature=1.0, reduction="mean"):
     """Knowledge distillation: `T^2 * KL(softmax(teacher / T) || softmax(student / T))`.
 
     Hinton et al. (arXiv:1503.02531). The KL goes from the teacher's softened distribution
@@ -480,22 +480,25 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
         teacher_logits: Teacher logits, shape `(batch, classes)`.
         student_logits: Student logits, same shape.
         temperature: Softmax temperature `T > 0`. Defaults to `1.0`.
+        reduction: `"mean"` (a scalar, mean over the batch) or `"none"` (shape `(batch,)`).
+            Defaults to `"mean"`.
 
     Returns:
-        A `float32` scalar, the mean over the batch.
+        A `float32` scalar, the mean over the batch, or a `(batch,)` vector for
+        `reduction="none"`.
 
     Raises:
-        ValueError: if `temperature` is not positive.
+        ValueError: if `temperature` is not positive or `reduction` is unknown.
     """
     if not _is_number(temperature) or temperature <= 0:
         raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
     teacher_logits = tf.cast(teacher_logits, tf.float32) / temperature
     student_logits = tf.cast(student_logits, tf.float32) / temperature
-    kl = consistency_loss(student_logits, teacher_logits, kind="kl")
+    kl = consistency_loss(student_logits, teacher_logits, kind="kl", reduction=reduction)
     return temperature**2 * kl
 
 
-def reloop_loss(y_true, y_pred, y_prev):
+def reloop_loss(y_true, y_pred, y_prev, reduction="mean"):
     """ReLoop's self-correction term: do not be worse than the previous model.
 
     For binary labels and predicted probabilities, a positive sample pays when the current
@@ -519,16 +522,25 @@ def reloop_loss(y_true, y_pred, y_prev):
         y_pred: Current predicted probabilities, same shape.
         y_prev: The previous model's probabilities for the same samples, same shape (a
             fixed target: pass it through `ops.stop_gradient` if it comes from a model).
+        reduction: `"mean"` (a scalar, mean over all elements) or `"none"` (the elementwise
+            values, shape of `y_true`). Defaults to `"mean"`.
 
     Returns:
-        A `float32` scalar, the mean over all elements.
+        A `float32` scalar, or the elementwise values for `reduction="none"`.
+
+    Raises:
+        ValueError: for an unknown `reduction`.
     """
+    _check_choice("reduction", reduction, _REDUCTIONS)
     y_true = tf.cast(y_true, tf.float32)
     y_pred = tf.cast(y_pred, tf.float32)
     y_prev = tf.cast(y_prev, tf.float32)
     positive = tf.nn.relu(y_prev - y_pred)
     negative = tf.nn.relu(y_pred - y_prev)
-    return tf.reduce_mean(y_true * positive + (1.0 - y_true) * negative)
+    elementwise = y_true * positive + (1.0 - y_true) * negative
+    if reduction == "none":
+        return elementwise
+    return tf.reduce_mean(elementwise)
 
 
 def sharpen(probabilities, temperature):

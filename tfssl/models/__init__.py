@@ -2,25 +2,30 @@
 
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.distillation import Distiller, MutualLearning
 from tfssl.models.fixmatch import FixMatch
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
 from tfssl.models.pseudo_label import PseudoLabel, PseudoLabelMonitor
+from tfssl.models.reloop import ReLoop
 from tfssl.models.temporal_ensembling import TemporalEnsembling
 from tfssl.models.vat import VAT
 
 __all__ = [
     "AdversarialTraining",
+    "Distiller",
     "FixMatch",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
+    "MutualLearning",
     "PerturbationSite",
     "PiModel",
     "PseudoLabel",
     "PseudoLabelMonitor",
+    "ReLoop",
     "SemiSupervisedModel",
     "TemporalEnsembling",
     "VAT",

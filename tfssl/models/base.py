@@ -22,13 +22,26 @@ follows the optimizer step).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
 
-__all__ = ["SemiSupervisedModel", "check_choice", "global_consistency", "global_mean"]
+__all__ = [
+    "MULTILABEL_OBJECTIVES",
+    "SUPERVISED_OBJECTIVES",
+    "SemiSupervisedModel",
+    "check_choice",
+    "global_consistency",
+    "global_mean",
+]
+
+# Objectives of the supervised term. The first reads integer labels `(batch,)` and a softmax;
+# the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
+SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
+MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -123,6 +136,28 @@ class SemiSupervisedModel(keras.Model):
         supervised_normalize: `"batch"` divides the labeled rows' cross-entropy by the batch
             size (the seed's TF1 code), `"labeled"` by the number of labeled rows.
             Defaults to `"batch"`.
+        label_smoothing: Smoothing of the supervised targets, in `[0, 1]`, with Keras'
+            semantics: `keras.losses.CategoricalCrossentropy(label_smoothing=...)` (targets
+            `(1 - s) * one_hot + s / num_classes`) for `"crossentropy"`,
+            `keras.losses.BinaryCrossentropy(label_smoothing=...)` (targets
+            `(1 - s) * y + s / 2`) for `"binary_crossentropy"`. Unlabeled rows stay out.
+            Must be 0 for the F1 objectives. Defaults to `0.0`.
+        supervised_objective: The supervised term (the keyword is not `supervised_loss`,
+            which names the method computing it):
+            - `"crossentropy"`: softmax cross-entropy of integer labels, `-1` unlabeled.
+            - `"binary_crossentropy"`: one sigmoid cross-entropy per class, averaged over
+              the classes, for multi-label data; with a one-logit backbone it is the binary
+              (click-through style) classifier, labels 0 or 1, and `num_classes` is 2.
+            - `"f1"`: the seed's soft macro-F1 `tfssl.losses.f1_loss` on sigmoid outputs.
+            - `"sigmoid_f1"`: `tfssl.losses.sigmoid_f1_loss` (sigmoidF1) on the logits.
+            The last three read multi-hot labels `(batch, num_classes)` where `-1` marks an
+            unknown entry: an unlabeled row is all `-1`, and unknown entries add nothing
+            (the F1 counts leave them out). The F1 objectives are statistics of the whole
+            batch, computed on the global batch under a `tf.distribute` strategy, and
+            ignore `supervised_normalize`. Multi-hot batches are built with `tf.data`
+            (`tfssl.data.make_dataset` takes 1-D labels); evaluate multi-label models with
+            `keras.metrics.F1Score` on `predict` outputs, since the compiled metrics see
+            the labels flattened. Defaults to `"crossentropy"`.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -145,6 +180,8 @@ class SemiSupervisedModel(keras.Model):
         ramp_up_method="sigmoid",
         ramp_up_epochs=80,
         supervised_normalize="batch",
+        label_smoothing=0.0,
+        supervised_objective="crossentropy",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -153,7 +190,33 @@ class SemiSupervisedModel(keras.Model):
                 f"`backbone` must be a keras.Model mapping inputs to logits. "
                 f"Received: backbone={backbone!r}"
             )
-        num_classes = _check_num_classes(backbone, num_classes)
+        check_choice("supervised_objective", supervised_objective, SUPERVISED_OBJECTIVES)
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0.0 <= label_smoothing <= 1.0
+        ):
+            raise ValueError(
+                f"`label_smoothing` must be a number in [0, 1]. "
+                f"Received: label_smoothing={label_smoothing!r}"
+            )
+        if label_smoothing and supervised_objective in ("f1", "sigmoid_f1"):
+            raise ValueError(
+                f"`label_smoothing` applies to the cross-entropy objectives, not to "
+                f"supervised_objective={supervised_objective!r}. "
+                f"Received: label_smoothing={label_smoothing}"
+            )
+        if supervised_objective in MULTILABEL_OBJECTIVES and _is_one_logit(backbone):
+            # One sigmoid logit is a binary classifier: two classes, labels 0 and 1 (the
+            # label check reads num_classes as the bound).
+            if num_classes not in (None, 2):
+                raise ValueError(
+                    "A one-logit backbone with a sigmoid objective is a binary classifier: "
+                    f"`num_classes` must be 2 or None. Received: num_classes={num_classes}"
+                )
+            num_classes = 2
+        else:
+            num_classes = _check_num_classes(backbone, num_classes)
         if num_samples is not None:
             _check_positive_int("num_samples", num_samples)
             if num_samples >= 2**31:
@@ -191,6 +254,8 @@ class SemiSupervisedModel(keras.Model):
         self.ramp_up_method = ramp_up_method
         self.ramp_up_epochs = int(ramp_up_epochs)
         self.supervised_normalize = supervised_normalize
+        self.label_smoothing = float(label_smoothing)
+        self.supervised_objective = supervised_objective
 
         self.epoch = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
@@ -345,13 +410,74 @@ class SemiSupervisedModel(keras.Model):
 
     # ------------------------------------------------------------------- loss terms
     def supervised_loss(self, labels, logits):
-        """Masked cross-entropy over the labeled rows, normalised over the global batch."""
-        per_sample = losses_lib.masked_sparse_categorical_crossentropy(
-            labels, logits, normalize="none"
-        )
+        """The supervised term (`supervised_objective`) on the labeled rows, over the global
+        batch: this replica's share.
+
+        Args:
+            labels: Integer labels `(batch,)`, or for the multi-label objectives multi-hot
+                labels `(batch, num_classes)` (or flattened, as `unpack_batch` gives them);
+                `-1` marks unlabeled rows (entries).
+            logits: `(batch, outputs)` logits.
+
+        Returns:
+            A scalar: this replica's share of the global batch's supervised loss.
+        """
+        logits = tf.cast(logits, tf.float32)
+        if self.supervised_objective == "crossentropy":
+            labeled = labels != UNLABELED
+            if self.label_smoothing:
+                # Keras' own loss, so the smoothing is Keras' to the last detail.
+                one_hot = tf.one_hot(tf.where(labeled, labels, 0), self.num_classes)
+                per_sample = keras.losses.categorical_crossentropy(
+                    one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing
+                )
+                per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
+            else:
+                per_sample = losses_lib.masked_sparse_categorical_crossentropy(
+                    labels, logits, normalize="none"
+                )
+            row_weights = tf.cast(labeled, tf.float32)
+        else:
+            # unpack_batch flattens the labels: multi-hot rows are restored here.
+            labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits))
+            known = tf.cast(labels != UNLABELED, tf.float32)
+            targets = tf.cast(tf.maximum(labels, 0), tf.float32) * known
+            if self.supervised_objective != "binary_crossentropy":
+                return self._f1_supervised_loss(targets, known, logits)
+            # Keras' loss on a trailing axis of one: elementwise values, masked per entry.
+            per_entry = keras.losses.binary_crossentropy(
+                targets[..., None],
+                logits[..., None],
+                from_logits=True,
+                label_smoothing=self.label_smoothing,
+            )
+            per_sample = tf.reduce_sum(per_entry * known, axis=-1) / tf.cast(
+                tf.shape(logits)[-1], tf.float32
+            )
+            row_weights = tf.reduce_max(known, axis=-1)
         if self.supervised_normalize == "batch":
             return global_mean(per_sample)
-        return global_mean(per_sample, weights=tf.cast(labels != UNLABELED, tf.float32))
+        return global_mean(per_sample, weights=row_weights)
+
+    def _f1_supervised_loss(self, targets, known, logits):
+        """The soft macro-F1 loss of the global batch, this replica's share of it.
+
+        F1 is a statistic of the whole batch, not a mean of per-sample values: the rows of
+        every replica are all-gathered (the gather passes gradients back to each replica's
+        rows) so that every replica computes the global batch's F1, and returns `1 / R` of
+        it. Unknown entries are taken out of the counts: for `"f1"` their target and
+        probability are 0, for `"sigmoid_f1"` their logit is `-inf` (sigmoid 0).
+        """
+        targets = _gather_from_replicas(targets)
+        if self.supervised_objective == "f1":
+            probabilities = _gather_from_replicas(tf.sigmoid(logits) * known)
+            loss = losses_lib.f1_loss(targets, probabilities)
+        else:
+            masked_logits = tf.where(known > 0, logits, tf.fill(tf.shape(logits), -np.inf))
+            loss = losses_lib.sigmoid_f1_loss(targets, _gather_from_replicas(masked_logits))
+        context = tf.distribute.get_replica_context()
+        replicas = 1 if context is None else context.num_replicas_in_sync
+        return loss / replicas
 
     def unsupervised_weight(self):
         """The seed's weight: ramp-up(epoch) x max weight x num_labeled / num_samples."""
@@ -515,6 +641,8 @@ class SemiSupervisedModel(keras.Model):
                 "ramp_up_method": self.ramp_up_method,
                 "ramp_up_epochs": self.ramp_up_epochs,
                 "supervised_normalize": self.supervised_normalize,
+                "label_smoothing": self.label_smoothing,
+                "supervised_objective": self.supervised_objective,
             }
         )
         return config
@@ -576,6 +704,14 @@ def _check_num_classes(backbone, num_classes):
             f"Received: num_classes={num_classes}"
         )
     return int(num_classes)
+
+
+def _is_one_logit(backbone):
+    """Whether the backbone's known output shape is `(batch, 1)`."""
+    try:
+        return tuple(backbone.output_shape)[1:] == (1,)
+    except (AttributeError, ValueError):
+        return False
 
 
 def _check_positive_int(name, value):

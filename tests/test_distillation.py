@@ -1,0 +1,281 @@
+"""Distiller and MutualLearning against their formulas, Keras' own distillation loss, the
+shared contract, serving and MirroredStrategy."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
+import distillation as distillation_script  # noqa: E402 (estimators/ is on sys.path now)
+from serving_utils import serve_many_in_fresh_process
+from tfssl import backbones, data, datasets, export, losses, models, testing
+
+
+def _scaling_model(scale, num_classes=2, dropout=0.0):
+    """Logits = scale * x: a model whose outputs are known by hand."""
+    model = keras.Sequential(
+        [
+            keras.Input((num_classes,), name="x"),
+            keras.layers.Dropout(dropout),
+            keras.layers.Dense(num_classes, use_bias=False),
+        ]
+    )
+    model.layers[-1].kernel.assign(scale * np.eye(num_classes, dtype="float32"))
+    return model
+
+
+@pytest.mark.parametrize("normalize", ["batch", "labeled"])
+def test_distiller_loss_equals_the_hand_checked_formula(normalize):
+    temperature, alpha = 2.0, 0.25
+    # Student logits (0, 0); teacher logits (2 ln 3, 0), i.e. (ln 3, 0) at T = 2: the
+    # teacher's softened distribution is (3/4, 1/4), the student's (1/2, 1/2).
+    x = np.array([[0.0, 0.0], [np.log(3.0), 0.0]], "float32")
+    student = _scaling_model(0.0)
+    # The teacher has dropout: equal values prove it runs in inference mode.
+    teacher = _scaling_model(2.0, dropout=0.9)
+    model = models.Distiller(
+        student, teacher, temperature=temperature, alpha=alpha, supervised_normalize=normalize
+    )
+    labels = tf.constant([1, data.UNLABELED])
+    terms, _ = model.compute_losses(x, None, labels)
+    # Row 0: teacher (0, 0) matches the student, KL 0; row 1 as above, times T^2 = 4.
+    kl_row_1 = 0.75 * np.log(0.75 / 0.5) + 0.25 * np.log(0.25 / 0.5)
+    soft = (0.0 + 4.0 * kl_row_1) / 2
+    supervised = np.log(2.0) / (2 if normalize == "batch" else 1)  # only row 0 is labeled
+    np.testing.assert_allclose(terms["distillation_loss"], soft, rtol=1e-6)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=1e-6)
+    np.testing.assert_allclose(
+        terms["loss"], alpha * supervised + (1 - alpha) * soft, rtol=1e-6
+    )
+
+
+def test_distiller_soft_term_equals_keras_with_its_kl_instance_not_its_default():
+    rng = np.random.default_rng(0)
+    teacher_logits = rng.normal(size=(5, 4)).astype("float32") * 3
+    student_logits = rng.normal(size=(5, 4)).astype("float32")
+    ours = losses.distillation_loss(teacher_logits, student_logits, temperature=3.0)
+    fixed = keras.distillation.LogitsDistillation(3.0, loss=keras.losses.KLDivergence())
+    np.testing.assert_allclose(
+        ours, fixed.compute_loss(teacher_logits, student_logits), rtol=1e-4
+    )
+    # Measured on Keras 3.15.1 (the reason the docstring gives): the default string loss
+    # is applied to the scaled logits, without softmax and T^2.
+    default = keras.distillation.LogitsDistillation(3.0)
+    assert abs(float(default.compute_loss(teacher_logits, student_logits)) - float(ours)) > 0.1
+
+
+def test_distiller_leaves_the_teacher_unchanged():
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    teacher = testing.tiny_backbone(dropout=0.3)
+    model = models.Distiller(testing.tiny_backbone(), teacher, temperature=4.0, alpha=0.5)
+    before = [w.numpy().copy() for w in teacher.weights]
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(data.make_dataset(x, y_semi, 16, shuffle=True), epochs=2, verbose=0)
+    assert not teacher.trainable and len(before) == 4
+    for old, new in zip(before, teacher.weights):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_distiller_gradient_reaches_only_the_student():
+    x, _, y_semi = testing.tiny_data()
+    model = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=1))
+    with tf.GradientTape() as tape:
+        terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
+    gradients = tape.gradient(
+        terms["distillation_loss"], model.student.trainable_weights + model.teacher.weights
+    )
+    assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients[:4])
+    assert all(g is None for g in gradients[4:])
+
+
+def _cohort(num_students=2, temperature=1.0):
+    keras.utils.set_random_seed(0)
+    students = [testing.tiny_backbone(seed=i) for i in range(num_students)]
+    return models.MutualLearning(students, temperature=temperature)
+
+
+@pytest.mark.parametrize("num_students, temperature", [(2, 1.0), (3, 2.0)])
+def test_mutual_learning_each_student_receives_the_others_kl(num_students, temperature):
+    model = _cohort(num_students, temperature)
+    x, _, y_semi = testing.tiny_data()
+    labels = tf.constant(y_semi, tf.int32)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, _ = model.compute_losses(x, None, labels)
+        logits = [student(x) for student in model.students]
+    for k, student in enumerate(model.students):
+        # Student k's own term, by hand: the others' predictions are fixed targets.
+        with tf.GradientTape() as own_tape:
+            own_logits = student(x)
+            own = tf.add_n(
+                [
+                    losses.distillation_loss(tf.stop_gradient(logits[l]), own_logits, temperature)
+                    for l in range(num_students)
+                    if l != k
+                ]
+            ) / (num_students - 1)
+        expected = own_tape.gradient(own, student.trainable_weights)
+        received = tape.gradient(terms["mutual_loss"], student.trainable_weights)
+        for e, r in zip(expected, received):
+            assert float(tf.reduce_sum(tf.abs(r))) > 0
+            # Equal only if no other student's term sends gradient into student k.
+            np.testing.assert_allclose(r, e, rtol=1e-4, atol=1e-7)
+    value = sum(float(t) for t in model.mutual_terms(logits))
+    np.testing.assert_allclose(terms["mutual_loss"], value, rtol=1e-6)
+    supervised = sum(float(model.supervised_loss(labels, z)) for z in logits)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=1e-6)
+
+
+def test_mutual_learning_serves_any_student(tmp_path):
+    model = _cohort(3)
+    x, _, y_semi = testing.tiny_data()
+    model.compile(optimizer=keras.optimizers.Adam(0.05))
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), model.students[0].predict(x, verbose=0), atol=1e-6
+    )
+    ensemble = np.mean([s.predict(x, verbose=0) for s in model.students], axis=0)
+    np.testing.assert_allclose(
+        model.serving_model("ensemble").predict(x, verbose=0), ensemble, atol=1e-5
+    )
+    runs = []
+    for which in (1, 2):
+        path = export.export_saved_model(model, str(tmp_path / f"s{which}"), which=which)
+        runs.append((path, model.students[which].predict(x, verbose=0)))
+    distiller = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=5))
+    path = export.export_saved_model(distiller, str(tmp_path / "distiller"))
+    runs.append((path, distiller.student.predict(x, verbose=0)))
+    served = serve_many_in_fresh_process([(p, "x", x) for p, _ in runs])
+    for (_, expected), outputs in zip(runs, served):
+        np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
+    assert np.max(np.abs(served[0]["logits"] - served[1]["logits"])) > 1e-3
+    with pytest.raises(ValueError, match="which=3"):
+        model.serving_model(3)
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda b, n, c: models.Distiller(b, testing.tiny_backbone(seed=7), temperature=2.0),
+        lambda b, n, c: models.MutualLearning([b, testing.tiny_backbone(dropout=0.2, seed=3)]),
+    ],
+    ids=["distiller", "mutual_learning"],
+)
+def test_contract(make_model, tmp_path):
+    model = testing.check_model_contract(make_model, str(tmp_path), epochs=2)
+    # The config names the students as the constructor does, not as the base class.
+    assert "backbone" not in model.get_config()
+
+
+def _fashion_subset(num_rows=1000, num_labeled=100):
+    (x, y), _ = datasets.load_fashion_mnist()
+    x = (x[:num_rows, ..., None] / 255.0).astype("float32")
+    y_semi = data.mask_labels(y[:num_rows], num_labeled, seed=0)
+    return x, y_semi
+
+
+def _small_mlp(name, seed):
+    return backbones.mlp((28, 28, 1), 10, units=(64,), seed=seed, name=name)
+
+
+def test_distiller_and_mutual_learning_train_on_fashion_mnist():
+    keras.utils.set_random_seed(0)
+    x, y_semi = _fashion_subset()
+    labeled = y_semi != data.UNLABELED
+    teacher = _small_mlp("teacher", 0)
+    teacher.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    teacher.fit(x[labeled], y_semi[labeled], batch_size=50, epochs=10, verbose=0)
+    trained = [
+        models.Distiller(_small_mlp("student", 1), teacher, supervised_normalize="labeled"),
+        models.MutualLearning(
+            [_small_mlp("a", 2), _small_mlp("b", 3)], supervised_normalize="labeled"
+        ),
+    ]
+    for model in trained:
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+        history = model.fit(
+            data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=20),
+            epochs=3,
+            verbose=0,
+        ).history
+        assert np.all(np.isfinite(history["loss"])), history
+        assert history["loss"][-1] < history["loss"][0], (type(model).__name__, history)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda s, t: models.Distiller(s, t, temperature=0.0), "temperature=0.0"),
+        (lambda s, t: models.Distiller(s, t, temperature=-1), "temperature=-1"),
+        (lambda s, t: models.Distiller(s, t, alpha=-0.1), "alpha=-0.1"),
+        (lambda s, t: models.Distiller(s, t, alpha=1.5), "alpha=1.5"),
+        (
+            lambda s, t: models.Distiller(s, testing.tiny_backbone(num_classes=4)),
+            r"output shape \(None, 3\), teacher output shape \(None, 4\)",
+        ),
+        (lambda s, t: models.Distiller(s, "teacher"), "teacher='teacher'"),
+        (lambda s, t: models.MutualLearning([s]), "Received: 1 model"),
+        (lambda s, t: models.MutualLearning(s), "Received: 1 model"),
+        (
+            lambda s, t: models.MutualLearning([s, testing.tiny_backbone(num_classes=4)]),
+            r"\(None, 3\).*\(None, 4\)",
+        ),
+        (lambda s, t: models.MutualLearning([s, t], temperature=0), "temperature=0"),
+    ],
+)
+def test_bad_arguments_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make(testing.tiny_backbone(), testing.tiny_backbone(seed=1))
+
+
+def make_distiller():
+    x, _, y_semi = testing.tiny_data()
+    model = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=1), alpha=0.3)
+    return model, data.make_dataset(x, y_semi, batch_size=16)
+
+
+def make_mutual_learning():
+    x, _, y_semi = testing.tiny_data()
+    model = models.MutualLearning(
+        [testing.tiny_backbone(seed=0), testing.tiny_backbone(seed=1)], temperature=2.0
+    )
+    return model, data.make_dataset(x, y_semi, batch_size=16)
+
+
+def test_two_replicas_equal_one_device():
+    specs = ["test_distillation:make_distiller", "test_distillation:make_mutual_learning"]
+    results = mirrored_equivalence(*specs)
+    for spec in specs:
+        result = results[spec]
+        assert result["num_replicas"] == 2
+        assert result["weights_differ"] < 1e-5, (spec, result)
+        assert result["loss_differ"] < 1e-5, (spec, result)
+        assert result["copies_differ"] == 0.0, (spec, result)
+
+
+MLP = ("--backbone", "mlp")  # ~10x cheaper than the conv_net on a CPU
+
+
+def test_script_help_and_smoke_runs(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        distillation_script.main(["--help"])
+    assert "--temperature" in capsys.readouterr().out
+    export_dir = tmp_path / "student"
+    offline = distillation_script.run(
+        _args(distillation_script, data_dir, *MLP, "--export", str(export_dir), "--alpha", "0.5")
+    )
+    mutual = distillation_script.run(
+        _args(distillation_script, data_dir, *MLP, "--mode", "mutual", "--temperature", "1")
+    )
+    out = capsys.readouterr().out
+    assert "teacher test accuracy:" in out
+    assert f"distillation (offline) test accuracy: {offline:.4f}" in out
+    assert f"distillation (mutual) test accuracy: {mutual:.4f}" in out
+    assert os.listdir(export_dir) == ["1"]
