@@ -30,6 +30,9 @@ from tfssl.data import UNLABELED
 
 __all__ = ["SemiSupervisedModel", "check_choice", "global_consistency", "global_mean"]
 
+# Values of each tensor that a non-finite step's error prints.
+_REPORTED_VALUES = 1000
+
 
 class _EpochCounter(keras.callbacks.Callback):
     """Writes the current epoch into `model.epoch` so `train_step` can read it."""
@@ -123,6 +126,12 @@ class SemiSupervisedModel(keras.Model):
         supervised_normalize: `"batch"` divides the labeled rows' cross-entropy by the batch
             size (the seed's TF1 code), `"labeled"` by the number of labeled rows.
             Defaults to `"batch"`.
+        on_nonfinite: What a training step does when the batch's floating inputs, the
+            loss or the gradients are not finite: `"raise"` an error naming the batch's
+            `idx` (or row positions) and the bad input rows, or `"skip"` the step and count
+            it in the `skipped_steps` metric. Either way nothing is written: weights,
+            optimizer slots and iterations, per-sample state, teacher. Defaults to
+            `"raise"`.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -145,6 +154,7 @@ class SemiSupervisedModel(keras.Model):
         ramp_up_method="sigmoid",
         ramp_up_epochs=80,
         supervised_normalize="batch",
+        on_nonfinite="raise",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -183,6 +193,7 @@ class SemiSupervisedModel(keras.Model):
         check_choice("ramp_up_method", ramp_up_method, schedules.RAMP_UP_METHODS)
         _check_positive_int("ramp_up_epochs", ramp_up_epochs)
         check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
+        check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         self.backbone = backbone
         self.num_samples = None if num_samples is None else int(num_samples)
         self.num_classes = num_classes
@@ -191,6 +202,7 @@ class SemiSupervisedModel(keras.Model):
         self.ramp_up_method = ramp_up_method
         self.ramp_up_epochs = int(ramp_up_epochs)
         self.supervised_normalize = supervised_normalize
+        self.on_nonfinite = on_nonfinite
 
         self.epoch = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
@@ -205,6 +217,7 @@ class SemiSupervisedModel(keras.Model):
         self.loss_trackers = {
             name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
         }
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
 
     # ----------------------------------------------------------------- per-sample state
     def add_sample_state(self, name, shape, initializer="zeros"):
@@ -470,14 +483,59 @@ class SemiSupervisedModel(keras.Model):
 
     def train_step(self, data):
         x, sample_idx, labels = self.unpack_batch(data)
+        # Batch normalisation writes its moving statistics in the forward pass, before the
+        # loss is known: a refused step puts these values back.
+        layer_state = [tf.identity(v.value) for v in self.backbone.non_trainable_weights]
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, trainable_weights))
+        finite_rows = _finite_rows(x)
+        local_finite = tf.reduce_all(finite_rows) & _all_finite([terms["loss"], *gradients])
+        # One replica's bad batch refuses the step of all, so their copies stay identical.
+        finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local_finite, tf.float32)), 0.0)
+        report = {
+            "idx": _batch_idx(data, finite_rows),
+            "finite_rows": finite_rows,
+            "finite_loss": _all_finite([terms["loss"]]),
+            "finite_gradients": _all_finite(gradients),
+        }
+        tf.distribute.get_replica_context().merge_call(
+            self._apply_or_refuse,
+            args=(finite, gradients, sample_idx, outputs, layer_state, report),
+        )
+        self.skipped_steps.update_state(1.0 - tf.cast(finite, tf.float32))
+        return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+
+    def _apply_or_refuse(
+        self, strategy, finite, gradients, sample_idx, outputs, layer_state, report
+    ):
+        """Applies the step on every replica if `finite`, else restores the layers' state
+        and raises or skips. Runs in cross-replica context: a `tf.cond` in replica context
+        cannot hold the optimizer's `merge_call` (Keras' LossScaleOptimizer decides the
+        same way)."""
+        finite = strategy.experimental_local_results(finite)[0]
+
+        def apply():
+            strategy.extended.call_for_each_replica(
+                self._apply_step, args=(gradients, sample_idx, outputs)
+            )
+
+        def refuse():
+            restored = [
+                strategy.extended.update(v.value, _assign, args=(saved,), group=False)
+                for v, saved in zip(self.backbone.non_trainable_weights, layer_state)
+            ]
+            if self.on_nonfinite == "raise":
+                with tf.control_dependencies(tf.nest.flatten(restored)):
+                    _raise_nonfinite(strategy, report)
+
+        tf.cond(finite, apply, refuse)
+
+    def _apply_step(self, gradients, sample_idx, outputs):
+        self.optimizer.apply_gradients(zip(gradients, self.backbone.trainable_weights))
         self.update_state_after_step(sample_idx, outputs)
-        return self._update_metrics(terms, labels, outputs["logits"])
 
     def test_step(self, data):
         x, _, labels = self.unpack_batch(data)
@@ -487,16 +545,24 @@ class SemiSupervisedModel(keras.Model):
             {"loss": supervised, "supervised_loss": supervised}, labels, logits
         )
 
-    def _update_metrics(self, terms, labels, logits):
-        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs."""
+    def _update_metrics(self, terms, labels, logits, finite=True):
+        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs.
+
+        A step that was not `finite` (and skipped) adds nothing to them.
+        """
+        weight = tf.cast(finite, tf.float32)
         logs = {}
         for name, value in terms.items():
             if name in self.loss_terms:
                 # Each replica holds its share of the global mean: the sum is the global value.
                 value = _sum_over_replicas(value)
-            self.loss_trackers[name].update_state(value)
+            value = tf.where(finite, value, tf.zeros_like(value))
+            self.loss_trackers[name].update_state(value, sample_weight=weight)
             logs[name] = self.loss_trackers[name].result()
-        labeled = tf.cast(labels != UNLABELED, tf.float32)
+        if self.on_nonfinite == "skip":
+            logs["skipped_steps"] = self.skipped_steps.result()
+        labeled = tf.cast(labels != UNLABELED, tf.float32) * weight
+        logits = tf.where(finite, logits, tf.zeros_like(logits))
         compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
         # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
         # step did not compute (evaluation has no consistency term) are left out.
@@ -515,6 +581,7 @@ class SemiSupervisedModel(keras.Model):
                 "ramp_up_method": self.ramp_up_method,
                 "ramp_up_epochs": self.ramp_up_epochs,
                 "supervised_normalize": self.supervised_normalize,
+                "on_nonfinite": self.on_nonfinite,
             }
         )
         return config
@@ -524,6 +591,72 @@ class SemiSupervisedModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _finite_rows(x):
+    """`(batch,)` booleans: whether every floating value of a row of `x` is finite."""
+    flags = [
+        tf.reduce_all(tf.reshape(tf.math.is_finite(t), [tf.shape(t)[0], -1]), axis=1)
+        for t in tf.nest.flatten(x)
+        if t.dtype.is_floating
+    ]
+    if not flags:
+        return tf.ones([tf.shape(tf.nest.flatten(x)[0])[0]], tf.bool)
+    return tf.reduce_all(tf.stack(flags), axis=0)
+
+
+def _all_finite(tensors):
+    """Whether every value of `tensors` (gradients may be `None` or `IndexedSlices`) is
+    finite."""
+    flags = [
+        tf.reduce_all(tf.math.is_finite(t.values if isinstance(t, tf.IndexedSlices) else t))
+        for t in tensors
+        if t is not None
+    ]
+    return tf.reduce_all(tf.stack(flags))
+
+
+def _batch_idx(data, finite_rows):
+    """The batch's `idx` as int64 when it has one (checked or not), else -1 per row."""
+    inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    _, idx = _split_inputs(inputs)
+    if idx is None:
+        return -tf.ones_like(finite_rows, tf.int64)
+    return tf.cast(tf.reshape(idx, [-1]), tf.int64)
+
+
+def _assign(variable, value):
+    return variable.assign(value)
+
+
+def _raise_nonfinite(strategy, report):
+    """Fails the step with the global batch's `idx` (or row positions), the rows whose
+    input is not finite and the replicas whose loss or gradients are not."""
+    parts = strategy.experimental_local_results(report)
+    finite_rows = tf.concat([part["finite_rows"] for part in parts], axis=0)
+    idx = tf.concat([part["idx"] for part in parts], axis=0)
+    positions = tf.range(tf.size(finite_rows, out_type=tf.int64), dtype=tf.int64)
+    # Without `idx` in the batch, rows are named by their position in the global batch.
+    idx = tf.where(idx < 0, positions, idx)
+    bad_rows = tf.reshape(tf.where(tf.logical_not(finite_rows)), [-1])
+    tf.debugging.Assert(
+        False,
+        [
+            "Non-finite training step: nothing was updated (on_nonfinite='raise'; pass "
+            "on_nonfinite='skip' to skip such steps). Batch idx (or row positions when the "
+            "batch has no idx):",
+            idx,
+            "rows (positions in the batch) whose input is not finite:",
+            bad_rows,
+            "their idx:",
+            tf.gather(idx, bad_rows),
+            "finite loss per replica:",
+            tf.stack([part["finite_loss"] for part in parts]),
+            "finite gradients per replica:",
+            tf.stack([part["finite_gradients"] for part in parts]),
+        ],
+        summarize=_REPORTED_VALUES,
+    )
 
 
 class _SampleState(keras.layers.Layer):
