@@ -505,7 +505,9 @@ class SemiSupervisedModel(keras.Model):
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
         )
-        self.skipped_steps.update_state(1.0 - tf.cast(finite, tf.float32))
+        # Keras sums a metric's replicas when it reads it: one replica counts the step.
+        first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
         return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
 
     def _apply_or_refuse(
@@ -560,13 +562,17 @@ class SemiSupervisedModel(keras.Model):
             self.loss_trackers[name].update_state(value, sample_weight=weight)
             logs[name] = self.loss_trackers[name].result()
         if self.on_nonfinite == "skip":
-            logs["skipped_steps"] = self.skipped_steps.result()
+            logs[self.skipped_steps.name] = self.skipped_steps.result()
         labeled = tf.cast(labels != UNLABELED, tf.float32) * weight
         logits = tf.where(finite, logits, tf.zeros_like(logits))
         compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
         # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
         # step did not compute (evaluation has no consistency term) are left out.
-        compiled = {k: v for k, v in compiled.items() if k not in self.loss_trackers}
+        compiled = {
+            k: v
+            for k, v in compiled.items()
+            if k not in self.loss_trackers and k != self.skipped_steps.name
+        }
         return {**compiled, **logs}
 
     def get_config(self):
