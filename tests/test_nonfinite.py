@@ -140,6 +140,20 @@ def test_nonfinite_gradients_with_a_finite_loss_are_refused():
     assert_unchanged(before, model)
 
 
+def test_a_loss_scale_optimizer_handles_nonfinite_gradients_itself():
+    keras.utils.set_random_seed(0)
+    model = make_model("pi", saturating_backbone())
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-2))
+    model.compile(optimizer=optimizer)
+    inputs, labels = bad_input_batch()
+    inputs["x"][BAD_ROW] = 0.0
+    inputs["x"][BAD_ROW, 0] = 200.0
+    model.train_on_batch(inputs, labels)
+    # No error: the optimizer skipped its update and halved its scale, as loss scaling does.
+    assert int(optimizer.iterations.numpy()) == 0
+    assert float(optimizer.dynamic_scale.numpy()) == optimizer.initial_scale / 2
+
+
 def test_batch_norm_statistics_written_by_the_forward_pass_are_restored():
     backbone = keras.Sequential(
         [

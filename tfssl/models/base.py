@@ -491,16 +491,7 @@ class SemiSupervisedModel(keras.Model):
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        finite_rows = _finite_rows(x)
-        local_finite = tf.reduce_all(finite_rows) & _all_finite([terms["loss"], *gradients])
-        # One replica's bad batch refuses the step of all, so their copies stay identical.
-        finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local_finite, tf.float32)), 0.0)
-        report = {
-            "idx": _batch_idx(data, finite_rows),
-            "finite_rows": finite_rows,
-            "finite_loss": _all_finite([terms["loss"]]),
-            "finite_gradients": _all_finite(gradients),
-        }
+        finite, report = self._check_finite(data, x, terms["loss"], gradients)
         tf.distribute.get_replica_context().merge_call(
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
@@ -509,6 +500,27 @@ class SemiSupervisedModel(keras.Model):
         first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
         self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
         return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+
+    def _check_finite(self, data, x, loss, gradients):
+        """Whether the step is finite on every replica, and what this replica saw."""
+        finite_rows = _finite_rows(x)
+        finite_loss = _all_finite([loss])
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Overflowing gradients are routine under loss scaling: that optimizer skips
+            # them and lowers its scale itself.
+            finite_gradients = tf.constant(True)
+        else:
+            finite_gradients = _all_finite(gradients)
+        local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
+        # One replica's bad batch refuses the step of all, so their copies stay identical.
+        finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local, tf.float32)), 0.0)
+        report = {
+            "idx": _batch_idx(data, finite_rows),
+            "finite_rows": finite_rows,
+            "finite_loss": finite_loss,
+            "finite_gradients": finite_gradients,
+        }
+        return finite, report
 
     def _apply_or_refuse(
         self, strategy, finite, gradients, sample_idx, outputs, layer_state, report
