@@ -496,6 +496,9 @@ class SemiSupervisedModel(keras.Model):
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
         )
+        if self.on_nonfinite == "raise":
+            # A refused step fails: its metrics are never read.
+            return self._update_metrics(terms, labels, outputs["logits"])
         # Keras sums a metric's replicas when it reads it: one replica counts the step.
         first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
         self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
@@ -504,13 +507,13 @@ class SemiSupervisedModel(keras.Model):
     def _check_finite(self, data, x, loss, gradients):
         """Whether the step is finite on every replica, and what this replica saw."""
         finite_rows = _finite_rows(x)
-        finite_loss = _all_finite([loss])
+        finite_loss = tf.math.is_finite(loss)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
             # Overflowing gradients are routine under loss scaling: that optimizer skips
             # them and lowers its scale itself.
             finite_gradients = tf.constant(True)
         else:
-            finite_gradients = _all_finite(gradients)
+            finite_gradients = _sums_finite(gradients)
         local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
         # One replica's bad batch refuses the step of all, so their copies stay identical.
         finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local, tf.float32)), 0.0)
@@ -559,24 +562,26 @@ class SemiSupervisedModel(keras.Model):
             {"loss": supervised, "supervised_loss": supervised}, labels, logits
         )
 
-    def _update_metrics(self, terms, labels, logits, finite=True):
+    def _update_metrics(self, terms, labels, logits, finite=None):
         """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs.
 
-        A step that was not `finite` (and skipped) adds nothing to them.
+        A skipping model's step that was not `finite` adds nothing to them.
         """
-        weight = tf.cast(finite, tf.float32)
+        weight = None if finite is None else tf.cast(finite, tf.float32)
         logs = {}
         for name, value in terms.items():
             if name in self.loss_terms:
                 # Each replica holds its share of the global mean: the sum is the global value.
                 value = _sum_over_replicas(value)
-            value = tf.where(finite, value, tf.zeros_like(value))
+            if finite is not None:
+                value = tf.where(finite, value, tf.zeros_like(value))
             self.loss_trackers[name].update_state(value, sample_weight=weight)
             logs[name] = self.loss_trackers[name].result()
-        if self.on_nonfinite == "skip":
+        labeled = tf.cast(labels != UNLABELED, tf.float32)
+        if finite is not None:
             logs[self.skipped_steps.name] = self.skipped_steps.result()
-        labeled = tf.cast(labels != UNLABELED, tf.float32) * weight
-        logits = tf.where(finite, logits, tf.zeros_like(logits))
+            labeled *= weight
+            logits = tf.where(finite, logits, tf.zeros_like(logits))
         compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
         # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
         # step did not compute (evaluation has no consistency term) are left out.
@@ -623,15 +628,19 @@ def _finite_rows(x):
     return tf.reduce_all(tf.stack(flags), axis=0)
 
 
-def _all_finite(tensors):
-    """Whether every value of `tensors` (gradients may be `None` or `IndexedSlices`) is
-    finite."""
-    flags = [
-        tf.reduce_all(tf.math.is_finite(t.values if isinstance(t, tf.IndexedSlices) else t))
-        for t in tensors
-        if t is not None
+def _sums_finite(gradients):
+    """Whether the sum of each gradient (`None` or `IndexedSlices` too) is finite.
+
+    A sum is NaN or infinite when one of its terms is, so one fused reduction per variable
+    finds any non-finite value without an elementwise temporary. A finite gradient whose
+    sums overflow float32 (|sum| > 3.4e38) counts as non-finite too.
+    """
+    sums = [
+        tf.reduce_sum(tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32))
+        for g in gradients
+        if g is not None
     ]
-    return tf.reduce_all(tf.stack(flags))
+    return tf.math.is_finite(tf.add_n(sums))
 
 
 def _batch_idx(data, finite_rows):
