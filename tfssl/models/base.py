@@ -14,7 +14,10 @@ methods share, once:
   a resource gather that reads only the batch's rows and a scatter that, under a
   `tf.distribute` strategy, applies the same all-gathered update on every replica;
 - normalisation by the *global* batch so that a run on several replicas equals one device
-  with the same global batch.
+  with the same global batch;
+- a step whose floating inputs, loss or gradients are not finite writes nothing (no weight,
+  optimizer slot, per-sample state or teacher): it raises or is skipped (`on_nonfinite`), on
+  every replica alike.
 
 A method overrides `compute_losses` (the paper's loss, as a dict of named terms) and, when it
 keeps state beside the weights, `update_state_after_step` (the ensemble or teacher update that
