@@ -51,6 +51,8 @@ def run(args):
 
     model.fit(
         train,
+        # tf.data shuffles the stream; Keras would warn that its default shuffle is ignored.
+        shuffle=False,
         epochs=args.epochs,
         steps_per_epoch=_common.steps_per_epoch(y_semi, args),
         validation_data=test,

@@ -9,6 +9,7 @@ import gzip
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -167,3 +168,11 @@ def test_demo_runs_both_models_and_exports_the_next_version(data_dir, tmp_path, 
     out = capsys.readouterr().out
     assert f"temporal_ensembling exported to {export_dir / '2'}" in out
     assert "wall time:" in out
+
+
+def test_supervised_run_has_no_ignored_shuffle_warning(data_dir, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        supervised.run(_args(supervised, data_dir))
+    messages = [str(warning.message) for warning in caught]
+    assert not [m for m in messages if "shuffle=True` was passed" in m], messages

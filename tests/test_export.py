@@ -259,3 +259,30 @@ def test_saved_model_cli_lists_the_signature(served):
         ("classes", "DT_INT64"),
     ):
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", block), name
+
+
+def test_base_dir_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / "model"
+    target.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"is a file, not a folder\. Expected a folder of"):
+        export_saved_model(image_backbone(), target)
+    assert target.read_text() == "not a folder"
+
+
+def test_base_dir_holding_other_things_is_refused_and_named(tmp_path):
+    os.makedirs(tmp_path / "src")
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "7").write_text("a file, not a version folder")
+    named = "3 entries and no version folder: ['7', 'notes.txt', 'src']"
+    with pytest.raises(ValueError, match=re.escape(named)):
+        export_saved_model(image_backbone(), tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["7", "notes.txt", "src"]
+
+
+def test_empty_or_hidden_only_base_dir_takes_version_one(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".gitkeep").write_text("")
+    os.makedirs(tmp_path / "hidden" / ".export-3-leftover")
+    for name in ("empty", "hidden"):
+        assert export_saved_model(image_backbone(), tmp_path / name) == str(tmp_path / name / "1")

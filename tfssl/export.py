@@ -60,7 +60,9 @@ def export_saved_model(model, base_dir, version=None, which="default"):
         model: A tfssl model (anything with a `serving_model(which)` method returning a
             `keras.Model`) or a plain `keras.Model`. The served network must be built, with
             one input and one logits output (a Functional or Sequential model).
-        base_dir: Folder holding one subfolder per version; created if missing.
+        base_dir: Folder holding one subfolder per version; created if missing. An
+            existing folder must be empty or hold at least one version folder, so that a
+            model is not written into a folder meant for something else.
         version: Integer version to write. Defaults to `None`: one more than the largest
             integer-named subfolder of `base_dir`, or 1 when there is none.
         which: Which network to serve, passed to `model.serving_model`. Defaults to
@@ -73,6 +75,8 @@ def export_saved_model(model, base_dir, version=None, which="default"):
         ValueError: If `which` is unknown, if `version` is not a non-negative integer,
             or if the served network does not have exactly one input and one output.
         TypeError: If `model.serving_model(which)` does not return a `keras.Model`.
+        ValueError: If `base_dir` exists and is not a folder of versions: a file, or a
+            folder holding entries but no integer-named folder (hidden entries aside).
         FileExistsError: If the version folder already exists.
     """
     if version is not None and (
@@ -102,6 +106,7 @@ def export_saved_model(model, base_dir, version=None, which="default"):
     # The TensorSpec's name, not the Python argument's, becomes the signature's input key.
     archive.add_endpoint("serving_default", serve, input_signature=[spec])
 
+    _check_base_dir(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     if version is None:
         version = _next_version(base_dir)
@@ -167,8 +172,32 @@ def _input_spec(served):
     return tf.TensorSpec((None,) + tuple(inputs[0].shape[1:]), dtype, name=name)
 
 
-def _next_version(base_dir):
-    versions = [
+def _check_base_dir(base_dir):
+    """Refuses a `base_dir` that is a file, or a folder of other things than versions."""
+    expected = (
+        "Expected a folder of integer-named version folders (TF Serving's layout), an empty "
+        "folder, or a path that does not exist yet."
+    )
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise ValueError(f"`base_dir` is a file, not a folder. {expected} Received: {base_dir!r}")
+    if not os.path.isdir(base_dir):
+        return
+    # Hidden entries (a staging folder left by an interrupted export, .DS_Store) are ignored,
+    # as TF Serving ignores them.
+    entries = sorted(entry for entry in os.listdir(base_dir) if not entry.startswith("."))
+    if entries and not _versions(base_dir):
+        shown = entries[:10] + (["..."] if len(entries) > 10 else [])
+        raise ValueError(
+            f"`base_dir` holds {len(entries)} entries and no version folder: {shown}. "
+            f"{expected} Received: {base_dir!r}"
+        )
+
+
+def _versions(base_dir):
+    return [
         int(entry.name) for entry in os.scandir(base_dir) if entry.is_dir() and entry.name.isdigit()
     ]
-    return max(versions, default=0) + 1
+
+
+def _next_version(base_dir):
+    return max(_versions(base_dir), default=0) + 1

@@ -14,7 +14,10 @@ methods share, once:
   a resource gather that reads only the batch's rows and a scatter that, under a
   `tf.distribute` strategy, applies the same all-gathered update on every replica;
 - normalisation by the *global* batch so that a run on several replicas equals one device
-  with the same global batch.
+  with the same global batch;
+- a step whose floating inputs, loss or gradients are not finite writes nothing (no weight,
+  optimizer slot, per-sample state or teacher): it raises or is skipped (`on_nonfinite`), on
+  every replica alike.
 
 A method overrides `compute_losses` (the paper's loss, as a dict of named terms) and, when it
 keeps state beside the weights, `update_state_after_step` (the ensemble or teacher update that
@@ -42,6 +45,9 @@ __all__ = [
 # the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
 SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
 MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
+
+# Values of each tensor that a non-finite step's error prints.
+_REPORTED_VALUES = 1000
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -158,6 +164,12 @@ class SemiSupervisedModel(keras.Model):
             (`tfssl.data.make_dataset` takes 1-D labels); evaluate multi-label models with
             `keras.metrics.F1Score` on `predict` outputs, since the compiled metrics see
             the labels flattened. Defaults to `"crossentropy"`.
+        on_nonfinite: What a training step does when the batch's floating inputs, the
+            loss or the gradients are not finite: `"raise"` an error naming the batch's
+            `idx` (or row positions) and the bad input rows, or `"skip"` the step and count
+            it in the `skipped_steps` metric. Either way nothing is written: weights,
+            optimizer slots and iterations, per-sample state, teacher. Defaults to
+            `"raise"`.
         **kwargs: Passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -182,6 +194,7 @@ class SemiSupervisedModel(keras.Model):
         supervised_normalize="batch",
         label_smoothing=0.0,
         supervised_objective="crossentropy",
+        on_nonfinite="raise",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -246,6 +259,7 @@ class SemiSupervisedModel(keras.Model):
         check_choice("ramp_up_method", ramp_up_method, schedules.RAMP_UP_METHODS)
         _check_positive_int("ramp_up_epochs", ramp_up_epochs)
         check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
+        check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         self.backbone = backbone
         self.num_samples = None if num_samples is None else int(num_samples)
         self.num_classes = num_classes
@@ -256,6 +270,7 @@ class SemiSupervisedModel(keras.Model):
         self.supervised_normalize = supervised_normalize
         self.label_smoothing = float(label_smoothing)
         self.supervised_objective = supervised_objective
+        self.on_nonfinite = on_nonfinite
 
         self.epoch = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="epoch"
@@ -270,6 +285,7 @@ class SemiSupervisedModel(keras.Model):
         self.loss_trackers = {
             name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
         }
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
 
     # ----------------------------------------------------------------- per-sample state
     def add_sample_state(self, name, shape, initializer="zeros"):
@@ -596,14 +612,76 @@ class SemiSupervisedModel(keras.Model):
 
     def train_step(self, data):
         x, sample_idx, labels = self.unpack_batch(data)
+        # Batch normalisation writes its moving statistics in the forward pass, before the
+        # loss is known: a refused step puts these values back.
+        layer_state = [tf.identity(v.value) for v in self.backbone.non_trainable_weights]
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, trainable_weights))
+        finite, report = self._check_finite(data, x, terms["loss"], gradients)
+        tf.distribute.get_replica_context().merge_call(
+            self._apply_or_refuse,
+            args=(finite, gradients, sample_idx, outputs, layer_state, report),
+        )
+        if self.on_nonfinite == "raise":
+            # A refused step fails: its metrics are never read.
+            return self._update_metrics(terms, labels, outputs["logits"])
+        # Keras sums a metric's replicas when it reads it: one replica counts the step.
+        first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
+        return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+
+    def _check_finite(self, data, x, loss, gradients):
+        """Whether the step is finite on every replica, and what this replica saw."""
+        finite_rows = _finite_rows(x)
+        finite_loss = tf.math.is_finite(loss)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Overflowing gradients are routine under loss scaling: that optimizer skips
+            # them and lowers its scale itself.
+            finite_gradients = tf.constant(True)
+        else:
+            finite_gradients = _sums_finite(gradients)
+        local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
+        # One replica's bad batch refuses the step of all, so their copies stay identical.
+        finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local, tf.float32)), 0.0)
+        report = {
+            "idx": _batch_idx(data, finite_rows),
+            "finite_rows": finite_rows,
+            "finite_loss": finite_loss,
+            "finite_gradients": finite_gradients,
+        }
+        return finite, report
+
+    def _apply_or_refuse(
+        self, strategy, finite, gradients, sample_idx, outputs, layer_state, report
+    ):
+        """Applies the step on every replica if `finite`, else restores the layers' state
+        and raises or skips. Runs in cross-replica context: a `tf.cond` in replica context
+        cannot hold the optimizer's `merge_call` (Keras' LossScaleOptimizer decides the
+        same way)."""
+        finite = strategy.experimental_local_results(finite)[0]
+
+        def apply():
+            strategy.extended.call_for_each_replica(
+                self._apply_step, args=(gradients, sample_idx, outputs)
+            )
+
+        def refuse():
+            restored = [
+                strategy.extended.update(v.value, _assign, args=(saved,), group=False)
+                for v, saved in zip(self.backbone.non_trainable_weights, layer_state)
+            ]
+            if self.on_nonfinite == "raise":
+                with tf.control_dependencies(tf.nest.flatten(restored)):
+                    _raise_nonfinite(strategy, report)
+
+        tf.cond(finite, apply, refuse)
+
+    def _apply_step(self, gradients, sample_idx, outputs):
+        self.optimizer.apply_gradients(zip(gradients, self.backbone.trainable_weights))
         self.update_state_after_step(sample_idx, outputs)
-        return self._update_metrics(terms, labels, outputs["logits"])
 
     def test_step(self, data):
         x, _, labels = self.unpack_batch(data)
@@ -613,20 +691,34 @@ class SemiSupervisedModel(keras.Model):
             {"loss": supervised, "supervised_loss": supervised}, labels, logits
         )
 
-    def _update_metrics(self, terms, labels, logits):
-        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs."""
+    def _update_metrics(self, terms, labels, logits, finite=None):
+        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs.
+
+        A skipping model's step that was not `finite` adds nothing to them.
+        """
+        weight = None if finite is None else tf.cast(finite, tf.float32)
         logs = {}
         for name, value in terms.items():
             if name in self.loss_terms:
                 # Each replica holds its share of the global mean: the sum is the global value.
                 value = _sum_over_replicas(value)
-            self.loss_trackers[name].update_state(value)
+            if finite is not None:
+                value = tf.where(finite, value, tf.zeros_like(value))
+            self.loss_trackers[name].update_state(value, sample_weight=weight)
             logs[name] = self.loss_trackers[name].result()
         labeled = tf.cast(labels != UNLABELED, tf.float32)
+        if finite is not None:
+            logs[self.skipped_steps.name] = self.skipped_steps.result()
+            labeled *= weight
+            logits = tf.where(finite, logits, tf.zeros_like(logits))
         compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
         # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
         # step did not compute (evaluation has no consistency term) are left out.
-        compiled = {k: v for k, v in compiled.items() if k not in self.loss_trackers}
+        compiled = {
+            k: v
+            for k, v in compiled.items()
+            if k not in self.loss_trackers and k != self.skipped_steps.name
+        }
         return {**compiled, **logs}
 
     def get_config(self):
@@ -643,6 +735,7 @@ class SemiSupervisedModel(keras.Model):
                 "supervised_normalize": self.supervised_normalize,
                 "label_smoothing": self.label_smoothing,
                 "supervised_objective": self.supervised_objective,
+                "on_nonfinite": self.on_nonfinite,
             }
         )
         return config
@@ -652,6 +745,76 @@ class SemiSupervisedModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _finite_rows(x):
+    """`(batch,)` booleans: whether every floating value of a row of `x` is finite."""
+    flags = [
+        tf.reduce_all(tf.reshape(tf.math.is_finite(t), [tf.shape(t)[0], -1]), axis=1)
+        for t in tf.nest.flatten(x)
+        if t.dtype.is_floating
+    ]
+    if not flags:
+        return tf.ones([tf.shape(tf.nest.flatten(x)[0])[0]], tf.bool)
+    return tf.reduce_all(tf.stack(flags), axis=0)
+
+
+def _sums_finite(gradients):
+    """Whether the sum of each gradient (`None` or `IndexedSlices` too) is finite.
+
+    A sum is NaN or infinite when one of its terms is, so one fused reduction per variable
+    finds any non-finite value without an elementwise temporary. A finite gradient whose
+    sums overflow float32 (|sum| > 3.4e38) counts as non-finite too.
+    """
+    sums = [
+        tf.reduce_sum(tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32))
+        for g in gradients
+        if g is not None
+    ]
+    return tf.math.is_finite(tf.add_n(sums))
+
+
+def _batch_idx(data, finite_rows):
+    """The batch's `idx` as int64 when it has one (checked or not), else -1 per row."""
+    inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    _, idx = _split_inputs(inputs)
+    if idx is None:
+        return -tf.ones_like(finite_rows, tf.int64)
+    return tf.cast(tf.reshape(idx, [-1]), tf.int64)
+
+
+def _assign(variable, value):
+    return variable.assign(value)
+
+
+def _raise_nonfinite(strategy, report):
+    """Fails the step with the global batch's `idx` (or row positions), the rows whose
+    input is not finite and the replicas whose loss or gradients are not."""
+    parts = strategy.experimental_local_results(report)
+    finite_rows = tf.concat([part["finite_rows"] for part in parts], axis=0)
+    idx = tf.concat([part["idx"] for part in parts], axis=0)
+    positions = tf.range(tf.size(finite_rows, out_type=tf.int64), dtype=tf.int64)
+    # Without `idx` in the batch, rows are named by their position in the global batch.
+    idx = tf.where(idx < 0, positions, idx)
+    bad_rows = tf.reshape(tf.where(tf.logical_not(finite_rows)), [-1])
+    tf.debugging.Assert(
+        False,
+        [
+            "Non-finite training step: nothing was updated (on_nonfinite='raise'; pass "
+            "on_nonfinite='skip' to skip such steps). Batch idx (or row positions when the "
+            "batch has no idx):",
+            idx,
+            "rows (positions in the batch) whose input is not finite:",
+            bad_rows,
+            "their idx:",
+            tf.gather(idx, bad_rows),
+            "finite loss per replica:",
+            tf.stack([part["finite_loss"] for part in parts]),
+            "finite gradients per replica:",
+            tf.stack([part["finite_gradients"] for part in parts]),
+        ],
+        summarize=_REPORTED_VALUES,
+    )
 
 
 class _SampleState(keras.layers.Layer):
