@@ -7,7 +7,17 @@ import pytest
 
 import tfssl
 
-MODULES = ["backbones", "data", "datasets", "export", "layers", "losses", "models", "schedules"]
+MODULES = [
+    "backbones",
+    "data",
+    "datasets",
+    "export",
+    "layers",
+    "losses",
+    "models",
+    "schedules",
+    "text",
+]
 
 
 def test_top_level_exports_the_modules():

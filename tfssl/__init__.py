@@ -2,10 +2,10 @@
 
 Semi-supervised consistency regularization (Π-model, Temporal Ensembling, Mean Teacher) as
 `keras.Model`s that train with `model.fit`, scale with `tf.distribute`, and export to
-SavedModel for TF Serving.
+SavedModel for TF Serving; `tfssl.text` preprocesses raw strings in the graph.
 """
 
-from tfssl import backbones, data, datasets, export, layers, losses, models, schedules
+from tfssl import backbones, data, datasets, export, layers, losses, models, schedules, text
 
 __version__ = "0.1.0"
 
@@ -18,4 +18,5 @@ __all__ = [
     "losses",
     "models",
     "schedules",
+    "text",
 ]
