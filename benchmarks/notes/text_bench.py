@@ -1,8 +1,10 @@
 """Runs the text section of the benchmark in one process (one TensorFlow import).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/notes/text_bench.py [seeds...]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/notes/text_bench.py --seeds 0 1 \
+        --runs supervised pi te mt ceiling
 """
 
+import argparse
 import os
 import sys
 import time
@@ -16,10 +18,16 @@ COMMON = (
     "--embedding-dim 32 --batch-size 128 --labeled-per-batch 32 --max-unsupervised-weight 10 "
     "--verbose 0"
 ).split()
-RUNS = [(method, "200") for method in ("supervised", "pi", "te", "mt")] + [("supervised", "-1")]
+# The ceiling is the supervised run with every training label.
+RUNS = {method: (method, "200") for method in ("supervised", "pi", "te", "mt")}
+RUNS["ceiling"] = ("supervised", "-1")
 
-for seed in sys.argv[1:] or ["0", "1"]:
-    for method, labels in RUNS:
+parser = argparse.ArgumentParser()
+parser.add_argument("--seeds", nargs="+", default=["0", "1"])
+parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+flags = parser.parse_args()
+for seed in flags.seeds:
+    for method, labels in (RUNS[name] for name in flags.runs):
         argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON]
         start = time.time()
         accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
