@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from serving_utils import serve_in_fresh_process
 from tfssl import backbones, data, export, models, text
 
@@ -243,23 +242,6 @@ def _op_types(path):
     graph = saved.meta_graphs[0].graph_def
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     return {node.op for node in nodes}
-
-
-# ------------------------------------------------------------------------ distribution
-def make_text_mean_teacher():
-    """Mean Teacher on raw strings, deterministic (no dropout), for mirrored_equivalence."""
-    x, y = mixed_reviews(32, seed=0)
-    backbone = backbones.fasttext(2, num_buckets=256, embedding_dim=8, dropout=0.0)
-    model = models.MeanTeacher(backbone, rampup_ema_decay=0.9, max_unsupervised_weight=10.0)
-    return model, data.make_dataset(x, data.mask_labels(y, 8, seed=0), batch_size=16)
-
-
-def test_text_model_on_two_replicas_equals_one_device():
-    spec = "test_text:make_text_mean_teacher"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 # --------------------------------------------------------------------------- estimator

@@ -374,8 +374,8 @@ def load_chinese_sentiment(data_dir=None, split=False, test_fraction=0.2, seed=0
     kept once, a text found under both labels is dropped,
     and a text goes to the test set when a keyed BLAKE2b hash of it (key `seed`), read as a
     number in [0, 1), is below `test_fraction`. A text's side depends only on the text and
-    the seed, so the split stays the same when the corpus grows or is reordered. Both sides are ordered
-    by that hash, so their first rows are a random sample of either label.
+    the seed, so the split stays the same when the corpus grows or is reordered. Both sides
+    are ordered by that hash, so their first rows are a random sample of either label.
 
     Example:
 
