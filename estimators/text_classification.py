@@ -143,7 +143,8 @@ def run(args):
     fit_options = {}
     if METHODS[args.method] is None:
         (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
-        fit_options["steps_per_epoch"] = int(train.cardinality())
+        # The dataset shuffles itself; Keras would warn that its shuffle=True is ignored.
+        fit_options.update(steps_per_epoch=int(train.cardinality()), shuffle=False)
         train = (
             tf.data.Dataset.from_tensor_slices((tf.constant(x_labeled), y_labeled))
             .shuffle(len(x_labeled), seed=args.seed)
