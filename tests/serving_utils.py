@@ -24,16 +24,20 @@ import numpy as np
 
 __all__ = ["folder_size", "serve_in_fresh_process", "serve_many_in_fresh_process"]
 
-# Runs in the child, which imports only tensorflow and numpy. It cannot assert that keras
-# stays out: `import tensorflow` 2.21 itself loads parts of keras.src. It asserts that
-# tfssl does, so the export cannot depend on our Python code.
+# Runs in the child, which imports only tensorflow, numpy and the modules named after the
+# request file (tensorflow_text, whose ops a text model's graph holds). It cannot assert
+# that keras stays out: `import tensorflow` 2.21 itself loads parts of keras.src. It asserts
+# that tfssl does, so the export cannot depend on our Python code.
 _SCRIPT = r"""
+import importlib
 import json
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+for module in sys.argv[2:]:
+    importlib.import_module(module)
 requests = json.load(open(sys.argv[1]))
 for request in requests:
     inputs = np.load(request["input"], allow_pickle=False)
@@ -45,7 +49,7 @@ if "tfssl" in sys.modules:
 """
 
 
-def serve_many_in_fresh_process(requests, timeout=120):
+def serve_many_in_fresh_process(requests, timeout=120, imports=()):
     """Call `serving_default` of several SavedModels in one new Python process.
 
     Args:
@@ -53,6 +57,8 @@ def serve_many_in_fresh_process(requests, timeout=120):
             signature's input name (`"x"` or `"text"`) and the batch to feed. String
             batches may be `str`, `bytes` or object arrays.
         timeout: Seconds to wait for the process. Defaults to 120.
+        imports: Modules the process imports before loading, e.g. `("tensorflow_text",)`
+            for a graph with tensorflow-text ops. Defaults to `()`.
 
     Returns:
         A list with, per request, a dict from output name to numpy array.
@@ -69,7 +75,10 @@ def serve_many_in_fresh_process(requests, timeout=120):
             if array.dtype.kind == "U":
                 array = np.char.encode(array, "utf-8")
             elif array.dtype.kind == "O":
-                array = array.astype(bytes)
+                # astype(bytes) would encode str as ASCII.
+                array = np.array(
+                    [t.encode("utf-8") if isinstance(t, str) else t for t in array], dtype=bytes
+                )
             np.save(os.path.join(tmp, f"in{i}.npy"), array)
             jobs.append(
                 {
@@ -86,7 +95,7 @@ def serve_many_in_fresh_process(requests, timeout=120):
             f.write(_SCRIPT)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         result = subprocess.run(
-            [sys.executable, script, os.path.join(tmp, "requests.json")],
+            [sys.executable, script, os.path.join(tmp, "requests.json"), *imports],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -103,7 +112,7 @@ def serve_many_in_fresh_process(requests, timeout=120):
         return outputs
 
 
-def serve_in_fresh_process(path, input_name, array, timeout=120):
+def serve_in_fresh_process(path, input_name, array, timeout=120, imports=()):
     """Call `serving_default` of one SavedModel in a new Python process.
 
     Args:
@@ -111,6 +120,7 @@ def serve_in_fresh_process(path, input_name, array, timeout=120):
         input_name: The signature's input name, `"x"` or `"text"`.
         array: The batch to feed.
         timeout: Seconds to wait for the process. Defaults to 120.
+        imports: Modules the process imports first, as `serve_many_in_fresh_process`'s.
 
     Returns:
         A dict from output name to numpy array.
@@ -118,7 +128,9 @@ def serve_in_fresh_process(path, input_name, array, timeout=120):
     Raises:
         RuntimeError: If the process fails; the message carries its stderr.
     """
-    return serve_many_in_fresh_process([(path, input_name, array)], timeout=timeout)[0]
+    return serve_many_in_fresh_process(
+        [(path, input_name, array)], timeout=timeout, imports=imports
+    )[0]
 
 
 def folder_size(path):

@@ -1,5 +1,6 @@
 """Backbones: shapes, stochastic only in training, and argument errors."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -40,5 +41,62 @@ def test_conv_net_width_scales_filters():
     ],
 )
 def test_bad_arguments_are_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+# ----------------------------------------------------------------------------- text
+TEXTS = np.array(["质量很好,物流很快 good", "太差了", "", "😀" * 50, "好" * 20000], dtype=object)
+
+
+def test_fasttext_with_defaults_maps_raw_strings_to_logits():
+    model = backbones.fasttext(num_classes=2)
+    logits = np.asarray(model(TEXTS))
+    assert logits.shape == (5, 2) and np.all(np.isfinite(logits))
+    assert model.input.dtype == "string" and tuple(model.input.shape) == (None,)
+    # The empty string has no token: the mean is 0 and the logits are the bias.
+    np.testing.assert_allclose(logits[2], model.get_layer("logits").get_weights()[1])
+
+
+@pytest.mark.parametrize("build", [backbones.fasttext, backbones.textcnn])
+def test_text_backbones_have_one_named_embedding_and_ignore_padding(build):
+    model = build(2, num_buckets=1000, embedding_dim=8, seed=0)
+    embeddings = [layer for layer in model.layers if isinstance(layer, keras.layers.Embedding)]
+    assert embeddings == [model.get_layer("embedding")]
+    assert embeddings[0].mask_zero
+    # A text's logits do not depend on how much padding its batch adds.
+    alone = np.asarray(model(TEXTS[1:2]))
+    padded = np.asarray(model(TEXTS[[1, 4]]))[:1]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+    first, second = model(TEXTS, training=True), model(TEXTS, training=True)
+    assert np.max(np.abs(np.asarray(first) - np.asarray(second))) > 1e-6
+
+
+def test_fasttext_mean_pools_the_ngram_embeddings():
+    model = backbones.fasttext(2, num_buckets=1000, embedding_dim=4, ngrams=2)
+    vectorizer = model.get_layer("vectorizer")
+    table = model.get_layer("embedding").get_weights()[0]
+    kernel, bias = model.get_layer("logits").get_weights()
+    ids = vectorizer.token_ids(["很", "好", "很 好"])
+    expected = table[ids].mean(axis=0) @ kernel + bias
+    np.testing.assert_allclose(np.asarray(model(np.array(["很好"])))[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: backbones.fasttext(2, dropout=1.0), "dropout=1.0"),
+        (lambda: backbones.fasttext(2, embedding_dim=0), "embedding_dim=0"),
+        (lambda: backbones.fasttext(2, num_buckets=1), "num_buckets=1"),
+        (lambda: backbones.fasttext(2, vectorizer="hash"), "vectorizer='hash'"),
+        (
+            lambda: backbones.fasttext(2, num_buckets=10, embeddings=np.zeros((9, 64))),
+            r"embeddings.shape=\(9, 64\)",
+        ),
+        (lambda: backbones.textcnn(2, kernel_sizes=()), r"kernel_sizes=\(\)"),
+        (lambda: backbones.textcnn(2, filters=0), "filters=0"),
+    ],
+)
+def test_text_backbone_bad_arguments_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()

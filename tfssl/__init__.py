@@ -1,12 +1,14 @@
 """tfssl: learning from few labels with TensorFlow 2 and Keras 3.
 
-Semi-supervised consistency regularization (Π-model, Temporal Ensembling, Mean Teacher) and
-pseudo-labels (Pseudo-Label, FixMatch) as `keras.Model`s that train with `model.fit`, scale
-with `tf.distribute`, and export to SavedModel for TF Serving; `tfssl.self_training` runs
-rounds of training and pseudo-labeling around any Keras classifier.
+Semi-supervised methods as `keras.Model`s that wrap any backbone returning logits, train with
+`model.fit`, scale with `tf.distribute` and export to SavedModel for TF Serving: consistency
+regularization (Π-model, Temporal Ensembling, Mean Teacher), pseudo-labels (Pseudo-Label,
+FixMatch, and `tfssl.self_training` around any Keras classifier), adversarial training (FGM,
+PGD, VAT), the mixup family (Mixup, MixMatch) and label regularization (label smoothing,
+distillation, mutual learning, ReLoop). `tfssl.text` preprocesses raw strings in the graph.
 """
 
-from tfssl import backbones, data, datasets, export, layers, losses, models, schedules
+from tfssl import backbones, data, datasets, export, layers, losses, models, schedules, text
 
 # The function shadows its module's name: `tfssl.self_training(...)` is the public call.
 from tfssl.self_training import self_training
@@ -23,4 +25,5 @@ __all__ = [
     "models",
     "schedules",
     "self_training",
+    "text",
 ]

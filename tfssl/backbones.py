@@ -4,15 +4,17 @@
 arXiv 1610.02242, table 5; Tarvainen & Valpola, arXiv 1703.01780, table 5), with a width factor
 so that CPU runs can use a narrow one; `mlp` is a small dense network with input noise and
 dropout, the stochastic network the consistency methods need, cheap enough for CPU budgets.
-Any other Keras model that returns logits works with the
-tfssl models just as well.
+`fasttext` and `textcnn` take raw strings: their first layer is a `tfssl.text.TextVectorizer`.
+Any other Keras model that returns logits works with the tfssl models just as well.
 """
 
 import keras
+import tensorflow as tf
 
+from tfssl import text
 from tfssl.layers import image_augmentation
 
-__all__ = ["conv_net", "mlp"]
+__all__ = ["conv_net", "fasttext", "mlp", "textcnn"]
 
 
 def conv_net(
@@ -166,3 +168,220 @@ def mlp(
         layers.append(keras.layers.Dropout(dropout, seed=seed))
     layers.append(keras.layers.Dense(num_classes, name="logits"))
     return keras.Sequential(layers, name=name)
+
+
+def fasttext(
+    num_classes,
+    num_buckets=text.DEFAULT_NUM_BUCKETS,
+    embedding_dim=64,
+    ngrams=2,
+    dropout=0.5,
+    max_length=256,
+    vectorizer=None,
+    embeddings=None,
+    seed=None,
+    name="fasttext",
+):
+    """fastText (Joulin et al., arXiv 1607.01759): the mean of n-gram embeddings, then logits.
+
+    Layers: `tfssl.text.TextVectorizer` (raw strings to n-gram ids, in the graph), the one
+    `keras.layers.Embedding` (named `"embedding"`, `mask_zero=True`), dropout on its output
+    (the only noise the consistency methods get, as in the seed blog posts), a mean over the
+    tokens that ignores the padding (`tfssl.text.MaskedAveragePooling1D`; the seed's TF1
+    code averaged over the padding too), and a dense `num_classes` output (logits).
+
+    Word mixup, FGM/PGD and VAT perturb `backbone.get_layer("embedding")`: its weights, or
+    its output, which carries the padding mask on to the pooling.
+
+    Example:
+
+    ```python
+    backbone = tfssl.backbones.fasttext(num_classes=2)
+    backbone(tf.constant(["质量很好,物流很快", "太差了"]))   # (2, 2) logits
+    ```
+
+    Args:
+        num_classes: Number of output logits.
+        num_buckets: Hash bins of the n-grams (ignored with `vectorizer`). Defaults to
+            `2**17`.
+        embedding_dim: Size of the n-gram embeddings. Defaults to `64`.
+        ngrams: N-gram widths 1..n, or a tuple of widths (ignored with `vectorizer`).
+            Defaults to `2`.
+        dropout: Dropout rate on the embeddings. Defaults to `0.5`.
+        max_length: Tokens kept per text (ignored with `vectorizer`). Defaults to `256`.
+        vectorizer: A `tfssl.text.TextVectorizer` to use instead of a hashing one built
+            from `num_buckets`, `ngrams` and `max_length` (e.g. an adapted lookup).
+            Defaults to `None`.
+        embeddings: Initial embedding matrix of shape `(vocabulary size, embedding_dim)`,
+            e.g. from `tfssl.text.load_word2vec`. Defaults to `None` (random).
+        seed: Seed of the dropout. Defaults to `None`.
+        name: Model name. Defaults to `"fasttext"`.
+
+    Returns:
+        A functional `keras.Model` from a `(batch,)` string tensor named `text` to
+        `(batch, num_classes)` logits.
+
+    Raises:
+        ValueError: If an argument is out of range or `embeddings` has the wrong shape.
+    """
+    vectorizer = _text_vectorizer(vectorizer, num_buckets, ngrams, max_length, None)
+    _check_dropout(dropout)
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    embedding = _embedding(vectorizer, embedding_dim, embeddings)
+    tensor = embedding(vectorizer(inputs))
+    tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
+    tensor = text.MaskedAveragePooling1D(name="pooling")(tensor)
+    logits = keras.layers.Dense(num_classes, name="logits")(tensor)
+    model = keras.Model(inputs, logits, name=name)
+    if embeddings is not None:
+        embedding.set_weights([embeddings])
+    return model
+
+
+def textcnn(
+    num_classes,
+    kernel_sizes=(2, 3, 4),
+    filters=64,
+    num_buckets=text.DEFAULT_NUM_BUCKETS,
+    embedding_dim=64,
+    dropout=0.5,
+    max_length=256,
+    vectorizer=None,
+    embeddings=None,
+    seed=None,
+    name="textcnn",
+):
+    """TextCNN (Kim, arXiv 1408.5882): convolutions of several widths over token embeddings,
+    max-pooled over time, then logits.
+
+    Layers: `tfssl.text.TextVectorizer` with unigrams only (the convolutions see the
+    n-grams), padded to `max_length` ids; the one `keras.layers.Embedding` (named
+    `"embedding"`); dropout; the padding's embeddings set to zero, so that padding acts as
+    the convolutions' own zero padding; per kernel size a `Conv1D` (ReLU, `"same"`
+    padding) and a max over the positions of real tokens (0 for the empty string); their
+    concatenation, dropout, and a dense `num_classes` output (logits).
+
+    Example:
+
+    ```python
+    backbone = tfssl.backbones.textcnn(num_classes=2, kernel_sizes=(2, 3, 4))
+    ```
+
+    Args:
+        num_classes: Number of output logits.
+        kernel_sizes: Widths of the convolutions. Defaults to `(2, 3, 4)`.
+        filters: Filters per width. Defaults to `64`.
+        num_buckets: Hash bins of the tokens (ignored with `vectorizer`). Defaults to
+            `2**17`.
+        embedding_dim: Size of the token embeddings. Defaults to `64`.
+        dropout: Dropout rate on the embeddings and the pooled features. Defaults to `0.5`.
+        max_length: Tokens per text, the length of the id sequence (ignored with
+            `vectorizer`). Defaults to `256`.
+        vectorizer: A `tfssl.text.TextVectorizer` to use instead of a hashing one.
+            Defaults to `None`.
+        embeddings: Initial embedding matrix, e.g. from `tfssl.text.load_word2vec`.
+            Defaults to `None` (random).
+        seed: Seed of the dropout. Defaults to `None`.
+        name: Model name. Defaults to `"textcnn"`.
+
+    Returns:
+        A functional `keras.Model` from a `(batch,)` string tensor named `text` to
+        `(batch, num_classes)` logits.
+
+    Raises:
+        ValueError: If an argument is out of range or `embeddings` has the wrong shape.
+    """
+    if not kernel_sizes or any(int(size) <= 0 for size in kernel_sizes):
+        raise ValueError(
+            f"`kernel_sizes` must be positive widths. Received: kernel_sizes={kernel_sizes}"
+        )
+    if int(filters) <= 0:
+        raise ValueError(f"`filters` must be > 0. Received: filters={filters}")
+    vectorizer = _text_vectorizer(vectorizer, num_buckets, 1, max_length, max_length)
+    _check_dropout(dropout)
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    embedding = _embedding(vectorizer, embedding_dim, embeddings)
+    ids = vectorizer(inputs)
+    tensor = embedding(ids)
+    tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
+    tensor = _ZeroPadding(name="zero_padding")(tensor)
+    pooled = [
+        _MaskedMaxPooling1D(name=f"max_pool_{size}")(
+            keras.layers.Conv1D(
+                int(filters), int(size), padding="same", activation="relu", name=f"conv_{size}"
+            )(tensor),
+            ids,
+        )
+        for size in kernel_sizes
+    ]
+    tensor = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
+    tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
+    logits = keras.layers.Dense(num_classes, name="logits")(tensor)
+    model = keras.Model(inputs, logits, name=name)
+    if embeddings is not None:
+        embedding.set_weights([embeddings])
+    return model
+
+
+def _text_vectorizer(vectorizer, num_buckets, ngrams, max_length, output_length):
+    if vectorizer is None:
+        return text.TextVectorizer(
+            num_buckets=num_buckets,
+            ngrams=ngrams,
+            max_length=max_length,
+            output_length=output_length,
+            name="vectorizer",
+        )
+    if not isinstance(vectorizer, text.TextVectorizer):
+        raise ValueError(
+            f"`vectorizer` must be a tfssl.text.TextVectorizer. Received: vectorizer={vectorizer!r}"
+        )
+    return vectorizer
+
+
+def _embedding(vectorizer, embedding_dim, embeddings):
+    if int(embedding_dim) <= 0:
+        raise ValueError(f"`embedding_dim` must be > 0. Received: embedding_dim={embedding_dim}")
+    input_dim = vectorizer.vocabulary_size()
+    if embeddings is not None and tuple(embeddings.shape) != (input_dim, int(embedding_dim)):
+        raise ValueError(
+            f"`embeddings` must have shape (vocabulary size {input_dim}, embedding_dim "
+            f"{embedding_dim}). Received: embeddings.shape={tuple(embeddings.shape)}"
+        )
+    return keras.layers.Embedding(input_dim, int(embedding_dim), mask_zero=True, name="embedding")
+
+
+def _check_dropout(dropout):
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class _ZeroPadding(keras.layers.Layer):
+    """Sets the masked steps to zero and consumes the mask (the convolutions take none)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return inputs
+        return inputs * tf.cast(mask, inputs.dtype)[..., None]
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class _MaskedMaxPooling1D(keras.layers.Layer):
+    """Max over the steps whose id is not padding; 0 for a row without any."""
+
+    def call(self, inputs, ids):
+        valid = tf.not_equal(ids, 0)[..., None]
+        lowest = tf.constant(inputs.dtype.min, inputs.dtype)
+        pooled = tf.reduce_max(tf.where(valid, inputs, lowest), axis=1)
+        return tf.where(tf.reduce_any(valid, axis=1), pooled, tf.zeros_like(pooled))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])

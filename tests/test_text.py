@@ -1,0 +1,265 @@
+"""Tests for tfssl.text (in-graph tokenization and ids), text models, their serving and the
+text estimator."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving_utils import serve_in_fresh_process
+from tfssl import backbones, data, export, models, text
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+sys.path.insert(0, ESTIMATORS)
+
+import text_classification  # noqa: E402
+
+
+def tokens_of(string, max_length=None):
+    tokens = text.tokenize(text.standardize(tf.constant([string])), max_length)
+    return [token.decode("utf-8") for token in tokens.to_list()[0]]
+
+
+# --------------------------------------------------------------------------- tokenizer
+def test_han_characters_one_by_one_and_latin_words():
+    assert tokens_of("这本书很好看 great book") == ["这", "本", "书", "很", "好", "看", "great", "book"]
+    # No space between scripts: the script change splits.
+    assert tokens_of("iPhone手机很好用") == ["iphone", "手", "机", "很", "好", "用"]
+    assert tokens_of("caféпривет") == ["café", "привет"]
+
+
+def test_nfkc_turns_full_width_into_half_width_and_case_folds():
+    assert tokens_of("ＡＢＣ１２３ ｄｅｆ！") == ["abc", "123", "def", "!"]
+    assert tokens_of("HeLLo WORLD Straße") == ["hello", "world", "strasse"]
+
+
+def test_punctuation_and_emoji_are_tokens_of_their_own():
+    assert tokens_of("好!!😀😀 ok😀x") == ["好", "!", "!", "😀", "😀", "ok", "😀", "x"]
+
+
+def test_empty_and_blank_strings_have_no_token():
+    assert tokens_of("") == [] and tokens_of(" \t\n ") == []
+
+
+def test_max_length_keeps_the_first_tokens():
+    assert tokens_of("一二三四五 six", max_length=3) == ["一", "二", "三"]
+
+
+def test_ngrams_unigrams_then_bigrams_joined_by_a_space():
+    vectorizer = text.TextVectorizer(vocabulary=["很", "好", "很 好", "good"], ngrams=2)
+    ngrams = vectorizer.ngram_strings(tf.constant(["很好 good", ""])).to_list()
+    assert [t.decode() for t in ngrams[0]] == ["很", "好", "good", "很 好", "好 good"]
+    assert ngrams[1] == []
+    trigrams = text.TextVectorizer(ngrams=(3,)).ngram_strings(tf.constant(["abc"])).to_list()
+    assert trigrams == [[]]
+
+
+def test_hashing_ids_padding_and_stability():
+    vectorizer = text.TextVectorizer(num_buckets=50)
+    ids = vectorizer(tf.constant(["很好 good", "", "坏"])).numpy()
+    assert ids.shape == (3, 5) and ids.dtype == np.int64
+    assert np.all(ids[0] > 0) and np.all(ids[0] < 50)
+    np.testing.assert_array_equal(ids[1], 0)
+    assert ids[2, 0] > 0 and np.all(ids[2, 1:] == 0)
+    # Same n-gram, same bucket, in any batch (Keras' Hashing is a fingerprint, no salt).
+    np.testing.assert_array_equal(vectorizer(tf.constant(["很好 good"])).numpy()[0], ids[0])
+    assert vectorizer.vocabulary_size() == 50
+
+
+def test_emoji_and_20000_characters():
+    vectorizer = text.TextVectorizer(num_buckets=1000, max_length=256)
+    ids = vectorizer(tf.constant(["😀" * 50, "好" * 20000, "好"])).numpy()
+    # 50 unigrams + 49 bigrams; 256 + 255 after truncation.
+    assert np.count_nonzero(ids[0]) == 99 and np.count_nonzero(ids[1]) == 511
+    assert ids.shape == (3, 511)
+    assert set(ids[1][ids[1] > 0]) == {ids[2, 0], *vectorizer.token_ids(["好 好"])}
+
+
+def test_output_length_pads_and_cuts():
+    vectorizer = text.TextVectorizer(num_buckets=100, ngrams=1, output_length=4)
+    ids = vectorizer(tf.constant(["一二三四五六", "一", ""])).numpy()
+    assert ids.shape == (3, 4)
+    np.testing.assert_array_equal(ids[1, 1:], 0)
+    np.testing.assert_array_equal(ids[2], 0)
+
+
+def test_lookup_mode_adapt_oov_and_config_round_trip():
+    vectorizer = text.TextVectorizer(max_tokens=6, ngrams=1)
+    vectorizer.adapt(np.array(["好 好 好 good", "好 good 差", "x"], dtype=object))
+    # padding, OOV, then by frequency: 好 (4), good (2), then one of the rest.
+    assert vectorizer.get_vocabulary()[:4] == ["", "[UNK]", "好", "good"]
+    assert vectorizer.vocabulary_size() == 6
+    ids = vectorizer(tf.constant(["好 zzz good", ""])).numpy()
+    np.testing.assert_array_equal(ids, [[2, 1, 3], [0, 0, 0]])
+    clone = text.TextVectorizer.from_config(vectorizer.get_config())
+    np.testing.assert_array_equal(clone(tf.constant(["好 zzz good"])).numpy(), ids[:1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_buckets": 1}, "num_buckets=1"),
+        ({"num_buckets": 10, "max_tokens": 10}, "not both"),
+        ({"max_tokens": 2}, "max_tokens=2"),
+        ({"ngrams": 0}, "ngrams=0"),
+        ({"ngrams": (1, -2)}, r"ngrams=\(1, -2\)"),
+        ({"max_length": 0}, "max_length=0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        text.TextVectorizer(**kwargs)
+
+
+def test_hashing_has_nothing_to_adapt():
+    with pytest.raises(ValueError, match="num_buckets=10"):
+        text.TextVectorizer(num_buckets=10).adapt(np.array(["a"]))
+
+
+def test_masked_average_ignores_padding_and_is_zero_without_tokens():
+    x = tf.constant([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], [[5.0, 5.0], [7.0, 7.0], [1.0, 1.0]]])
+    mask = tf.constant([[True, True, False], [False, False, False]])
+    out = text.MaskedAveragePooling1D()(x, mask=mask).numpy()
+    np.testing.assert_allclose(out, [[2.0, 3.0], [0.0, 0.0]])
+
+
+# ------------------------------------------------------------------------ word2vec
+def test_load_word2vec_maps_words_to_their_ngram_ids(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text(
+        "5 3\n好 1 0 0\n很好 0 1 0\nGOOD 0 0 1\n很好看 5 5 5\n差 -1 -1 -1\n", encoding="utf-8"
+    )
+    vectorizer = text.TextVectorizer(vocabulary=["好", "很 好", "good", "坏"], ngrams=2)
+    matrix = text.load_word2vec(path, vectorizer, seed=0)
+    assert matrix.shape == (6, 3) and matrix.dtype == np.float32
+    vocabulary = vectorizer.get_vocabulary()
+    np.testing.assert_array_equal(matrix[0], 0.0)  # padding
+    np.testing.assert_array_equal(matrix[vocabulary.index("好")], [1, 0, 0])
+    np.testing.assert_array_equal(matrix[vocabulary.index("很 好")], [0, 1, 0])
+    np.testing.assert_array_equal(matrix[vocabulary.index("good")], [0, 0, 1])  # case folded
+    # 坏 is not in the file and 很好看 (3 tokens) is no n-gram here: random rows.
+    assert not np.any(np.isin([5.0, -1.0], matrix[vocabulary.index("坏")]))
+
+    hashing = text.TextVectorizer(num_buckets=1000)
+    matrix = text.load_word2vec(path, hashing)
+    bucket = hashing.token_ids(["差"])[0]
+    np.testing.assert_array_equal(matrix[bucket], [-1, -1, -1])
+
+    backbone = backbones.fasttext(2, vectorizer=hashing, embedding_dim=3, embeddings=matrix)
+    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], matrix)
+
+
+def test_load_word2vec_bad_line(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("好 1 0\n差 1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="vectors.txt:2"):
+        text.load_word2vec(path, text.TextVectorizer(num_buckets=10))
+
+
+# ------------------------------------------------------------------------------- data
+def test_make_dataset_takes_string_arrays():
+    x = np.array(["好", "", "😀" * 50, "mixed 中文"], dtype=object)
+    y = np.array([1, -1, 0, -1])
+    features, labels = next(iter(data.make_dataset(x, y, batch_size=4)))
+    assert features["x"].dtype == tf.string
+    assert [t.decode() for t in features["x"].numpy()] == list(x)
+    np.testing.assert_array_equal(labels, y)
+
+
+# -------------------------------------------------------- a consistency model on text
+POSITIVE = ["好", "棒", "喜欢", "满意", "great", "good", "love", "赞"]
+NEGATIVE = ["差", "烂", "讨厌", "失望", "bad", "awful", "hate", "糟"]
+FILLER = ["这个", "手机", "书", "物流", "质量", "the", "phone", "book", "is", "很", "it", "买"]
+
+
+def mixed_reviews(size, seed):
+    """Chinese/English reviews: fillers and one or two words of their class's sentiment."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size)
+    texts = np.empty(size, dtype=object)
+    for i, label in enumerate(labels):
+        words = list(rng.choice(FILLER, rng.integers(3, 8)))
+        for _ in range(rng.integers(1, 3)):
+            words.insert(rng.integers(0, len(words) + 1), rng.choice([NEGATIVE, POSITIVE][label]))
+        texts[i] = words[0]
+        for previous, word in zip(words, words[1:]):
+            # English words need a space between them; Chinese usually has none.
+            glue = " " if previous.isascii() and word.isascii() else rng.choice(["", " "])
+            texts[i] += glue + word
+    return texts, labels.astype(np.int64)
+
+
+def test_temporal_ensembling_learns_mixed_chinese_english_from_60_labels():
+    keras.utils.set_random_seed(0)
+    x, y = mixed_reviews(600, seed=0)
+    x_test, y_test = mixed_reviews(200, seed=1)
+    y_semi = data.mask_labels(y, 60, seed=0)
+    backbone = backbones.fasttext(2, num_buckets=2**12, embedding_dim=16, dropout=0.3)
+    model = models.TemporalEnsembling(
+        backbone, num_samples=len(x), ramp_up_epochs=2, supervised_normalize="labeled"
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.03), metrics=["accuracy"])
+    train = data.make_dataset(x, y_semi, batch_size=60, shuffle=True, seed=0, labeled_per_batch=12)
+    model.fit(train, epochs=10, verbose=0)
+    accuracy = np.mean(np.argmax(model.predict(x_test, verbose=0), axis=1) == y_test)
+    assert accuracy > 0.9, accuracy
+
+
+# ---------------------------------------------------------------------------- serving
+def test_raw_string_savedmodel_serves_without_tfssl(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = mixed_reviews(64, seed=0)
+    model = models.MeanTeacher(backbones.fasttext(2, num_buckets=2**10, embedding_dim=8))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
+    model.fit(data.make_dataset(x, data.mask_labels(y, 10, seed=0), batch_size=32), verbose=0)
+    path = export.export_saved_model(model, tmp_path)
+
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    (spec,) = served.structured_input_signature[1].values()
+    assert spec.name == "text" and spec.dtype == tf.string and spec.shape.as_list() == [None]
+    assert set(served.structured_outputs) == {"logits", "probabilities", "classes"}
+    ops = _op_types(path)
+    assert set(text.TEXT_OPS) <= ops
+    # Every op outside core TensorFlow is one that README names.
+    assert {op for op in ops if not hasattr(tf.raw_ops, op)} <= set(text.TEXT_OPS)
+
+    batch = np.array(["", "😀" * 50, "好" * 20000, "这本书 good!"], dtype=object)
+    expected = keras.ops.softmax(model(batch)).numpy()
+    outputs = serve_in_fresh_process(path, "text", batch, imports=("tensorflow_text",))
+    np.testing.assert_allclose(outputs["probabilities"], expected, atol=1e-6)
+    np.testing.assert_array_equal(outputs["classes"], np.argmax(expected, axis=1))
+
+
+def _op_types(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved.ParseFromString(f.read())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return {node.op for node in nodes}
+
+
+# --------------------------------------------------------------------------- estimator
+@pytest.fixture(scope="module")
+def review_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reviews")
+    x, y = mixed_reviews(300, seed=2)
+    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
+        (folder / name).write_text("\n".join(x[y == label]) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+@pytest.mark.parametrize("method", sorted(text_classification.METHODS))
+def test_text_classification_script_runs_every_method(method, review_dir, tmp_path, capsys):
+    argv = ["--method", method, "--labels", "20", "--data-dir", review_dir, "--epochs", "1"]
+    argv += ["--batch-size", "32", "--labeled-per-batch", "8", "--num-buckets", "512"]
+    argv += ["--embedding-dim", "8", "--verbose", "0", "--export", str(tmp_path)]
+    accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
+    assert 0.0 <= accuracy <= 1.0
+    assert f"text_classification[{method}] test accuracy" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(tmp_path, "1", "saved_model.pb"))

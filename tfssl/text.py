@@ -1,0 +1,457 @@
+"""In-graph text preprocessing with tensorflow-text: raw strings in, n-gram ids out.
+
+`TextVectorizer` is a Keras layer that turns a batch of raw UTF-8 strings into padded
+integer ids, entirely with TensorFlow ops, so a model that starts with it trains on string
+arrays and its SavedModel serves raw strings. It follows the seed blog posts' Chinese text
+classification setting (fastText over characters and their bigrams, toutiao news titles):
+
+1. `standardize`: NFKC normalization (full-width `ＡＢＣ１２３！` becomes `abc123!`,
+   compatibility ideographs become the unified ones) and Unicode case folding;
+2. `tokenize`: words of every script, split at whitespace and at changes of Unicode script,
+   then every Han character, punctuation mark and symbol (emoji included) is a token of its
+   own (Chinese is written without spaces: one character per token is the usual fastText
+   input when no word segmenter is at hand);
+3. truncation to the first `max_length` tokens;
+4. n-grams of the tokens, joined by a space (`"很 好"`), unigrams first;
+5. ids: hashing into `num_buckets` bins, or lookup in a vocabulary given or learnt by
+   `adapt`; `0` is padding (and, for the lookup, `1` the out-of-vocabulary id).
+
+What Keras does and what tensorflow-text adds: `keras.layers.TextVectorization` lower-cases
+with `tf.strings.lower`, splits at whitespace or into characters of every script, makes
+n-grams with `tf.strings.ngrams` and maps them with a `StringLookup`; it cannot hash, and it
+truncates after the n-grams, so a long text loses all its bigrams. The Keras parts are used
+here as they are (`tf.strings.ngrams`, `keras.layers.Hashing` with `mask_value=""`,
+`keras.layers.StringLookup` with its `adapt`); tensorflow-text adds what no core op does:
+Unicode normalization (`normalize_utf8`), full case folding (`case_fold_utf8`), the script
+aware word split (`UnicodeScriptTokenizer`) and the per character split of Han, punctuation
+and symbols (`regex_split`). The SavedModel therefore holds the tensorflow-text ops
+`TEXT_OPS`, and a process that loads it must `import tensorflow_text` first (TF Serving:
+a build that links the tensorflow-text ops).
+
+`MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs, and
+`load_word2vec` fills an embedding matrix from a word2vec text file.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+__all__ = [
+    "DEFAULT_NUM_BUCKETS",
+    "TEXT_OPS",
+    "MaskedAveragePooling1D",
+    "TextVectorizer",
+    "load_word2vec",
+    "standardize",
+    "tokenize",
+]
+
+DEFAULT_NUM_BUCKETS = 2**17
+# Op types of tensorflow-text (not core TensorFlow) that a TextVectorizer puts in a graph.
+TEXT_OPS = (
+    "CaseFoldUTF8",
+    "NormalizeUTF8",
+    "RegexSplitWithOffsets",
+    "UnicodeScriptTokenizeWithOffsets",
+)
+OOV_TOKEN = "[UNK]"
+# Han characters, punctuation and symbols (emoji are So/Sk) are tokens of one code point.
+_SINGLE_CHARACTER_TOKENS = r"[\p{Han}\p{P}\p{S}]"
+
+
+def standardize(texts):
+    """NFKC-normalizes and case-folds UTF-8 strings (tensorflow-text ops).
+
+    Example:
+
+    ```python
+    tfssl.text.standardize(tf.constant(["ＡＢＣ１２３！Straße"]))  # [b"abc123!strasse"]
+    ```
+
+    Args:
+        texts: `tf.string` tensor of any shape.
+
+    Returns:
+        A `tf.string` tensor of the same shape.
+    """
+    return tf_text.case_fold_utf8(tf_text.normalize_utf8(texts, "NFKC"))
+
+
+def tokenize(texts, max_length=None):
+    """Splits standardized strings into words, and Han characters and symbols into one each.
+
+    Words break at whitespace and where the Unicode script changes
+    (`tf_text.UnicodeScriptTokenizer`), so `"iphone手机"` gives `"iphone"` and Chinese; then
+    `tf_text.regex_split` cuts every Han character, punctuation mark and symbol out as a
+    token of its own. Whitespace is dropped; an empty or blank string has no token.
+
+    Example:
+
+    ```python
+    tfssl.text.tokenize(tf.constant(["iphone手机,很好😀"]))
+    # [[b"iphone", b"手", b"机", b",", b"很", b"好", b"😀"]]
+    ```
+
+    Args:
+        texts: 1-D `tf.string` tensor, usually `standardize`d.
+        max_length: Keep only the first `max_length` tokens of each string. Defaults to
+            `None` (all).
+
+    Returns:
+        A `tf.RaggedTensor` of tokens, shape `(batch, None)`.
+    """
+    words = tf_text.UnicodeScriptTokenizer(keep_whitespace=False).tokenize(texts)
+    pieces = tf_text.regex_split(
+        words.flat_values, _SINGLE_CHARACTER_TOKENS, _SINGLE_CHARACTER_TOKENS
+    )
+    tokens = words.with_flat_values(pieces).merge_dims(1, 2)
+    if max_length is not None:
+        tokens = tokens[:, :max_length]
+    return tokens
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class TextVectorizer(keras.layers.Layer):
+    """Raw strings to padded n-gram ids, in the graph (tensorflow-text and Keras ops).
+
+    Each string is `standardize`d (NFKC, case folding), `tokenize`d (words; Han characters,
+    punctuation and symbols one by one), cut to its first `max_length` tokens, and turned
+    into its n-grams (all unigrams, then all bigrams, ... joined by a space). The n-grams
+    become ids:
+
+    - hashing (the default): `keras.layers.Hashing(num_buckets, mask_value="")`, ids in
+      `[1, num_buckets)`; no vocabulary, nothing to adapt, as fastText's buckets;
+    - lookup, when `vocabulary` or `max_tokens` is given: `keras.layers.StringLookup`, ids
+      `2..` for the vocabulary and `1` for anything else; `adapt(texts)` learns the
+      `max_tokens - 2` most frequent n-grams.
+
+    Id `0` is padding: rows are padded to the longest row of the batch, or to exactly
+    `output_length` ids when it is set (longer rows are cut). The empty string gives a row of
+    padding only.
+
+    Example:
+
+    ```python
+    vectorizer = tfssl.text.TextVectorizer(num_buckets=1000, ngrams=2)
+    vectorizer(tf.constant(["很好 good", ""]))  # int64 (2, 5): 3 unigrams + 2 bigrams, zeros
+
+    vectorizer = tfssl.text.TextVectorizer(max_tokens=20000)
+    vectorizer.adapt(train_texts)
+    ```
+
+    Args:
+        num_buckets: Number of hash bins including the padding id 0. Defaults to `None`:
+            `DEFAULT_NUM_BUCKETS` (2**17) when hashing; must stay `None` with a vocabulary.
+        vocabulary: N-grams (strings, tokens joined by a space) for the lookup mode, or
+            `None`. Defaults to `None`.
+        max_tokens: Largest vocabulary size in lookup mode, padding and OOV ids included,
+            as `keras.layers.StringLookup`'s. Defaults to `None`.
+        ngrams: `n` for the n-grams 1..n, or a tuple of widths such as `(1, 2)`.
+            Defaults to `2`.
+        max_length: Tokens kept per string, before the n-grams. Defaults to `256`.
+        output_length: Fixed number of ids per row, or `None` to pad to the longest row of
+            the batch. Defaults to `None`.
+        **kwargs: `keras.layers.Layer` arguments (e.g. `name`).
+
+    Raises:
+        ValueError: If an argument is out of range, or `num_buckets` is given together with
+            `vocabulary` or `max_tokens`.
+    """
+
+    def __init__(
+        self,
+        num_buckets=None,
+        vocabulary=None,
+        max_tokens=None,
+        ngrams=2,
+        max_length=256,
+        output_length=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.ngrams = _check_ngrams(ngrams)
+        _check_optional_positive("max_length", max_length)
+        _check_optional_positive("output_length", output_length)
+        self.lookup_mode = vocabulary is not None or max_tokens is not None
+        if self.lookup_mode and num_buckets is not None:
+            raise ValueError(
+                "Pass `num_buckets` (hashing) or `vocabulary`/`max_tokens` (lookup), not both. "
+                f"Received: num_buckets={num_buckets}, max_tokens={max_tokens}, vocabulary of "
+                f"{None if vocabulary is None else len(vocabulary)} entries"
+            )
+        if self.lookup_mode:
+            if max_tokens is not None and (not _is_int(max_tokens) or max_tokens < 3):
+                raise ValueError(
+                    "`max_tokens` must be an integer >= 3 (padding, OOV and one n-gram). "
+                    f"Received: max_tokens={max_tokens!r}"
+                )
+            self.ids = keras.layers.StringLookup(
+                max_tokens=max_tokens,
+                vocabulary=None if vocabulary is None else list(vocabulary),
+                mask_token="",
+                oov_token=OOV_TOKEN,
+                num_oov_indices=1,
+                name="lookup",
+            )
+        else:
+            num_buckets = DEFAULT_NUM_BUCKETS if num_buckets is None else num_buckets
+            if not _is_int(num_buckets) or num_buckets < 2:
+                raise ValueError(
+                    "`num_buckets` must be an integer >= 2 (padding and one bucket). "
+                    f"Received: num_buckets={num_buckets!r}"
+                )
+            self.ids = keras.layers.Hashing(num_bins=num_buckets, mask_value="", name="hashing")
+        self.num_buckets = None if self.lookup_mode else int(num_buckets)
+        self.max_tokens = max_tokens
+        self.max_length = max_length
+        self.output_length = output_length
+        # As keras.layers.TextVectorization: string inputs are not converted to floats.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.supports_jit = False
+
+    def build(self, input_shape):
+        # Hashing and StringLookup hold no weights: nothing to create.
+        self.built = True
+
+    def ngram_strings(self, texts):
+        """The n-grams of each string, as a `tf.RaggedTensor` of shape `(batch, None)`."""
+        texts = tf.convert_to_tensor(texts, dtype=tf.string)
+        if texts.shape.rank == 2:
+            texts = tf.squeeze(texts, axis=-1)
+        tokens = tokenize(standardize(texts), self.max_length)
+        return tf.strings.ngrams(tokens, ngram_width=self.ngrams, separator=" ")
+
+    def call(self, inputs):
+        ngrams = self.ngram_strings(inputs)
+        # Padding with "" maps it to id 0 (Hashing's mask_value, StringLookup's mask_token).
+        if self.output_length is None:
+            padded = ngrams.to_tensor(default_value="")
+        else:
+            padded = ngrams.to_tensor(default_value="", shape=[None, self.output_length])
+        return tf.cast(self.ids(padded), tf.int64)
+
+    def adapt(self, data, batch_size=256, steps=None):
+        """Learns the vocabulary of the lookup mode from texts.
+
+        Args:
+            data: Array of strings or a `tf.data.Dataset` of string batches.
+            batch_size: Strings per batch when `data` is an array. Defaults to `256`.
+            steps: Batches to read, or `None` for all. Defaults to `None`.
+
+        Raises:
+            ValueError: In hashing mode, which has no vocabulary.
+        """
+        if not self.lookup_mode:
+            raise ValueError(
+                "A hashing TextVectorizer has no vocabulary to adapt; pass `max_tokens` or "
+                f"`vocabulary` for the lookup mode. Received: num_buckets={self.num_buckets}"
+            )
+        if not isinstance(data, tf.data.Dataset):
+            data = tf.data.Dataset.from_tensor_slices(_as_string_array(data)).batch(batch_size)
+        self.ids.adapt(data.map(lambda texts: self.ngram_strings(texts).flat_values), steps=steps)
+
+    def vocabulary_size(self):
+        """Number of ids, padding (and OOV) included: the `input_dim` of an `Embedding`."""
+        if self.lookup_mode:
+            return int(self.ids.vocabulary_size())
+        return self.num_buckets
+
+    def get_vocabulary(self):
+        """The lookup mode's n-grams by id (`""` padding, `"[UNK]"` OOV first)."""
+        if not self.lookup_mode:
+            raise ValueError("A hashing TextVectorizer has no vocabulary.")
+        return list(self.ids.get_vocabulary())
+
+    def token_ids(self, ngrams):
+        """Ids of n-gram strings as they are (no standardization or tokenization).
+
+        Args:
+            ngrams: 1-D array of strings, tokens joined by a space.
+
+        Returns:
+            An `int64` NumPy array of ids.
+        """
+        return tf.cast(self.ids(tf.constant(_as_string_array(ngrams))), tf.int64).numpy()
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.output_length)
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor((inputs.shape[0], self.output_length), dtype="int64")
+
+    def get_config(self):
+        config = super().get_config()
+        vocabulary = None
+        if self.lookup_mode and self.ids.vocabulary_size() > 2:
+            # The adapted vocabulary goes into the config too, so that clone_model (Mean
+            # Teacher's teacher) copies it; .keras files also keep it as an asset.
+            vocabulary = [str(token) for token in self.get_vocabulary()[2:]]
+        config.update(
+            {
+                "num_buckets": self.num_buckets,
+                "vocabulary": vocabulary,
+                "max_tokens": self.max_tokens,
+                "ngrams": list(self.ngrams),
+                "max_length": self.max_length,
+                "output_length": self.output_length,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["ngrams"] = tuple(config["ngrams"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class MaskedAveragePooling1D(keras.layers.Layer):
+    """Mean over the unmasked steps of a sequence; zeros for a row with none.
+
+    `keras.layers.GlobalAveragePooling1D` also honours the Keras mask, but divides by the
+    number of unmasked steps, which is 0 for the empty string: its output is NaN. Here the
+    denominator is at least 1. The seed author's TF1 fastText averaged over the padding
+    too (REFERENCES.md), so its features shrank with the padding of the batch.
+
+    Formula:
+
+    ```
+    output[b] = sum_t mask[b, t] * x[b, t] / max(1, sum_t mask[b, t])
+    ```
+
+    Example:
+
+    ```python
+    tensor = keras.layers.Embedding(1000, 16, mask_zero=True)(ids)
+    features = tfssl.text.MaskedAveragePooling1D()(tensor)   # (batch, 16)
+    ```
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return tf.reduce_mean(inputs, axis=1)
+        weights = tf.cast(mask, inputs.dtype)[..., None]
+        count = tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+        return tf.reduce_sum(inputs * weights, axis=1) / count
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+def load_word2vec(path, vectorizer, seed=0):
+    """An embedding matrix for `vectorizer` from a word2vec text file.
+
+    The file has one `word v1 v2 ... vd` line per word, after an optional `count d` header
+    (gensim's `save_word2vec_format(binary=False)`). Each word is tokenized as the texts are
+    (`standardize`, `tokenize`); a word of `n` tokens is the n-gram of those tokens (`"很好"`
+    is the bigram `"很 好"`), kept when `n` is one of the vectorizer's widths. Its vector
+    goes to that n-gram's id: with hashing, the mean of the words that share a bucket; in
+    lookup mode only n-grams of the vocabulary (the OOV id gets no word vector). Ids that get
+    no vector are drawn from a normal distribution with the standard deviation of the
+    file's vectors; the padding row 0 is zero.
+
+    Example:
+
+    ```python
+    vectorizer = tfssl.text.TextVectorizer(num_buckets=2**17)
+    matrix = tfssl.text.load_word2vec("sgns.char.txt", vectorizer)
+    backbone = tfssl.backbones.fasttext(2, vectorizer=vectorizer, embeddings=matrix)
+    ```
+
+    Args:
+        path: Path of the UTF-8 text file.
+        vectorizer: The `TextVectorizer` whose ids the rows follow (adapted, in lookup
+            mode).
+        seed: Seed of the rows drawn at random. Defaults to `0`.
+
+    Returns:
+        A float32 array of shape `(vectorizer.vocabulary_size(), d)`.
+
+    Raises:
+        ValueError: If a line's length disagrees with the others or with the header, or
+            the file holds no vector.
+    """
+    words, vectors = _read_word2vec(path)
+    size, dim = vectorizer.vocabulary_size(), vectors.shape[1]
+    scale = float(np.std(vectors)) or 0.1
+    tokens = tokenize(standardize(tf.constant(_as_string_array(words)))).to_list()
+    lengths = np.array([len(row) for row in tokens])
+    ngrams = np.array([b" ".join(row) for row in tokens], dtype=object)
+    usable = np.isin(lengths, vectorizer.ngrams)
+    ids = vectorizer.token_ids(ngrams[usable]) if usable.any() else np.zeros(0, np.int64)
+    vectors = vectors[usable]
+    if vectorizer.lookup_mode:
+        known = ids > 1
+        ids, vectors = ids[known], vectors[known]
+    matrix = np.random.default_rng(seed).normal(0.0, scale, (size, dim))
+    sums = np.zeros((size, dim))
+    counts = np.zeros(size)
+    np.add.at(sums, ids, vectors)
+    np.add.at(counts, ids, 1.0)
+    found = counts > 0
+    matrix[found] = sums[found] / counts[found, None]
+    matrix[0] = 0.0
+    return matrix.astype(np.float32)
+
+
+def _read_word2vec(path):
+    words, rows, dim = [], [], None
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            fields = line.rstrip().split(" ")
+            if line_number == 1 and len(fields) == 2 and all(v.isdigit() for v in fields):
+                dim = int(fields[1])
+                continue
+            if not line.strip():
+                continue
+            if dim is None:
+                dim = len(fields) - 1
+            if len(fields) - 1 != dim or dim == 0:
+                raise ValueError(
+                    f"{path}:{line_number}: expected a word and {dim} numbers, got "
+                    f"{len(fields)} fields."
+                )
+            words.append(fields[0])
+            rows.append([float(v) for v in fields[1:]])
+    if not rows:
+        raise ValueError(f"{path} holds no word vector.")
+    return words, np.array(rows, dtype=np.float64)
+
+
+def _as_string_array(texts):
+    array = np.asarray(texts)
+    if array.dtype.kind == "O":
+        array = np.array([t.encode("utf-8") if isinstance(t, str) else t for t in array])
+    return array
+
+
+def _check_ngrams(ngrams):
+    if _is_int(ngrams):
+        widths = tuple(range(1, int(ngrams) + 1))
+    else:
+        widths = tuple(ngrams) if isinstance(ngrams, (list, tuple)) else ()
+    if not widths or not all(_is_int(n) and n > 0 for n in widths):
+        raise ValueError(
+            f"`ngrams` must be a positive integer n (widths 1..n) or a tuple of positive "
+            f"widths. Received: ngrams={ngrams!r}"
+        )
+    return tuple(int(n) for n in widths)
+
+
+def _check_optional_positive(name, value):
+    if value is not None and (not _is_int(value) or value <= 0):
+        raise ValueError(f"`{name}` must be a positive integer or None. Received: {name}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
