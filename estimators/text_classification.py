@@ -44,6 +44,21 @@ METHODS = {
         ema_warmup=True,
         **_common.semi_supervised_kwargs(args),
     ),
+    # Sentence mixup (seed 002): the pooled representation that enters the classifier.
+    "mixup": lambda backbone, num_samples, args: models.MixupModel(
+        backbone, alpha=0.2, at="encoder", supervised_normalize=args.supervised_normalize
+    ),
+    "pseudo": lambda backbone, num_samples, args: models.PseudoLabel(
+        backbone, threshold=0.95, num_samples=num_samples, **_common.semi_supervised_kwargs(args)
+    ),
+    # FGM and VAT perturb the output of the backbone's one Embedding layer (the word vectors);
+    # epsilon 5 on text is Miyato et al.'s (arXiv 1605.07725).
+    "fgm": lambda backbone, num_samples, args: models.AdversarialTraining(
+        backbone, method="fgm", epsilon=1.0, supervised_normalize=args.supervised_normalize
+    ),
+    "vat": lambda backbone, num_samples, args: models.VAT(
+        backbone, epsilon=5.0, supervised_normalize=args.supervised_normalize
+    ),
 }
 NUM_CLASSES = 2
 
