@@ -15,6 +15,7 @@ over the whole batch, add the adversarial gradient to the clean one and restore 
 import keras
 import tensorflow as tf
 
+from tfssl.models._graph import Split, embedding_name
 from tfssl.models.base import SemiSupervisedModel, _sum_over_replicas, check_choice
 
 __all__ = ["AdversarialTraining", "PerturbationSite", "adversarial_inputs", "normalize"]
@@ -23,25 +24,22 @@ METHODS = ("fgm", "pgd")
 NORMS = ("sample", "batch")
 
 
-class PerturbationSite:
+class PerturbationSite(Split):
     """Where an adversarial perturbation `r` is added to a backbone.
 
     The site is, in this order: the output of the layer named `layer`; else the backbone's
     `keras.layers.Embedding` when it has exactly one (text backbones: `r` goes on the word
     vectors, as in Miyato et al.); else the backbone's input, which must then be a float.
 
-    At an inner layer, the functional graph is split at that layer into two Keras models
-    that share the backbone's layers and weights: `head` maps the input `x` to the layer's
-    output `z`, and `tail` maps `(x, z)` to the logits (built on a replay of the graph
-    with the same layer objects, see `_split`). The tail takes `x` as well because
-    the graph after the layer may still read it: an `Embedding(mask_zero=True)` computes its
-    mask from the token ids, and a skip connection may bypass the layer. `tail([x, head(x)])`
-    equals `backbone(x)`, and the perturbed logits are `tail([x, z + r])`. This uses only
-    Keras' public functional API (`layer.output`, `keras.Model(inputs, outputs)`), with no
-    call hook that would have to be removed after the step and no private attribute; it
-    needs a functional or `Sequential` backbone with one input in which the layer is used
-    once. The split models are plain Python attributes of this object, not tracked by Keras:
-    the weights are saved once, under the backbone.
+    At an inner layer, the backbone is split there (`tfssl.models._graph.Split`) into two
+    Keras models that share its layers and weights: `head` maps the input `x` to the
+    layer's output `z`, and `tail` maps `(x, z)` to the logits. The tail takes `x` as well
+    because the graph after the layer may still read it: an `Embedding(mask_zero=True)`
+    computes its mask from the token ids, and a skip connection may bypass the layer.
+    `tail([x, head(x)])` equals `backbone(x)`, and the perturbed logits are
+    `tail([x, z + r])`. This needs a functional or `Sequential` backbone with one input in
+    which the layer is used once; no call hook stays on the backbone, and the split models
+    are not tracked by Keras (the weights are saved once, under the backbone).
 
     Example:
 
@@ -66,92 +64,16 @@ class PerturbationSite:
     def __init__(self, backbone, layer=None):
         if layer is not None and not isinstance(layer, str):
             raise ValueError(f"`layer` must be a layer name or None. Received: layer={layer!r}")
+        if layer is None:
+            layer = embedding_name(backbone, "layer", required=False)
+        super().__init__(backbone, layer)
         inputs = getattr(backbone, "inputs", None)
-        layers = getattr(backbone, "layers", [])
-        if layer is None:
-            embeddings = [lyr.name for lyr in layers if isinstance(lyr, keras.layers.Embedding)]
-            if len(embeddings) > 1:
-                raise ValueError(
-                    f"The backbone has several Embedding layers {embeddings}: name the one to "
-                    "perturb with `layer`. Received: layer=None"
-                )
-            layer = embeddings[0] if embeddings else None
-        self.layer = layer
-        if layer is None:
-            self.head, self.tail = None, backbone
-            dtype = inputs[0].dtype if inputs else None
-            if dtype is not None and not keras.backend.is_float_dtype(dtype):
-                raise ValueError(
-                    f"The backbone's input has dtype {dtype} and cannot be perturbed: give "
-                    "`layer`, a layer with a float output. Received: layer=None"
-                )
-            return
-        names = [lyr.name for lyr in layers]
-        if layer not in names:
+        dtype = inputs[0].dtype if inputs else None
+        if self.head is None and dtype is not None and not keras.backend.is_float_dtype(dtype):
             raise ValueError(
-                f"`layer` must name a layer of the backbone, one of {names}. "
-                f"Received: layer={layer!r}"
+                f"The backbone's input has dtype {dtype} and cannot be perturbed: give "
+                f"`layer`, a layer with a float output. Received: layer={layer!r}"
             )
-        if not inputs or len(inputs) != 1:
-            raise ValueError(
-                "Perturbing an inner layer needs a functional or Sequential backbone with one "
-                f"input. Received: layer={layer!r} on a backbone with inputs {inputs}"
-            )
-        self.head, self.tail = _split(backbone, backbone.get_layer(layer))
-
-    def inputs(self, x, training=False):
-        """The tensor `z` that is perturbed: `x` itself, or the layer's output."""
-        if self.head is None:
-            return tf.convert_to_tensor(x)
-        # A fresh tensor: the Embedding's mask stays on the original, and the tail
-        # recomputes it from `x` (Keras would warn that the tail drops an attached mask).
-        return tf.identity(self.head(x, training=training))
-
-    def logits(self, x, z, training=False):
-        """The backbone's logits with `z` in place of the site's tensor."""
-        if self.head is None:
-            return self.tail(z, training=training)
-        return self.tail([tf.convert_to_tensor(x), tf.convert_to_tensor(z)], training=training)
-
-
-def _split(backbone, target):
-    """`(head, tail)` models around `target`, sharing the backbone's layers and weights.
-
-    The backbone's graph is replayed on a new input, calling the same layer objects (for a
-    functional backbone with `keras.models.clone_model(clone_function=lambda l: l)` and a
-    `call_function` that catches the target's output; for a `Sequential` one layer after
-    layer). Splitting the backbone's own graph would make Keras re-create nodes on its
-    input layer, after which the backbone can no longer be serialized.
-    """
-    outputs = []
-
-    def call(layer, *args, **kwargs):
-        output = layer(*args, **kwargs)
-        if layer is target:
-            outputs.append(output)
-        return output
-
-    if isinstance(backbone, keras.Sequential):
-        x = keras.Input(batch_shape=backbone.inputs[0].shape, dtype=backbone.inputs[0].dtype)
-        logits = x
-        for layer in backbone.layers:
-            logits = call(layer, logits)
-    else:
-        copy = keras.models.clone_model(
-            backbone, clone_function=lambda layer: layer, call_function=call
-        )
-        x, logits = copy.inputs[0], copy.outputs[0]
-    if len(outputs) != 1 or not hasattr(outputs[0], "dtype"):
-        raise ValueError(
-            f"Layer {target.name!r} must be called once and return one tensor to be "
-            f"perturbed; it was called {len(outputs)} times. Received: layer={target.name!r}"
-        )
-    if not keras.backend.is_float_dtype(outputs[0].dtype):
-        raise ValueError(
-            f"Layer {target.name!r} outputs {outputs[0].dtype}, which cannot be perturbed. "
-            f"Received: layer={target.name!r}"
-        )
-    return keras.Model(x, outputs[0]), keras.Model([x, outputs[0]], logits)
 
 
 def _norm(v, norm):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfssl import layers
 from tfssl.data import UNLABELED
+from tfssl.models._graph import Split, embedding_name, layer_of
 from tfssl.models.base import SemiSupervisedModel, check_choice, global_mean
 
 __all__ = ["MixupModel"]
@@ -42,21 +43,22 @@ class MixupModel(SemiSupervisedModel):
     - `"manifold"`: every step draws, uniformly, one of the input and the outputs of the
       layers named in `mixup_layers` (default: the input and the encoder) and mixes there.
 
-    To mix inside the backbone, the functional graph is split at the mixing tensor into two
-    Keras functional models that share the backbone's layers: `head = keras.Model(inputs,
-    tensor)` and `tail = keras.Model(tensor, outputs)` (Keras 3 builds a model from an
-    intermediate tensor by giving it a new `Input`). Training them trains the backbone, the
-    serving graph stays the backbone itself, and no private Keras attribute is read. This
-    needs a functional or `Sequential` backbone whose graph passes through the tensor (a
-    skip connection around it has no split: the error names the layer), with the layer at
-    its top level and called once.
+    To mix inside the backbone, it is split at the mixing tensor `h` into two Keras models
+    that share its layers (`tfssl.models._graph.Split`, the split of `PerturbationSite`):
+    `head: x -> h` and `tail: (x, h) -> logits`. Training them trains the backbone, the
+    serving graph stays the backbone itself, and no private Keras attribute is read. The
+    tail reads `x` where the graph after `h` still does, and there a row keeps its own,
+    unmixed value: the mask of an `Embedding(mask_zero=True)` (computed from the row's own
+    token ids) and a skip connection around the mixed layer (only what flows through `h`
+    is mixed). This needs a functional or `Sequential` backbone with one input and one
+    output, with the layer at its top level and called once.
 
     Formula:
 
     ```python
     lam = max(m, 1 - m)                                    # m ~ Beta(alpha, alpha)
     h = head(x_labeled)                                    # identity for "input"
-    logits = tail(lam * h + (1 - lam) * h[index])
+    logits = tail(x_labeled, lam * h + (1 - lam) * h[index])
     y_mix = lam * one_hot(y) + (1 - lam) * one_hot(y)[index]
     loss = CE(y_mix, logits) = lam * CE(y, logits) + (1 - lam) * CE(y[index], logits)
     ```
@@ -127,14 +129,14 @@ class MixupModel(SemiSupervisedModel):
     def mixed_logits(self, x, lam, index, place):
         """Logits of the backbone with its representation at `place` mixed."""
 
-        def forward(head, tail):
+        def forward(split):
             def run():
-                hidden = x if head is None else head(x, training=True)
-                return tail(layers.mix_with_partners(hidden, lam, index), training=True)
+                hidden = split.inputs(x, training=True)
+                return split.logits(x, layers.mix_with_partners(hidden, lam, index), training=True)
 
             return run
 
-        branches = [forward(head, tail) for head, tail in self._places.splits]
+        branches = [forward(split) for split in self._places.splits]
         if len(branches) == 1:
             return branches[0]()
         return tf.switch_case(place, branches)
@@ -182,113 +184,35 @@ class MixupModel(SemiSupervisedModel):
 
 
 class _Places:
-    """The `(head, tail)` sub-models of each mixing place, kept out of Keras' tracking:
-    they share the backbone's layers, which would otherwise be saved twice."""
+    """The `Split` of each mixing place, kept out of Keras' tracking: their models share
+    the backbone's layers, which would otherwise be saved twice."""
 
     def __init__(self, splits):
         self.splits = splits
 
 
 def _split_points(backbone, at, names):
-    """`[(head or None, tail)]`, one per mixing place of `at`."""
+    """One `Split` per mixing place of `at`."""
     if at == "input":
         if names is not None:
             raise ValueError(
                 f"`mixup_layers` is for at='embedding', 'encoder' or 'manifold'. "
                 f"Received: at='input', mixup_layers={list(names)}"
             )
-        return [(None, backbone)]
-    graph_inputs = getattr(backbone, "inputs", None)
-    if not graph_inputs or len(graph_inputs) != 1 or len(backbone.outputs) != 1:
-        raise ValueError(
-            f"at={at!r} splits the backbone's graph: it must be a functional or Sequential "
-            f"model with one input and one output. Received: {type(backbone).__name__} "
-            f"{backbone.name!r}"
-        )
+        return [Split(backbone)]
     if names is not None:
         for name in names:
-            _check_layer(backbone, name)
+            layer_of(backbone, name, "mixup_layers", received=list(names))
         if at != "manifold" and len(names) != 1:
             raise ValueError(
                 f"at={at!r} mixes at one layer. Received: mixup_layers={list(names)}"
             )
-    graph = _Graph(backbone)
     if at == "embedding":
-        name = names[0] if names else _embedding_name(backbone)
-        return [graph.split(graph.outputs[name], repr(name))]
-    if at == "encoder" or (at == "manifold" and names is None):
-        if names and at == "encoder":
-            place = graph.split(graph.outputs[names[0]], repr(names[0]))
-        else:
-            place = graph.split(graph.last_input, f"the input of {backbone.layers[-1].name!r}")
-        return [place] if at == "encoder" else [(None, backbone), place]
-    return [(None, backbone)] + [graph.split(graph.outputs[name], repr(name)) for name in names]
-
-
-def _check_layer(backbone, name):
-    names = [layer.name for layer in backbone.layers]
-    if name not in names:
-        raise ValueError(
-            f"`mixup_layers` names a layer that is not in the backbone {backbone.name!r} "
-            f"(its layers: {names}). Received: {name!r}"
-        )
-
-
-def _embedding_name(backbone):
-    embeddings = [
-        layer.name for layer in backbone.layers if isinstance(layer, keras.layers.Embedding)
-    ]
-    if len(embeddings) != 1:
-        raise ValueError(
-            "at='embedding' mixes the output of the backbone's Embedding layer: the backbone "
-            f"{backbone.name!r} has {len(embeddings)} Embedding layers {embeddings}; name the "
-            "one to mix in `mixup_layers`. Received: mixup_layers=None"
-        )
-    return embeddings[0]
-
-
-class _Graph:
-    """The backbone's functional graph: input, output, each top-level layer's output and
-    the input of the last layer.
-
-    A `Sequential` model's layers are called anew on a fresh `Input`: once a `Sequential`
-    has been rebuilt (a reload does it), the first call of its layers, which
-    `layer.output` returns, belongs to an older graph than its `outputs`.
-    """
-
-    def __init__(self, backbone):
-        self.backbone = backbone
-        if isinstance(backbone, keras.Sequential):
-            spec = backbone.inputs[0]
-            self.input = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
-            tensor, self.outputs = self.input, {}
-            for layer in backbone.layers:
-                self.last_input = tensor
-                tensor = layer(tensor)
-                self.outputs[layer.name] = tensor
-            self.output = tensor
-            return
-        self.input, self.output = backbone.inputs[0], backbone.outputs[0]
-        self.outputs = {layer.name: layer.output for layer in backbone.layers}
-        last = backbone.layers[-1]
-        if last.output is not self.output:
-            raise ValueError(
-                f"The encoder is the input of the layer that returns the logits, but the "
-                f"last layer {last.name!r} of {backbone.name!r} does not return them: name "
-                "the encoder's layer in `mixup_layers`."
-            )
-        self.last_input = last.input
-
-    def split(self, tensor, where):
-        """`(head, tail)` functional models through `tensor` (described by `where`),
-        sharing the backbone's layers; `(None, backbone)` at the input."""
-        if tensor is self.input:
-            return None, self.backbone
-        try:
-            tail = keras.Model(tensor, self.output)
-        except ValueError as error:
-            raise ValueError(
-                f"The backbone {self.backbone.name!r} cannot be split at {where}: its output "
-                f"does not depend on the input through that tensor alone ({error})"
-            ) from error
-        return keras.Model(self.input, tensor), tail
+        name = names[0] if names else embedding_name(backbone, "mixup_layers", required=True)
+        return [Split(backbone, name, "mixup_layers")]
+    if names is None:
+        encoder = Split(backbone, argument="mixup_layers", encoder=True)
+        return [encoder] if at == "encoder" else [Split(backbone), encoder]
+    if at == "encoder":
+        return [Split(backbone, names[0], "mixup_layers")]
+    return [Split(backbone)] + [Split(backbone, name, "mixup_layers") for name in names]
