@@ -147,7 +147,7 @@ def test_sweep_quick_writes_the_records_bench_renders(data_dir, tmp_path, capsys
     fresh = records[1:]
     assert {(r["param"], r["value"]) for r in fresh} == {
         ("max_weight", 10.0), ("max_weight", 30.0), ("ramp_up_epochs", 1),
-        ("ramp_up_epochs", 2), ("labeled_per_batch", 10), ("labeled_per_batch", 25),
+        ("ramp_up_epochs", 3), ("labeled_per_batch", 10), ("labeled_per_batch", 25),
     }
     for record in fresh:
         assert set(record) == {"method", "param", "value", "seed", "val_accuracy", "protocol"}
