@@ -140,21 +140,35 @@ def test_modes_give_different_consistency_losses():
     assert losses["moving"] > 1e-4
 
 
-def test_config_save_and_bad_value(tmp_path):
-    model = make_model("moving")
-    assert model.get_config()["teacher_batch_norm"] == "moving"
+@pytest.mark.parametrize("mode", ["batch", "moving"])
+def test_config_and_save_load(mode, tmp_path):
+    x, _, y_semi = testing.tiny_data()
+    model = make_model(mode, ramp_up_epochs=1)
+    assert model.get_config()["teacher_batch_norm"] == mode
+    model.compile(optimizer="sgd")
+    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
+    path = str(tmp_path / "bn.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.teacher_batch_norm == mode
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # The loaded teacher normalises its training pass as the mode says, as the original.
+    np.testing.assert_allclose(
+        loaded.teacher(x, training=True).numpy(), model.teacher(x, training=True).numpy(),
+        rtol=1e-5, atol=1e-6,
+    )
+    assert loaded.trainable_weights and all(
+        any(w is s for s in loaded.backbone.trainable_weights) for w in loaded.trainable_weights
+    )
+
+
+def test_default_and_bad_value(tmp_path):
     assert models.MeanTeacher(bn_backbone()).teacher_batch_norm == "batch"
     with pytest.raises(ValueError, match="teacher_batch_norm='train'"):
         models.MeanTeacher(bn_backbone(), teacher_batch_norm="train")
     testing.check_model_contract(
         lambda b, n, c: models.MeanTeacher(b, n, c, ramp_up_epochs=1), str(tmp_path), epochs=1
     )
-    x, _, _ = testing.tiny_data()
-    path = str(tmp_path / "bn.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert loaded.teacher_batch_norm == "moving"
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
 def _mirrored_factory(synchronized, mode):
