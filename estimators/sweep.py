@@ -4,8 +4,10 @@ One factor at a time around the main protocol's settings (`measure.DEFAULTS`): e
 changes one hyper-parameter of one method and is scored on the last 5000 rows of the 60,000
 Fashion-MNIST training rows, which the protocol's first 20,000 rows never include; the test
 set is not read. The budget is shortened to fit the shared CPU (`SWEEP_BUDGET`): the first
-10,000 rows (1000 labeled) instead of 20,000 and 8 epochs of 190 steps instead of 15 of 380
-(1520 steps instead of 5700), the ramp-up scaled with it (3 epochs instead of 5).
+10,000 rows (1000 labeled) instead of 20,000 and 8 epochs of 180 steps instead of 15 of 380
+(1440 steps instead of 5700), the ramp-up scaled with it (3 epochs instead of 5). With 25
+labeled rows per batch an epoch has 120 steps (the 9000 unlabeled rows, 75 a batch), so that
+setting also trains fewer steps.
 
 Swept (`GRID`): the maximum consistency weight, the ramp-up length, the labeled rows per
 batch of 100, Mean Teacher's EMA decay after the ramp-up and Temporal Ensembling's target
