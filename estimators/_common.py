@@ -28,6 +28,7 @@ __all__ = [
     "evaluate_and_export",
     "load_data",
     "make_strategy",
+    "permute_rows",
     "steps_per_epoch",
     "train_dataset",
     "verbose",
@@ -52,6 +53,13 @@ def _positive_float(text):
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0. Received: {text}")
+    return value
+
+
+def _rate(text):
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1]. Received: {text}")
     return value
 
 
@@ -84,6 +92,20 @@ def base_parser(description):
         "--test-size", type=_positive_int, help="evaluate on the first N test rows only"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of labels, shuffles, weights")
+    parser.add_argument(
+        "--permute-rows",
+        type=int,
+        metavar="SEED",
+        help="shuffle the 60,000 training rows with this seed before taking the first "
+        "--train-size, so that a run uses other rows (default: the file's order)",
+    )
+    parser.add_argument(
+        "--label-noise",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of the kept labels replaced by another class (tfssl.data.noisy_labels)",
+    )
     parser.add_argument("--epochs", type=_positive_int, default=300)
     parser.add_argument("--batch-size", type=_positive_int, default=100)
     parser.add_argument("--learning-rate", type=_positive_float, default=0.003, help="Adam's")
@@ -167,19 +189,32 @@ def load_data(args):
 
     Images get a channel axis, `(N, 28, 28, 1)`. Of the first `args.train_size` training
     rows (all by default), `args.num_labeled` keep their label, balanced over the classes
-    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`. The test set is
-    the first `args.test_size` test rows (all by default).
+    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`. With
+    `args.permute_rows`, the training rows are shuffled with that seed first; with
+    `args.label_noise`, that share of the kept labels is replaced by other classes
+    (`tfssl.data.noisy_labels`, seed `args.seed`). The test set is the first
+    `args.test_size` test rows (all by default).
 
     Raises:
         ValueError: If `args.train_size` or `args.test_size` exceeds its split, or
             `tfssl.data.mask_labels` cannot keep `args.num_labeled` balanced labels.
     """
     (x, y), (x_test, y_test) = datasets.load_fashion_mnist(args.data_dir)
+    # benchmark.py passes its own Namespace, which may lack the optional flags.
+    if getattr(args, "permute_rows", None) is not None:
+        x, y = permute_rows(x, y, args.permute_rows)
     x, y = _first_rows(x, y, args.train_size, "train_size")
-    # benchmark.py passes its own Namespace, which has no test_size (it tests on all rows).
     x_test, y_test = _first_rows(x_test, y_test, getattr(args, "test_size", None), "test_size")
     y_semi = data.mask_labels(y, args.num_labeled, seed=args.seed)
+    if getattr(args, "label_noise", 0.0):
+        y_semi = data.noisy_labels(y_semi, args.label_noise, args.seed, num_classes=NUM_CLASSES)
     return (_to_float_images(x), y_semi), (_to_float_images(x_test), y_test)
+
+
+def permute_rows(x, y, seed):
+    """`(x, y)` with their rows shuffled by `np.random.default_rng(seed).permutation`."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    return x[order], y[order]
 
 
 def _first_rows(x, y, size, name):

@@ -35,6 +35,13 @@ def build_parser():
         action="store_true",
         help="cap the decay at 1 - 1/(step + 1) as the authors' PyTorch code (short runs)",
     )
+    parser.add_argument(
+        "--teacher-batch-norm",
+        choices=("batch", "moving"),
+        default="batch",
+        help="batch norm in the teacher's training pass: the batch's statistics (the authors' "
+        "code) or its moving statistics (the EMA of the student's)",
+    )
     return parser
 
 
@@ -54,6 +61,7 @@ def run(args):
             ema_decay=args.ema_decay,
             rampup_ema_decay=args.rampup_ema_decay,
             ema_warmup=args.ema_warmup,
+            teacher_batch_norm=args.teacher_batch_norm,
             **_common.semi_supervised_kwargs(args),
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])

@@ -242,3 +242,50 @@ def test_make_dataset_errors(kwargs, match):
 def test_make_dataset_rejects_empty_x():
     with pytest.raises(ValueError, match=r"x.shape=\(0, 3\)"):
         data.make_dataset(np.zeros((0, 3)))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.5, 1.0])
+def test_noisy_labels_changes_exactly_rate_of_labeled_rows(rate):
+    y = np.arange(500) % 10
+    y_semi = data.mask_labels(y, num_labeled=100, seed=1)
+    noisy = data.noisy_labels(y_semi, rate, seed=2)
+    labeled = y_semi != data.UNLABELED
+    changed = noisy != y_semi
+    assert noisy.dtype == np.int64
+    assert changed.sum() == round(rate * 100)
+    # Always to another class in range, never on an unlabeled row.
+    assert not changed[~labeled].any()
+    np.testing.assert_array_equal(noisy[~labeled], data.UNLABELED)
+    assert ((noisy[labeled] >= 0) & (noisy[labeled] < 10)).all()
+    np.testing.assert_array_equal(y_semi, data.mask_labels(y, num_labeled=100, seed=1))
+
+
+def test_noisy_labels_wrong_classes_cover_the_others_and_follow_the_seed():
+    y_semi = np.full(3000, data.UNLABELED)
+    y_semi[::3] = 4
+    noisy = data.noisy_labels(y_semi, 1.0, seed=0, num_classes=5)
+    np.testing.assert_array_equal(np.unique(noisy[::3]), [0, 1, 2, 3])
+    np.testing.assert_array_equal(noisy, data.noisy_labels(y_semi, 1.0, seed=0, num_classes=5))
+    assert not np.array_equal(noisy, data.noisy_labels(y_semi, 1.0, seed=1, num_classes=5))
+
+
+def test_noisy_labels_rounds_the_count_and_infers_the_classes():
+    y_semi = np.array([0, 1, 2, -1, 2, 1, -1])
+    noisy = data.noisy_labels(y_semi, 0.5, seed=3)
+    # round(0.5 * 5) == 2 (banker's rounding), classes 0..2 from the largest label.
+    assert (noisy != y_semi).sum() == 2
+    assert set(noisy[noisy != y_semi]) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"rate": 1.5}, "rate=1.5"),
+        ({"rate": -0.1}, "rate=-0.1"),
+        ({"rate": 0.2, "num_classes": 2}, "num_classes=2"),
+        ({"rate": 0.2, "num_classes": 1}, "num_classes=1"),
+    ],
+)
+def test_noisy_labels_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.noisy_labels(np.array([0, 1, 2, -1]), seed=0, **kwargs)

@@ -144,7 +144,9 @@ def test_mean_teacher_with_batch_norm_averages_moving_statistics():
         ]
     )
     x, _, y_semi = testing.tiny_data()
-    model = models.MeanTeacher(backbone, len(x), NUM_CLASSES, rampup_ema_decay=0.0)
+    model = models.MeanTeacher(
+        backbone, len(x), NUM_CLASSES, rampup_ema_decay=0.0, teacher_batch_norm="moving"
+    )
     model.compile(optimizer="sgd")
     model.fit(data.make_dataset(x, y_semi, len(x)), epochs=1, verbose=0)
     # With decay 0 the teacher is the student after the step, moving statistics included.

@@ -19,6 +19,7 @@ __all__ = [
     "UNLABELED",
     "make_dataset",
     "mask_labels",
+    "noisy_labels",
     "split_labeled",
 ]
 
@@ -93,6 +94,57 @@ def mask_labels(y, num_labeled, seed, balanced=True):
     masked = np.full_like(y, UNLABELED)
     masked[kept] = y[kept]
     return masked
+
+
+def noisy_labels(y_semi, rate, seed, num_classes=None):
+    """Replaces a share `rate` of the labeled rows' labels by another class.
+
+    Simulates annotation mistakes: `round(rate * num_labeled)` labeled rows, drawn without
+    replacement, get a wrong class drawn uniformly among the `num_classes - 1` others
+    (`(y + k) % num_classes` with `k` uniform in `[1, num_classes)`). Unlabeled rows stay
+    `UNLABELED`. Seed 000 (Temporal Ensembling, Laine & Aila, arXiv 1610.02242, section 3.3)
+    claims the consistency methods tolerate such noise; `estimators/demo.py` measures it.
+
+    Example:
+
+    ```python
+    y_semi = tfssl.data.mask_labels(y, num_labeled=1000, seed=0)
+    y_noisy = tfssl.data.noisy_labels(y_semi, rate=0.5, seed=0)
+    np.sum(y_noisy != y_semi)  # 500
+    ```
+
+    Args:
+        y_semi: Integer labels of shape `(N,)`, `UNLABELED` (-1) for unlabeled rows.
+        rate: Share of the labeled rows to corrupt, in `[0, 1]`.
+        seed: Seed of the NumPy random generator (`np.random.default_rng(seed)`) that draws
+            the rows and their wrong classes.
+        num_classes: Number of classes. Defaults to `None`: the largest label plus one.
+
+    Returns:
+        A new `int64` array of shape `(N,)`: `y_semi` with exactly
+        `round(rate * num_labeled)` labels changed, each to a different class.
+
+    Raises:
+        ValueError: If `y_semi` is not a 1-D integer array or holds a value below -1,
+            `rate` is outside `[0, 1]`, or `num_classes` is below 2 or not above every label.
+    """
+    y_semi = _check_labels(y_semi)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"`rate` must be in [0, 1]. Received: rate={rate}")
+    labeled = np.flatnonzero(y_semi != UNLABELED)
+    if num_classes is None:
+        num_classes = int(y_semi.max()) + 1 if len(labeled) else 2
+    if not _is_int(num_classes) or num_classes < 2 or num_classes <= y_semi.max():
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2 and above every label (max "
+            f"{y_semi.max()}). Received: num_classes={num_classes!r}"
+        )
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(labeled, size=int(round(rate * len(labeled))), replace=False)
+    noisy = y_semi.copy()
+    shift = rng.integers(1, num_classes, size=len(rows))
+    noisy[rows] = (y_semi[rows] + shift) % num_classes
+    return noisy
 
 
 def split_labeled(x, y):

@@ -31,10 +31,34 @@ class MeanTeacher(SemiSupervisedModel):
        the teacher's output is a fixed target (no gradient reaches the teacher).
     3. The optimizer updates the student, then the teacher takes its EMA step.
 
-    The teacher is not trainable, so its batch-norm layers use their moving statistics
-    (the EMA of the student's) in the noisy pass too. Under `MirroredStrategy` the student's
-    moving statistics are averaged over replicas when Keras updates them, so the teacher
-    copies that replica mean, the same on every replica.
+    Batch normalization in the teacher's pass (`teacher_batch_norm`):
+
+    - `"batch"` (the default, the authors' code): the teacher's noisy pass normalises with the
+      batch's own statistics, as the student's does, and that pass updates the teacher's
+      moving statistics (with the layer's `momentum`); the EMA step averages only the
+      student's trainable weights. In the authors' PyTorch code the teacher is in `train()`
+      mode and `update_ema_variables` averages `model.parameters()`, which excludes the
+      batch-norm buffers, so the teacher's running statistics come from its own forward
+      passes only; in their TF code (`weight_norm.py`, mean-only batch norm) the teacher's
+      tower subtracts the batch mean in training and keeps its own `eval_mean`, updated from
+      that batch mean, while `ema_variable_scope` averages only the trainable variables.
+      Keras runs a `BatchNormalization` whose `trainable` is False in inference mode whatever
+      `training` says, so the teacher's batch-norm layers are kept trainable and their
+      variables are marked not trainable: no optimizer and no `trainable_weights` list sees
+      them. Batch-norm layers inside custom layers that are not reached through nested
+      `layers` lists are not changed.
+    - `"moving"`: the teacher's batch-norm layers use their moving statistics in the noisy
+      pass too, and the EMA step averages every weight, the moving statistics included (the
+      teacher's statistics are the EMA of the student's).
+
+    Under `MirroredStrategy` a `BatchNormalization` computes its batch statistics on each
+    replica's share of the batch unless it is built with `synchronized=True`, in the student
+    and in the teacher alike. With `synchronized=True` every replica keeps the same copy of
+    every weight and a run on two replicas equals one device, in both modes. Without it,
+    Keras writes each replica's moving statistics from that replica's share without
+    aggregating them, so those copies differ between replicas (the student's, and the
+    teacher's in both modes), while the trainable weights, the teacher's included, stay
+    identical.
 
     `predict`, `evaluate` and `tfssl.export.export_saved_model` use the teacher (usually the
     better model); `serving_model("student")` gives the student.
@@ -61,6 +85,9 @@ class MeanTeacher(SemiSupervisedModel):
             initial weights (with 0.99, 37% after 100 steps). Seed 001 and the TF1 code
             have no such cap, hence `False` by default; short runs want `True`.
         consistency: `"mse"` (the paper's choice) or `"kl"`. Defaults to `"mse"`.
+        teacher_batch_norm: `"batch"` (batch statistics in the teacher's training pass, the
+            authors' code) or `"moving"` (its moving statistics, the EMA of the student's).
+            Only matters for backbones with `BatchNormalization`. Defaults to `"batch"`.
         **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
             `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel`, and
             `keras.Model` arguments.
@@ -81,6 +108,7 @@ class MeanTeacher(SemiSupervisedModel):
         rampup_ema_decay=0.99,
         ema_warmup=False,
         consistency="mse",
+        teacher_batch_norm="batch",
         **kwargs,
     ):
         super().__init__(backbone, num_samples, num_classes, **kwargs)
@@ -88,15 +116,22 @@ class MeanTeacher(SemiSupervisedModel):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
         check_choice("consistency", consistency, ("mse", "kl"))
+        check_choice("teacher_batch_norm", teacher_batch_norm, ("batch", "moving"))
         self.ema_decay = float(ema_decay)
         self.rampup_ema_decay = float(rampup_ema_decay)
         self.ema_warmup = bool(ema_warmup)
         self.consistency = consistency
+        self.teacher_batch_norm = teacher_batch_norm
         self.teacher = keras.models.clone_model(
             backbone, clone_function=_with_other_seed, recursive=True
         )
         self.teacher.set_weights(backbone.get_weights())
         self.teacher.trainable = False
+        if teacher_batch_norm == "batch":
+            for layer in _batch_norm_layers(self.teacher):
+                layer.trainable = True
+                for variable in layer.weights:
+                    variable.trainable = False
 
     def current_ema_decay(self, step):
         """The teacher's decay at optimizer step `step` (1 for the first update):
@@ -124,6 +159,9 @@ class MeanTeacher(SemiSupervisedModel):
     def update_state_after_step(self, sample_idx, outputs):
         decay = self.current_ema_decay(self.optimizer.iterations)
         pairs = list(zip(self.teacher.weights, self.backbone.weights))
+        if self.teacher_batch_norm == "batch":
+            # The teacher's moving statistics are its own (written by its training pass).
+            pairs = [(teacher, student) for teacher, student in pairs if student.trainable]
 
         # The EMA is written once in cross-replica context, from the (synchronised) student
         # weights, so every replica's teacher copy gets exactly the same values.
@@ -155,9 +193,19 @@ class MeanTeacher(SemiSupervisedModel):
                 "rampup_ema_decay": self.rampup_ema_decay,
                 "ema_warmup": self.ema_warmup,
                 "consistency": self.consistency,
+                "teacher_batch_norm": self.teacher_batch_norm,
             }
         )
         return config
+
+
+def _batch_norm_layers(model):
+    """The `BatchNormalization` layers of `model`, nested models included."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        elif hasattr(layer, "layers"):
+            yield from _batch_norm_layers(layer)
 
 
 def _with_other_seed(layer):
