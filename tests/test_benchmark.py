@@ -279,25 +279,6 @@ def test_preset_needs_data_dir():
         benchmark.run_preset("svhn-500", data_dir=None)
 
 
-def test_noisy_labels_corrupts_exactly_the_rate_of_labeled_rows():
-    rng = np.random.default_rng(3)
-    y_semi = np.full(500, -1)
-    y_semi[rng.choice(500, 200, replace=False)] = rng.integers(0, 10, 200)
-    noisy = protocols.noisy_labels(y_semi, 0.2, seed=0)
-    changed = noisy != y_semi
-    assert changed.sum() == 40
-    # Only labeled rows change, each to a different valid class.
-    assert np.all(y_semi[changed] != -1)
-    assert np.all((noisy[changed] >= 0) & (noisy[changed] < 10))
-    np.testing.assert_array_equal(noisy[y_semi == -1], -1)
-    np.testing.assert_array_equal(protocols.noisy_labels(y_semi, 0.2, seed=0), noisy)
-
-
-def test_noisy_labels_rejects_bad_rate():
-    with pytest.raises(ValueError, match="rate=1.5"):
-        protocols.noisy_labels(np.zeros(10, int), 1.5, seed=0)
-
-
 def test_noise_protocols_load_their_rate_of_wrong_labels():
     clean = protocols.load(protocols.PROTOCOLS["clean-1000"].quick(), seed=3)
     noisy = protocols.load(protocols.PROTOCOLS["noise20"].quick(), seed=3)

@@ -33,7 +33,6 @@ __all__ = [
     "Backbone",
     "Protocol",
     "load",
-    "noisy_labels",
 ]
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -91,7 +90,8 @@ class Protocol:
         title: One line for the report's heading.
         train_size: The first rows of the 60,000 training rows that form the training set.
         num_labeled: Rows that keep a label, the same number per class, drawn with the seed.
-        label_noise: Share of those labels replaced by another class (`noisy_labels`).
+        label_noise: Share of those labels replaced by another class
+            (`tfssl.data.noisy_labels`).
         backbone: A key of `BACKBONES`.
         epochs: Passes over the unlabeled rows.
         batch_size: Rows per batch.
@@ -153,7 +153,7 @@ class Protocol:
         unlabeled = self.train_size - self.num_labeled
         noise = (
             f" {100 * self.label_noise:.0f}% of those labels are wrong: replaced by another "
-            f"class drawn uniformly with the seed (`noisy_labels`)."
+            f"class drawn uniformly with the seed (`tfssl.data.noisy_labels`)."
             if self.label_noise else ""
         )
         return (
@@ -214,31 +214,6 @@ PROTOCOLS = {
 DEFAULT_PROTOCOLS = ("clean-1000", "noise20", "noise50")
 
 
-def noisy_labels(y_semi, rate, seed):
-    """Replaces `rate` of the labeled rows' labels by another class, drawn uniformly.
-
-    Args:
-        y_semi: Labels, `-1` for unlabeled rows.
-        rate: Share of the labeled rows to corrupt, in `[0, 1]`.
-        seed: Seed of the choice of rows and of the wrong classes.
-
-    Returns:
-        A copy of `y_semi` in which `round(rate * num_labeled)` labels are wrong.
-
-    Raises:
-        ValueError: If `rate` is outside `[0, 1]`.
-    """
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"`rate` must be in [0, 1]. Received: rate={rate}")
-    rng = np.random.default_rng(seed)
-    labeled = np.flatnonzero(y_semi != data.UNLABELED)
-    rows = rng.choice(labeled, size=int(round(rate * len(labeled))), replace=False)
-    noisy = y_semi.copy()
-    shift = rng.integers(1, NUM_CLASSES, size=len(rows))
-    noisy[rows] = (y_semi[rows] + shift) % NUM_CLASSES
-    return noisy
-
-
 def _count(number, noun):
     return f"{number} {noun}" + ("" if number == 1 else "s")
 
@@ -270,7 +245,7 @@ def load(protocol, seed, data_dir=None):
     x, y = x[: protocol.train_size], y[: protocol.train_size]
     y_semi = data.mask_labels(y, protocol.num_labeled, seed=seed)
     if protocol.label_noise:
-        y_semi = noisy_labels(y_semi, protocol.label_noise, seed)
+        y_semi = data.noisy_labels(y_semi, protocol.label_noise, seed, num_classes=NUM_CLASSES)
     if protocol.test_rows:
         x_test, y_test = x_test[: protocol.test_rows], y_test[: protocol.test_rows]
     return {"x": x, "y_semi": y_semi, "y": y, "x_test": x_test, "y_test": y_test}
