@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfssl.models._graph import Split, embedding_name
-from tfssl.models.base import SemiSupervisedModel, _sum_over_replicas, check_choice
+from tfssl.models.base import SemiSupervisedModel, check_choice, global_sum
 
 __all__ = ["AdversarialTraining", "PerturbationSite", "adversarial_inputs", "normalize"]
 
@@ -81,7 +81,7 @@ def _norm(v, norm):
     if norm == "sample":
         axes = list(range(1, len(v.shape)))
         return tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True))
-    return tf.sqrt(_sum_over_replicas(tf.reduce_sum(tf.square(v))))
+    return tf.sqrt(global_sum(tf.reduce_sum(tf.square(v))))
 
 
 def normalize(v, norm="sample"):

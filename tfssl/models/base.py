@@ -57,8 +57,15 @@ class _EpochCounter(keras.callbacks.Callback):
         self.model.epoch.assign(epoch)
 
 
-def _sum_over_replicas(value):
-    """Sums `value` over the replicas of the current strategy (identity on one device)."""
+def global_sum(value):
+    """Sums `value` over the replicas of the current strategy (identity on one device).
+
+    Args:
+        value: A tensor, this replica's part.
+
+    Returns:
+        The sum over the replicas in sync, the same on every replica.
+    """
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value
@@ -91,7 +98,7 @@ def global_mean(per_sample_values, weights=None):
     if weights is None:
         weights = tf.ones_like(per_sample_values)
     weights = tf.cast(weights, tf.float32)
-    total_weight = _sum_over_replicas(tf.reduce_sum(weights))
+    total_weight = global_sum(tf.reduce_sum(weights))
     return tf.math.divide_no_nan(tf.reduce_sum(per_sample_values * weights), total_weight)
 
 
@@ -355,8 +362,8 @@ class SemiSupervisedModel(keras.Model):
         refused: the labeled mask is the weighting) or `(x, y)` for evaluation. The checks
         run before anything is written: labels in `[-1, num_classes)` and, when the model
         has a `num_samples`, indices in `[0, num_samples)` and unique across the global
-        batch (without `num_samples` the indices are not used and not checked); a failure
-        names the bad values.
+        batch (without `num_samples` they are passed on unchecked, e.g. as the key of a
+        per-row random draw); a failure names the bad values.
 
         Returns:
             `(x, sample_idx or None, labels)` with `labels` int32.
@@ -385,9 +392,7 @@ class SemiSupervisedModel(keras.Model):
                 summarize=64,
             ),
         ]
-        if self.num_samples is None:
-            sample_idx = None
-        if sample_idx is not None:
+        if sample_idx is not None and self.num_samples is not None:
             local_idx = tf.cast(sample_idx, tf.int64)
             range_checks = [
                 tf.debugging.assert_greater_equal(
@@ -645,7 +650,7 @@ class SemiSupervisedModel(keras.Model):
             finite_gradients = _sums_finite(gradients)
         local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
         # One replica's bad batch refuses the step of all, so their copies stay identical.
-        finite = tf.equal(_sum_over_replicas(1.0 - tf.cast(local, tf.float32)), 0.0)
+        finite = tf.equal(global_sum(1.0 - tf.cast(local, tf.float32)), 0.0)
         report = {
             "idx": _batch_idx(data, finite_rows),
             "finite_rows": finite_rows,
@@ -701,7 +706,7 @@ class SemiSupervisedModel(keras.Model):
         for name, value in terms.items():
             if name in self.loss_terms:
                 # Each replica holds its share of the global mean: the sum is the global value.
-                value = _sum_over_replicas(value)
+                value = global_sum(value)
             if finite is not None:
                 value = tf.where(finite, value, tf.zeros_like(value))
             self.loss_trackers[name].update_state(value, sample_weight=weight)

@@ -157,15 +157,6 @@ class VAT(SemiSupervisedModel):
         self.seed = random.randint(1, 2**31 - 1) if seed is None else seed
         self.site = PerturbationSite(backbone, layer)
 
-    def unpack_batch(self, data):
-        x, sample_idx, labels = super().unpack_batch(data)
-        if sample_idx is None:
-            # Without num_samples the base class drops idx; it still keys the random start.
-            inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-            if isinstance(inputs, dict):
-                sample_idx = inputs.get("idx")
-        return x, sample_idx, labels
-
     def unsupervised_weight(self):
         if self.ramp_up:
             return super().unsupervised_weight()
