@@ -291,5 +291,5 @@ def test_noise_protocols_load_their_rate_of_wrong_labels():
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="Received: 'nope'"):
         runner.plan(["nope"], ["supervised"], [0], ["runs"], False, [])
-    with pytest.raises(ValueError, match="Received: 'vat'"):
-        runner.plan(["clean-1000"], ["vat"], [0], ["runs"], False, [])
+    with pytest.raises(ValueError, match="Received: 'no_such_method'"):
+        runner.plan(["clean-1000"], ["no_such_method"], [0], ["runs"], False, [])

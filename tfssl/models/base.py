@@ -754,13 +754,15 @@ class SemiSupervisedModel(keras.Model):
 
 def _finite_rows(x):
     """`(batch,)` booleans: whether every floating value of a row of `x` is finite."""
+    # Eager steps (run_eagerly, train_on_batch) may hand numpy arrays: convert first.
+    tensors = [tf.convert_to_tensor(t) for t in tf.nest.flatten(x)]
     flags = [
         tf.reduce_all(tf.reshape(tf.math.is_finite(t), [tf.shape(t)[0], -1]), axis=1)
-        for t in tf.nest.flatten(x)
+        for t in tensors
         if t.dtype.is_floating
     ]
     if not flags:
-        return tf.ones([tf.shape(tf.nest.flatten(x)[0])[0]], tf.bool)
+        return tf.ones([tf.shape(tensors[0])[0]], tf.bool)
     return tf.reduce_all(tf.stack(flags), axis=0)
 
 
