@@ -180,6 +180,18 @@ def test_a_batch_without_idx_is_named_by_row_positions():
     assert reported(err.value.message, "their idx") == [BAD_ROW]
 
 
+def test_an_eager_step_on_numpy_arrays_is_checked_too():
+    # run_eagerly hands train_step numpy arrays, not tensors.
+    model = trained("te")
+    model.compile(optimizer=model.optimizer, run_eagerly=True)
+    before = state(model)
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        model.train_on_batch(*bad_input_batch())
+    # Eager assertions print their data in another layout than graph ones.
+    assert re.search(r"their idx\D*(\d+)", err.value.message).group(1) == str(IDX[BAD_ROW])
+    assert_unchanged(before, model)
+
+
 @pytest.mark.parametrize("name", ["te", "mt", "pi"])
 def test_skip_counts_the_step_writes_nothing_for_it_and_training_continues(name):
     model = trained(name, on_nonfinite="skip")
