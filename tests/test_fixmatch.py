@@ -183,7 +183,7 @@ def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_pat
     assert as_json(reloaded.get_config()) == as_json(model.get_config())
     assert isinstance(reloaded.strong_augment.layers[0], layers.RowwiseAugmentation)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
+    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path / "export")), "x", x)
     np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
 
 

@@ -619,7 +619,7 @@ class SemiSupervisedModel(keras.Model):
         x, sample_idx, labels = self.unpack_batch(data)
         # Batch normalisation writes its moving statistics in the forward pass, before the
         # loss is known: a refused step puts these values back.
-        layer_state = [tf.identity(v.value) for v in self.backbone.non_trainable_weights]
+        layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
@@ -637,6 +637,16 @@ class SemiSupervisedModel(keras.Model):
         first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
         self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
         return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+
+    def forward_pass_state(self):
+        """The variables that the training forward pass itself writes (batch-norm moving
+        statistics): saved before the pass and put back when the step is refused.
+
+        Returns:
+            A list of variables: the backbone's non-trainable weights. A method whose other
+            networks write state in their training pass adds theirs.
+        """
+        return list(self.backbone.non_trainable_weights)
 
     def _check_finite(self, data, x, loss, gradients):
         """Whether the step is finite on every replica, and what this replica saw."""
@@ -676,7 +686,7 @@ class SemiSupervisedModel(keras.Model):
         def refuse():
             restored = [
                 strategy.extended.update(v.value, _assign, args=(saved,), group=False)
-                for v, saved in zip(self.backbone.non_trainable_weights, layer_state)
+                for v, saved in zip(self.forward_pass_state(), layer_state)
             ]
             if self.on_nonfinite == "raise":
                 with tf.control_dependencies(tf.nest.flatten(restored)):

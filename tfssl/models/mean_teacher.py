@@ -156,6 +156,14 @@ class MeanTeacher(SemiSupervisedModel):
         }
         return terms, {"logits": logits}
 
+    def forward_pass_state(self):
+        """The student's batch-norm statistics and, with `teacher_batch_norm="batch"`, the
+        teacher's, which its training pass writes."""
+        variables = super().forward_pass_state()
+        if self.teacher_batch_norm == "batch":
+            variables += [v for layer in _batch_norm_layers(self.teacher) for v in layer.weights]
+        return variables
+
     def update_state_after_step(self, sample_idx, outputs):
         decay = self.current_ema_decay(self.optimizer.iterations)
         pairs = list(zip(self.teacher.weights, self.backbone.weights))
