@@ -69,6 +69,8 @@ def train_on_labels(args, x, y_semi, test, epochs, name):
         train,
         epochs=epochs,
         steps_per_epoch=_common.steps_per_epoch(y_semi, args),
+        # tf.data shuffles; Keras would warn that its own default shuffle=True is ignored.
+        shuffle=False,
         verbose=_common.verbose(args),
     )
     results = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
