@@ -3,8 +3,11 @@
 `results.json` is a list of records, one per finished run, appended (and the file rewritten)
 after every run, so a run cut short keeps what it measured and the next one resumes:
 
-- `{"kind": "run", "protocol", "method", "seed", "accuracy", "seconds", "steps", ...}`: one
-  method trained under one protocol with one seed (the ceiling is `method: "ceiling"`);
+- `{"kind": "run", "protocol", "method", "seed", "accuracy", "seconds", "steps", "history",
+  ...}`: one method trained under one protocol with one seed (the ceiling is `method:
+  "ceiling"`); `history` holds the epoch-end logs of `fit` (`{name: [one value per epoch]}`),
+  for pseudo-label methods with `tfssl.models.PseudoLabelMonitor`'s figures on
+  `MONITOR_ROWS` unlabeled rows and their hidden labels;
 - `{"kind": "tf1", ...}`: the seed's TF1 graph next to the Keras Temporal Ensembling;
 - `{"kind": "speed", "backbone", "ms_per_step": {method: ms}, ...}`: interleaved step times.
 
@@ -56,6 +59,9 @@ TF1_QUICK = dict(TF1, dense_units=(16,))
 # Interleaved speed rounds: warm-up steps per method, then rounds of `steps` per method.
 SPEED = {"warmup": 10, "rounds": 7, "steps": 20}
 SPEED_QUICK = {"warmup": 1, "rounds": 2, "steps": 2}
+# Unlabeled training rows on which the pseudo-label methods' targets are scored each epoch
+# (their true labels are hidden from training).
+MONITOR_ROWS = 2000
 # Protocol fields that change no number: editing them does not rerun anything.
 _NOT_RESULTS = ("title", "why", "steps_per_execution")
 
@@ -302,8 +308,11 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
     draws its batches from the labeled rows and the ceiling from every row with its true
     label, both from endless reshuffled streams.
 
+    A model with a pseudo-label `threshold` (Pseudo-Label, FixMatch) is watched by
+    `tfssl.models.PseudoLabelMonitor` on the first `MONITOR_ROWS` unlabeled rows.
+
     Returns:
-        `{"accuracy", "steps"}`.
+        `{"accuracy", "steps", "history"}`, `history` the epoch-end logs of `fit`.
     """
     x, y_semi = rows["x"], rows["y_semi"]
     keras.utils.set_random_seed(seed)
@@ -341,10 +350,16 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
         )
         # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
         fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
-    model.fit(train, epochs=protocol.epochs, callbacks=list(callbacks), verbose=0,
-              **fit_kwargs)
+    callbacks = list(callbacks)
+    if hasattr(model, "threshold"):
+        unlabeled = np.flatnonzero(y_semi == -1)[:MONITOR_ROWS]
+        callbacks.append(models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
+    history = model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0,
+                        **fit_kwargs)
     return {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
-            "steps": steps * protocol.epochs}
+            "steps": steps * protocol.epochs,
+            "history": {name: [float(v) for v in values]
+                        for name, values in history.history.items()}}
 
 
 def _dense_backbone(units, seed):
