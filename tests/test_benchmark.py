@@ -88,6 +88,8 @@ def test_quick_run_records_every_planned_run(quick_run):
         assert set(record) >= {"protocol", "method", "seed", "accuracy", "seconds", "steps",
                                "commit", "time", "quick", "fingerprint", "config"}
         assert 0.0 <= record["accuracy"] <= 1.0 and record["quick"] is True
+        epochs = record["config"]["protocol"]["epochs"]
+        assert len(record["history"]["loss"]) == epochs
     assert len(result["todo"]) == len(records) == len(runs) + 2
 
 
@@ -204,17 +206,20 @@ def test_gap_closed_on_means_and_undefined_without_a_gap():
     assert stats.gap_closed(0.83, 0.80, 0.79) is None
 
 
+def _fixed_record(method, seed, accuracy, protocol="clean-1000", history=None):
+    planned = runner.Planned("run", protocols.PROTOCOLS[protocol], seed, method)
+    return {"kind": "run", "protocol": protocol, "method": method, "seed": seed,
+            "accuracy": accuracy, "seconds": 60.0, "steps": 5700, "quick": False,
+            "commit": "abc", "time": "2026-11-26 08:00 UTC",
+            "machine": {"nproc": 2, "cpu": "cpu", "ram": "1 GiB", "tensorflow": "2",
+                        "keras": "3", "python": "3"},
+            "fingerprint": planned.fingerprint, "config": planned.config,
+            **({"history": history} if history else {})}
+
+
 def test_report_verdicts_follow_the_intervals():
     """Fixed records: the sentences say win / no significant difference as the CI does."""
-    def record(method, seed, accuracy, protocol="clean-1000"):
-        planned = runner.Planned("run", protocols.PROTOCOLS[protocol], seed, method)
-        return {"kind": "run", "protocol": protocol, "method": method, "seed": seed,
-                "accuracy": accuracy, "seconds": 60.0, "steps": 5700, "quick": False,
-                "commit": "abc", "time": "2026-11-26 08:00 UTC",
-                "machine": {"nproc": 2, "cpu": "cpu", "ram": "1 GiB", "tensorflow": "2",
-                            "keras": "3", "python": "3"},
-                "fingerprint": planned.fingerprint, "config": planned.config}
-
+    record = _fixed_record
     supervised = [0.80, 0.81, 0.79, 0.80, 0.82]
     records = [record("supervised", s, a) for s, a in enumerate(supervised)]
     records += [record("temporal_ensembling", s, a + 0.02) for s, a in enumerate(supervised)]
@@ -237,6 +242,32 @@ def test_report_verdicts_follow_the_intervals():
     # A record of other settings is left out and counted.
     stale = dict(records[0], accuracy=0.1, fingerprint="old")
     assert "1 older records ran with settings" in report.render(records + [stale])
+
+
+def test_pseudo_label_figures_are_averaged_per_epoch_and_compared_with_mean_teacher():
+    """The per-epoch table is the mean over the seeds that hold the figures (a NaN, no kept
+    row, is left out), and the method is paired with Mean Teacher seed by seed."""
+    rng = np.random.default_rng(0)
+    names = ("mask_rate", "pseudo_label_mask_rate", "pseudo_label_accuracy",
+             "pseudo_label_accuracy_all")
+    histories = [{name: rng.uniform(0.3, 0.9, 3).tolist() for name in names} for _ in range(3)]
+    histories[1]["pseudo_label_accuracy"][0] = float("nan")
+    supervised = [0.80, 0.81, 0.79]
+    records = [_fixed_record("supervised", s, a) for s, a in enumerate(supervised)]
+    records += [_fixed_record("mean_teacher", s, a + 0.01) for s, a in enumerate(supervised)]
+    records += [_fixed_record("fixmatch", s, a + d, history=h) for s, (a, d, h) in
+                enumerate(zip(supervised, (0.0, 0.01, 0.005), histories))]
+    section = _section(report.render(records), "#### FixMatch")
+    table = {row[0]: row[1:] for row in _table_rows(section)[1:]}
+    for epoch in range(3):
+        for column, name in enumerate(names):
+            values = [h[name][epoch] for h in histories if not np.isnan(h[name][epoch])]
+            assert table[str(epoch + 1)][column] == f"{np.mean(values):.3f}"
+    differences = np.array([0.0, 0.01, 0.005]) - 0.01
+    half = scipy_stats.t.ppf(0.975, 2) * differences.std(ddof=1) / np.sqrt(3)
+    assert (f"FixMatch − Mean Teacher, paired over seeds 0, 1, 2: {differences.mean():+.4f} "
+            f"[{differences.mean() - half:+.4f}, {differences.mean() + half:+.4f}], "
+            "no significant difference.") in section
 
 
 def test_plan_estimates_cost_from_measured_runs():

@@ -282,6 +282,74 @@ def _protocol_section(number, result, plots, quick):
         f"![{result.name}: accuracy and paired difference with 95% intervals]"
         f"({plots}/{plot_name(result.name)})", "",
     ]
+    return lines + _pseudo_label_section(result)
+
+
+# The per-epoch figures of the pseudo-label methods' records (`runner.MONITOR_ROWS`).
+_PSEUDO_LABEL_COLUMNS = (
+    ("mask_rate", "mask in training"),
+    ("pseudo_label_mask_rate", "kept"),
+    ("pseudo_label_accuracy", "kept right"),
+    ("pseudo_label_accuracy_all", "argmax right"),
+)
+
+
+_VERSUS = {stats.WINS: "better", stats.LOSES: "worse",
+           stats.NO_DIFFERENCE: stats.NO_DIFFERENCE}
+
+
+def _epoch_means(records, name):
+    """Per epoch, the mean of `history[name]` over `records` (NaN where none has a value)."""
+    columns = [r["history"][name] for r in records]
+    means = []
+    for epoch in range(max(len(c) for c in columns)):
+        values = [c[epoch] for c in columns if epoch < len(c) and not math.isnan(c[epoch])]
+        means.append(sum(values) / len(values) if values else math.nan)
+    return means
+
+
+def _pseudo_label_section(result):
+    """Mask rate and pseudo-label accuracy over training, and the comparison with Mean
+    Teacher, for the methods whose records carry `PseudoLabelMonitor`'s figures."""
+    lines = []
+    teacher = result.row("mean_teacher")
+    for row in result.rows:
+        records = [r for r in result.records if r["method"] == row.method
+                   and "pseudo_label_mask_rate" in r.get("history", {})]
+        if not records:
+            continue
+        seeds = ", ".join(str(r["seed"]) for r in sorted(records, key=lambda r: r["seed"]))
+        means = {name: _epoch_means(records, name) for name, _ in _PSEUDO_LABEL_COLUMNS}
+        lines += [
+            f"#### {row.label}: its pseudo-labels over training", "",
+            f"Per epoch, the mean over seeds {seeds} (the records that hold these figures): "
+            "`mask in training` is the share of a batch's unlabeled rows whose pseudo-label "
+            "passed the threshold inside the training step (input noise, dropout and any weak "
+            "augmentation on); after each epoch, on the first 2,000 unlabeled rows in inference "
+            "mode and scored with their hidden labels, `kept` is the share that passes the "
+            "threshold, `kept right` the accuracy of those pseudo-labels and `argmax right` "
+            "the accuracy of the prediction on all of them.", "",
+            "| epoch | " + " | ".join(title for _, title in _PSEUDO_LABEL_COLUMNS) + " |",
+            "|---" * (len(_PSEUDO_LABEL_COLUMNS) + 1) + "|",
+        ]
+        for epoch in range(len(means["pseudo_label_mask_rate"])):
+            lines.append(f"| {epoch + 1} | " + " | ".join(
+                f"{means[name][epoch]:.3f}" for name, _ in _PSEUDO_LABEL_COLUMNS) + " |")
+        kept, right, argmax = (means[name][-1] for name in (
+            "pseudo_label_mask_rate", "pseudo_label_accuracy", "pseudo_label_accuracy_all"))
+        text = (f"After the last epoch {100 * kept:.0f}% of the monitored rows pass the "
+                f"threshold and {100 * right:.1f}% of their pseudo-labels are right, while the "
+                f"prediction is right on {100 * argmax:.1f}% of all of them")
+        if right - argmax > 0.05:
+            text += (": the rows that pass are mostly rows the model already classifies "
+                     "right, so the unlabeled term adds little where the model errs")
+        lines += ["", text + "."]
+        if teacher is not None and row.method != "mean_teacher":
+            paired = stats.paired_difference(row.accuracy, teacher.accuracy)
+            lines += ["", f"{row.label} − Mean Teacher, paired over seeds "
+                      f"{', '.join(map(str, paired.seeds))}: {_interval(paired)}, "
+                      f"{_VERSUS[paired.verdict]}."]
+        lines.append("")
     return lines
 
 
