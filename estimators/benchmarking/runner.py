@@ -83,11 +83,11 @@ class Planned:
         config = {"protocol": dataclasses.asdict(self.protocol)}
         if self.kind in ("run", "robustness"):
             config["hyper"] = METHODS[self.method].hyper_for(self.protocol.name)
-        if self.kind == "robustness":
-            config["robustness"] = robustness.settings(self.quick)
+            if self.kind == "robustness":
+                config["robustness"] = robustness.settings(self.quick)
         elif self.kind == "tf1":
             config["tf1"] = TF1_QUICK if self.quick else TF1
-        elif self.kind == "speed":
+        else:
             config["hyper"] = {m: METHODS[m].hyper_for(self.protocol.name) for m in self.methods}
             config["speed"] = SPEED_QUICK if self.quick else SPEED
         # Tuples and lists hash alike once written to JSON and read back.
