@@ -38,12 +38,13 @@ import numpy as np
 
 from benchmarking import stats
 from benchmarking.methods import METHODS as REGISTRY
-from benchmarking.protocols import BACKBONES, PROTOCOLS, TRAIN_ROWS, _fashion, load
+from benchmarking import protocols
 from tfssl import models
 
 __all__ = [
     "ATTACK_SECONDS",
     "METHODS",
+    "PROTOCOLS",
     "SETTINGS",
     "RobustnessResult",
     "attacked_accuracies",
@@ -55,6 +56,8 @@ __all__ = [
 
 # The methods a robustness record is made for; the first is the reference of the intervals.
 METHODS = ("supervised", "adversarial")
+# The protocols attacked: the main one.
+PROTOCOLS = ("clean-1000",)
 SETTINGS = {"attack": "fgm", "norm": "sample", "epsilons": (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
             "batch_size": 500}
 SETTINGS_QUICK = dict(SETTINGS, epsilons=(0.0, 1.0, 3.0))
@@ -188,11 +191,11 @@ def collect(records, quick, current_fingerprint):
 
 def validation_rows(protocol, seed, data_dir=None):
     """The protocol's rows of `seed`, scored on the last `VALIDATION_ROWS` training rows."""
-    if protocol.train_size + VALIDATION_ROWS > TRAIN_ROWS:
+    if protocol.train_size + VALIDATION_ROWS > protocols.TRAIN_ROWS:
         raise ValueError(f"The protocol's rows overlap the validation rows. Received: "
                          f"train_size={protocol.train_size}")
-    rows = load(protocol, seed, data_dir)
-    (x, y), _ = _fashion(data_dir)
+    rows = protocols.load(protocol, seed, data_dir)
+    (x, y), _ = protocols._fashion(data_dir)
     rows["x_test"], rows["y_test"] = x[-VALIDATION_ROWS:], y[-VALIDATION_ROWS:]
     return rows
 
@@ -208,7 +211,8 @@ def select_epsilon(epsilons, seeds, protocol_name="clean-1000", quick=False, dat
     # Not at the top: the runner imports this module.
     from benchmarking.runner import fit_and_evaluate
 
-    protocol = PROTOCOLS[protocol_name].quick() if quick else PROTOCOLS[protocol_name]
+    registered = protocols.PROTOCOLS[protocol_name]
+    protocol = registered.quick() if quick else registered
     method = REGISTRY["adversarial"]
     attack = settings(quick)
     records = []
@@ -218,7 +222,7 @@ def select_epsilon(epsilons, seeds, protocol_name="clean-1000", quick=False, dat
             hyper = dict(method.hyper_for(protocol.name), epsilon=epsilon)
             start = time.perf_counter()
             result = fit_and_evaluate(
-                method, hyper, protocol, rows, seed, BACKBONES[protocol.backbone].build,
+                method, hyper, protocol, rows, seed, protocols.BACKBONES[protocol.backbone].build,
                 evaluate=lambda model, x, y: evaluate(model, x, y, attack))
             log(f"adversarial epsilon={epsilon:g} seed {seed}: validation accuracy "
                 f"{result['accuracy']:.4f}, under FGM {attack['epsilons']}: "

@@ -126,8 +126,9 @@ def plan(protocols, methods, seeds, sections, quick, records):
         protocols: Names in `PROTOCOLS`.
         methods: Names in `METHODS`; the ceiling is added for every protocol that names one.
         seeds: Seeds of the runs.
-        sections: Any of "runs", "tf1", "speed", "robustness" (planned for supervised-only
-            and adversarial training when `methods` has "adversarial").
+        sections: Any of "runs", "tf1", "speed", "robustness" (supervised-only and
+            adversarial training attacked, under the protocols of `robustness.PROTOCOLS`,
+            when `methods` has "adversarial" or with `quick`).
         quick: Whether to use each protocol's `quick()` budget.
         records: The records of `results.json`.
 
@@ -172,9 +173,12 @@ def plan(protocols, methods, seeds, sections, quick, records):
             backbones.setdefault(PROTOCOLS[name].backbone, name)
         planned += [Planned("speed", resolve(name), seeds[0], methods=timed, quick=quick)
                     for name in backbones.values()]
-    if "robustness" in sections and "adversarial" in methods:
+    # --quick exercises every section, so it attacks supervised-only and adversarial
+    # training whatever the methods.
+    if "robustness" in sections and ("adversarial" in methods or quick):
         planned += [Planned("robustness", resolve(name), seed, m, quick=quick)
-                    for name in protocols for seed in seeds for m in robustness.METHODS]
+                    for name in protocols if name in robustness.PROTOCOLS
+                    for seed in seeds for m in robustness.METHODS]
     done = {_key(record) for record in records}
     return planned, _train_once([run for run in planned if run.key not in done])
 
