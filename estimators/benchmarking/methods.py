@@ -192,14 +192,15 @@ METHODS = {
         default=False,
     ),
     # Supervised-only's batches and steps plus an FGM term on the same labeled rows. epsilon
-    # was chosen on validation rows, never the test set: see `robustness.select_epsilon`.
+    # 0.5 had the best clean accuracy on validation rows (never the test set) among 0.5, 1,
+    # 2, 3 (`robustness.select_epsilon`, seed 0: 0.8270, 0.8192, 0.8168, 0.8168).
     "adversarial": Method(
         label="Adversarial training (FGM)",
         build=lambda backbone, protocol, hyper: models.AdversarialTraining(
             backbone, method="fgm", epsilon=hyper["epsilon"], norm="sample",
             supervised_normalize=protocol.supervised_normalize,
         ),
-        hyper={"epsilon": 1.0},
+        hyper={"epsilon": 0.5},
         reference="Ian J. Goodfellow, Jonathon Shlens, Christian Szegedy. Explaining and "
         "Harnessing Adversarial Examples. ICLR 2015. arXiv:1412.6572",
         cost=2.5,
