@@ -50,8 +50,8 @@ def build_parser():
     parser.add_argument("--seeds", type=int, nargs="+", default=list(report.DEFAULT_SEEDS))
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="what to measure: the method runs, the TF1 comparison, speed, "
-                        "robustness (with --methods adversarial: supervised-only and "
-                        "adversarial training under FGM attacks)")
+                        "robustness (supervised-only and adversarial training under FGM "
+                        "attacks on clean-1000, planned with --methods adversarial or --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny budget that exercises every section in seconds "
                         "(needs --output: its numbers mean nothing)")
