@@ -18,6 +18,8 @@ Example:
     python estimators/benchmark.py --quick --output /tmp/B.md # seconds; numbers mean nothing
     python estimators/benchmark.py --from-json benchmarks/results.json   # re-render only
     python estimators/benchmark.py --preset cifar10-4000 --dry-run
+    python estimators/benchmark.py --protocols clean-1000 --methods adversarial \
+        --seeds 0 1 2 --sections runs robustness              # accuracy under FGM attacks
 """
 
 import argparse
@@ -31,7 +33,7 @@ from benchmarking.protocols import DEFAULT_PROTOCOLS, PROTOCOLS
 
 __all__ = ["build_parser", "main"]
 
-SECTIONS = ("runs", "tf1", "speed")
+SECTIONS = ("runs", "tf1", "speed", "robustness")
 
 
 def build_parser():
@@ -47,7 +49,9 @@ def build_parser():
                         f"ceiling, which runs with every protocol that has one)")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(report.DEFAULT_SEEDS))
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="what to measure: the method runs, the TF1 comparison, speed")
+                        help="what to measure: the method runs, the TF1 comparison, speed, "
+                        "robustness (supervised-only and adversarial training under FGM "
+                        "attacks on clean-1000, planned with --methods adversarial or --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny budget that exercises every section in seconds "
                         "(needs --output: its numbers mean nothing)")
@@ -67,8 +71,10 @@ def build_parser():
 
 
 def _print_plan(planned, todo, records):
-    print(f"{len(planned)} planned runs, {len(planned) - len(todo)} already in results.json, "
-          f"{len(todo)} to run:")
+    # A robustness run that also writes its "run" record stands for two planned runs.
+    merged = sum(run.also_run for run in todo)
+    print(f"{len(planned)} planned runs, {len(planned) - len(todo) - merged} already in "
+          f"results.json, {len(todo) + merged} to run ({len(todo)} trainings):")
     total = 0.0
     for run in todo:
         seconds = runner.estimate_seconds(run, records)

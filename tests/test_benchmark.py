@@ -20,6 +20,7 @@ SECTIONS = (
     "## 3. The seed's TF1 graph next to the Keras port",
     "## 4. Speed",
     "## 5. Published numbers",
+    "## 6. Robustness",
     "## References",
 )
 QUICK_ARGV = ["--quick", "--seeds", "0", "1", "--protocols", "clean-1000", "noise20"]
@@ -67,7 +68,7 @@ def test_quick_report_has_every_section_and_plot(quick_run):
     assert "arXiv:1610.02242" in text and "arXiv:1703.01780" in text
     plots = output.parent / "benchmarks"
     for name in ("accuracy-clean-1000.png", "accuracy-noise20.png", "differences.png",
-                 "speed.png", "sweep.png"):
+                 "speed.png", "sweep.png", "robustness.png"):
         assert (plots / name).stat().st_size > 1000
         assert f"](benchmarks/{name})" in text
     # Each protocol's section states the command that resumes or extends it.
@@ -90,7 +91,12 @@ def test_quick_run_records_every_planned_run(quick_run):
         assert 0.0 <= record["accuracy"] <= 1.0 and record["quick"] is True
         epochs = record["config"]["protocol"]["epochs"]
         assert len(record["history"]["loss"]) == epochs
-    assert len(result["todo"]) == len(records) == len(runs) + 2
+    # Robustness: supervised-only and adversarial training on clean-1000, both seeds; the
+    # supervised trainings also wrote their run records.
+    attacked = [r for r in records if r["kind"] == "robustness"]
+    assert len(attacked) == 2 * 2
+    assert len(records) == len(runs) + 2 + len(attacked)
+    assert len(result["todo"]) + sum(run.also_run for run in result["todo"]) == len(records)
 
 
 def test_quick_table_shows_the_records_and_their_paired_interval(quick_run):
@@ -134,7 +140,8 @@ def test_resume_skips_existing_records_and_reruns_changed_settings(quick_run, mo
     # One more seed: only its runs are planned.
     extended = benchmark.main([*argv, "--seeds", "0", "1", "2"])
     assert {run.seed for run in extended["todo"] if run.kind == "run"} == {2}
-    assert len([run for run in extended["todo"] if run.kind == "run"]) == 2 * 4 + 1
+    assert len([run for run in extended["todo"] if run.kind == "run" or run.also_run]) == (
+        2 * 4 + 1)
     # Words and steps per call change no number: nothing reruns.
     clean = protocols.PROTOCOLS["clean-1000"]
     monkeypatch.setitem(protocols.PROTOCOLS, "clean-1000", dataclasses.replace(

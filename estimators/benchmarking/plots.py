@@ -10,7 +10,9 @@ import os
 import numpy as np
 
 from benchmarking import stats
-from benchmarking.report import collect, plot_name
+from benchmarking.methods import METHODS
+from benchmarking.report import (collect, collect_robustness, plot_name,
+                                  robustness_plot_name)
 
 __all__ = ["plot_all"]
 
@@ -155,6 +157,33 @@ def _sweep_plot(plt, sweep, path):
     plt.close(fig)
 
 
+def _robustness_plot(plt, result, path):
+    """Accuracy against the attack's epsilon, one line per method, 95% intervals over seeds."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for index, method in enumerate(result.methods):
+        means, errors = [], []
+        for position in range(len(result.epsilons)):
+            mean, low, high = stats.mean_interval(list(result.at(method, position).values()))
+            means.append(mean)
+            errors.append(_error(mean, low, high))
+        ax.errorbar(result.epsilons, means, yerr=np.array(errors).reshape(-1, 2).T, marker="o",
+                    capsize=4, color=f"C{index}", label=_method_label(method))
+    ax.set_xlabel("FGM attack ε (L2 norm per image, pixels in [0, 1])")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(f"{result.protocol} under FGM: mean and 95% interval, "
+                 f"{len(result.seeds)} seed{'s' if len(result.seeds) > 1 else ''}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _method_label(method):
+    return METHODS[method].label if method in METHODS else method
+
+
 def _is_number(text):
     try:
         float(text)
@@ -177,3 +206,6 @@ def plot_all(records, sweep, plots_dir, quick=False):
         _speed_plot(plt, collected["speed"], os.path.join(plots_dir, "speed.png"))
     if sweep:
         _sweep_plot(plt, sweep, os.path.join(plots_dir, "sweep.png"))
+    for result in collect_robustness(records, quick):
+        _robustness_plot(plt, result, os.path.join(plots_dir,
+                                                   robustness_plot_name(result.protocol)))

@@ -9,13 +9,14 @@ import dataclasses
 import math
 import os
 
-from benchmarking import stats
+from benchmarking import robustness, stats
 from benchmarking.methods import METHODS, default_methods
 from benchmarking.presets import PAPERS, PUBLISHED_ROWS
 from benchmarking.protocols import DEFAULT_PROTOCOLS, PROTOCOLS, Protocol
 from benchmarking.runner import Planned, estimate_seconds, plan
 
-__all__ = ["ProtocolResult", "Row", "collect", "plot_name", "render"]
+__all__ = ["ProtocolResult", "Row", "collect", "collect_robustness", "plot_name", "render",
+           "robustness_plot_name"]
 
 SCRIPT = "python estimators/benchmark.py"
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -558,11 +559,76 @@ def _notes_section(plots):
              if os.path.exists(os.path.join(_BENCHMARKS_DIR, path))]
     if not found:
         return []
-    lines = ["## 6. Other measurements", "",
+    lines = ["## 7. Other measurements", "",
              "Single runs made with the estimator scripts, outside the registry above; each "
              "file gives its commands.", ""]
     lines += [f"- [`{plots}/{path}`]({plots}/{path}): {text}." for path, text in found]
     return lines + [""]
+
+
+def collect_robustness(records, quick):
+    """`robustness.collect` on the records of the current settings."""
+    def fingerprint(protocol_name, method):
+        protocol = _registered(protocol_name, quick)
+        if protocol is None or method not in METHODS:
+            return None
+        return Planned("robustness", protocol, 0, method, quick=quick).fingerprint
+
+    return robustness.collect(records, quick, fingerprint)
+
+
+def _robustness_section(results, plots, quick):
+    lines = ["## 6. Robustness: accuracy under an FGM attack", ""]
+    if not results:
+        command = _command("--protocols clean-1000 --methods adversarial --seeds 0 1 2",
+                           "--sections runs robustness", quick=quick)
+        return lines + [f"_Not measured yet: {command}._", ""]
+    for result in results:
+        epsilon = next((r["config"]["hyper"]["epsilon"] for r in result.records
+                        if r["method"] == "adversarial"), None)
+        command = _command("--protocols", result.protocol, "--methods adversarial",
+                           _seeds_flag(result.seeds),
+                           "--sections runs robustness", quick=quick)
+        methods = result.methods
+        header = " | ".join(f"{_label(m)}, mean ± std" for m in methods)
+        lines += [
+            f"Command: {command}  ",
+            _provenance(result.records), "",
+            f"Protocol `{result.protocol}` (section 1), seeds {', '.join(map(str, result.seeds))}"
+            f". Supervised-only and adversarial training (FGM during training"
+            + (f", ε = {epsilon:g} chosen on validation rows, section 2" if epsilon else "")
+            + ") are trained exactly as their section-1 runs (same seeds, backbone, batches "
+            "and steps; these records train them again), then every test row is attacked "
+            "with the fast gradient method, `tfssl.models.adversarial_inputs`: "
+            "x + ε · g / ‖g‖₂ with g the gradient of the cross-entropy at the true label "
+            "with respect to the input, the network in inference mode; the L2 norm is per "
+            "image over its 784 pixels scaled to [0, 1] (a test image's own norm is 12.2 "
+            "on average), and the attacked images are not clipped to [0, 1]. ε = 0 is the "
+            "clean test accuracy. The interval is the paired 95% interval of adversarial − "
+            "supervised at each ε, seed by seed.", "",
+            f"| ε (L2, per image) | {header} | adversarial − supervised, mean [95% CI] | "
+            f"verdict |",
+            "|---|" + "---|" * len(methods) + "---|---|",
+        ]
+        for position, epsilon_value in enumerate(result.epsilons):
+            cells = []
+            for method in methods:
+                mean, std = stats.spread(list(result.at(method, position).values()))
+                cells.append(f"{mean:.4f} ± {std:.4f}")
+            paired = result.paired(position) if "adversarial" in methods else None
+            difference = "–" if paired is None else _interval(paired)
+            verdict = "–" if paired is None else _verdict(paired)
+            lines.append(f"| {epsilon_value:g} | " + " | ".join(cells)
+                         + f" | {difference} | {verdict} |")
+        lines += ["", f"![{result.protocol}: accuracy under FGM attacks]"
+                      f"({plots}/{robustness_plot_name(result.protocol)})", ""]
+    return lines
+
+
+def robustness_plot_name(protocol_name):
+    """The file of a protocol's robustness plot (`robustness.png` for clean-1000)."""
+    return "robustness.png" if protocol_name == "clean-1000" else \
+        f"robustness-{protocol_name}.png"
 
 
 def render(records, sweep=None, plots="benchmarks", quick=False):
@@ -609,6 +675,7 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
     lines += _tf1_section(collected["tf1"], plots, quick)
     lines += _speed_section(collected["speed"], plots, quick)
     lines += _published_section()
+    lines += _robustness_section(collect_robustness(records, quick), plots, quick)
     if not quick:
         lines += _notes_section(plots)
     lines += _references()

@@ -9,7 +9,11 @@ after every run, so a run cut short keeps what it measured and the next one resu
   for pseudo-label methods with `tfssl.models.PseudoLabelMonitor`'s figures on
   `MONITOR_ROWS` unlabeled rows and their hidden labels;
 - `{"kind": "tf1", ...}`: the seed's TF1 graph next to the Keras Temporal Ensembling;
-- `{"kind": "speed", "backbone", "ms_per_step": {method: ms}, ...}`: interleaved step times.
+- `{"kind": "speed", "backbone", "ms_per_step": {method: ms}, ...}`: interleaved step times;
+- `{"kind": "robustness", "protocol", "method", "seed", "accuracy", "epsilons",
+  "attacked_accuracy", ...}`: a supervised-only or adversarial-training run, trained as its
+  "run" record, then attacked (`benchmarking.robustness`). When both are to do, one
+  training writes the run record and the robustness record.
 
 Every record also holds `quick`, `commit`, `time` (UTC), `machine`, `config` (the protocol's
 fields and the hyper-parameters it ran with) and `fingerprint` (a hash of `config` without
@@ -31,6 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from benchmarking import robustness
 from benchmarking.methods import METHODS
 from benchmarking.protocols import BACKBONES, NUM_CLASSES, PROTOCOLS, load
 from tfssl import data, models
@@ -68,7 +73,8 @@ _NOT_RESULTS = ("title", "why", "steps_per_execution")
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
-    """One run to do: `kind` is "run", "tf1" or "speed"; `methods` only for "speed"."""
+    """One run to do: `kind` is "run", "tf1", "speed" or "robustness"; `methods` only for
+    "speed"; `also_run` (robustness): the same training also writes its "run" record."""
 
     kind: str
     protocol: object
@@ -76,12 +82,15 @@ class Planned:
     method: str | None = None
     methods: tuple = ()
     quick: bool = False
+    also_run: bool = False
 
     @property
     def config(self):
         config = {"protocol": dataclasses.asdict(self.protocol)}
-        if self.kind == "run":
+        if self.kind in ("run", "robustness"):
             config["hyper"] = METHODS[self.method].hyper_for(self.protocol.name)
+            if self.kind == "robustness":
+                config["robustness"] = robustness.settings(self.quick)
         elif self.kind == "tf1":
             config["tf1"] = TF1_QUICK if self.quick else TF1
         else:
@@ -105,7 +114,9 @@ class Planned:
     def describe(self):
         if self.kind == "speed":
             return f"speed     {self.protocol.backbone} ({', '.join(self.methods)})"
-        what = self.method if self.kind == "run" else "TF1 graph vs Keras TE"
+        what = {"run": self.method, "tf1": "TF1 graph vs Keras TE",
+                "robustness": f"{self.method}, FGM attack" + (" (+ run)" * self.also_run)
+                }[self.kind]
         return f"{self.kind:<9} {self.protocol.name:<14} {what:<22} seed {self.seed}"
 
 
@@ -121,7 +132,9 @@ def plan(protocols, methods, seeds, sections, quick, records):
         protocols: Names in `PROTOCOLS`.
         methods: Names in `METHODS`; the ceiling is added for every protocol that names one.
         seeds: Seeds of the runs.
-        sections: Any of "runs", "tf1", "speed".
+        sections: Any of "runs", "tf1", "speed", "robustness" (supervised-only and
+            adversarial training attacked, under the protocols of `robustness.PROTOCOLS`,
+            when `methods` has "adversarial" or with `quick`).
         quick: Whether to use each protocol's `quick()` budget.
         records: The records of `results.json`.
 
@@ -166,8 +179,25 @@ def plan(protocols, methods, seeds, sections, quick, records):
             backbones.setdefault(PROTOCOLS[name].backbone, name)
         planned += [Planned("speed", resolve(name), seeds[0], methods=timed, quick=quick)
                     for name in backbones.values()]
+    # --quick exercises every section, so it attacks supervised-only and adversarial
+    # training whatever the methods.
+    if "robustness" in sections and ("adversarial" in methods or quick):
+        planned += [Planned("robustness", resolve(name), seed, m, quick=quick)
+                    for name in protocols if name in robustness.PROTOCOLS
+                    for seed in seeds for m in robustness.METHODS]
     done = {_key(record) for record in records}
-    return planned, [run for run in planned if run.key not in done]
+    return planned, _train_once([run for run in planned if run.key not in done])
+
+
+def _train_once(todo):
+    """A robustness run whose "run" twin is also to do writes both records (`also_run`)."""
+    runs = {(run.protocol.name, run.method, run.seed): run for run in todo if run.kind == "run"}
+    twins = [(run, runs.get((run.protocol.name, run.method, run.seed)))
+             for run in todo if run.kind == "robustness"]
+    merged = {id(twin) for _, twin in twins if twin is not None}
+    replaced = {id(run): dataclasses.replace(run, also_run=True)
+                for run, twin in twins if twin is not None}
+    return [replaced.get(id(run), run) for run in todo if id(run) not in merged]
 
 
 def _busy_seconds(record):
@@ -184,6 +214,9 @@ def estimate_seconds(run, records):
     without any, the seconds per step of earlier supervised runs on the same backbone
     (or the backbone's `seconds_per_step`) × the protocol's steps × the method's `cost`.
     """
+    if run.kind == "robustness":
+        trained = dataclasses.replace(run, kind="run", also_run=False)
+        return estimate_seconds(trained, records) + robustness.ATTACK_SECONDS
     same_kind = [r for r in records if r["kind"] == run.kind and r.get("quick") == run.quick]
     if run.kind != "run":
         seconds = [_busy_seconds(r) for r in same_kind if r["protocol"] == run.protocol.name]
@@ -267,21 +300,37 @@ def execute(todo, records, path, data_dir=None):
             result = train_run(run.protocol, run.method, run.seed, data_dir)
         elif run.kind == "tf1":
             result = tf1_versus_keras(run.protocol, run.seed, run.config["tf1"], data_dir)
+        elif run.kind == "robustness":
+            result = robustness_run(run.protocol, run.method, run.seed,
+                                    run.config["robustness"], data_dir)
         else:
             result = speed(run.protocol, run.methods, run.seed, run.config["speed"], data_dir)
+        seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
+        stamp = {"quick": run.quick, **context, "time": datetime.datetime.now(
+            datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        if run.also_run:
+            # The run record of the same training, without the attack's time.
+            twin = dataclasses.replace(run, kind="run", also_run=False)
+            records.append({
+                "kind": "run", "protocol": run.protocol.name, "method": run.method,
+                "seed": run.seed, "accuracy": result["accuracy"], "steps": result["steps"],
+                "seconds": seconds - result["attack_seconds"],
+                "cpu_seconds": cpu_seconds - result["attack_cpu_seconds"], **stamp,
+                "fingerprint": twin.fingerprint, "config": twin.config,
+            })
         record = {
             "kind": run.kind, "protocol": run.protocol.name, "method": run.method,
-            "seed": run.seed, **result, "seconds": time.perf_counter() - start,
-            "cpu_seconds": time.process_time() - cpu_start, "quick": run.quick, **context,
-            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "fingerprint": run.fingerprint, "config": run.config,
+            "seed": run.seed, **result, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            **stamp, "fingerprint": run.fingerprint, "config": run.config,
         }
         records.append(record)
         save_records(path, records)
         if run.kind == "tf1":
             summary = {name: result[name]["accuracy"] for name in ("tf1", "keras")}
         else:
-            summary = {k: v for k, v in result.items() if k in ("accuracy", "ms_per_step")}
+            summary = {k: v for k, v in result.items()
+                       if k in ("accuracy", "ms_per_step", "attacked_accuracy")}
         print(f"    {json.dumps(summary)} in {record['seconds']:.0f} s", flush=True)
     return records
 
@@ -301,18 +350,40 @@ def train_run(protocol, method_name, seed, data_dir=None):
     )
 
 
-def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callbacks=()):
+def robustness_run(protocol, method_name, seed, settings, data_dir=None):
+    """Trains like `train_run`, then attacks the test rows (`robustness.evaluate`).
+
+    Returns:
+        `{"accuracy", "steps", "epsilons", "attacked_accuracy", "attack_seconds",
+        "attack_cpu_seconds"}`.
+    """
+    method = METHODS[method_name]
+    return fit_and_evaluate(
+        method, method.hyper_for(protocol.name), protocol, load(protocol, seed, data_dir),
+        seed, BACKBONES[protocol.backbone].build,
+        evaluate=lambda model, x, y: robustness.evaluate(model, x, y, settings),
+    )
+
+
+def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callbacks=(),
+                     evaluate=None):
     """Trains `method` on `rows` (see `protocols.load`) and returns its test accuracy.
 
-    Every method takes the optimizer steps of one semi-supervised run: supervised-only
-    draws its batches from the labeled rows and the ceiling from every row with its true
-    label, both from endless reshuffled streams.
+    Every method takes the optimizer steps of one semi-supervised run: the `"labeled"`
+    methods (supervised-only, adversarial training) draw their batches from the labeled
+    rows and the ceiling from every row with its true label, both from endless reshuffled
+    streams.
 
     A model with a pseudo-label `threshold` (Pseudo-Label, FixMatch) is watched by
     `tfssl.models.PseudoLabelMonitor` on the first `MONITOR_ROWS` unlabeled rows.
 
+    Args:
+        evaluate: Optional `(model, x_test, y_test) -> dict` called after training; its
+            entries are added to the result.
+
     Returns:
-        `{"accuracy", "steps", "history"}`, `history` the epoch-end logs of `fit`.
+        `{"accuracy", "steps", "history"}` and the entries of `evaluate`; `history` holds
+        the epoch-end logs of `fit`.
     """
     x, y_semi = rows["x"], rows["y_semi"]
     keras.utils.set_random_seed(seed)
@@ -342,12 +413,16 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
             .batch(protocol.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
-        model = backbone
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            **compile_kwargs,
-        )
+        if method.build is None:
+            model = backbone
+            model.compile(
+                optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                **compile_kwargs,
+            )
+        else:
+            model = method.build(backbone, protocol, hyper)
+            model.compile(optimizer=optimizer, **compile_kwargs)
         # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
         fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
     callbacks = list(callbacks)
@@ -356,10 +431,13 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
         callbacks.append(models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
     history = model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0,
                         **fit_kwargs)
-    return {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
-            "steps": steps * protocol.epochs,
-            "history": {name: [float(v) for v in values]
-                        for name, values in history.history.items()}}
+    result = {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
+              "steps": steps * protocol.epochs,
+              "history": {name: [float(v) for v in values]
+                          for name, values in history.history.items()}}
+    if evaluate is not None:
+        result.update(evaluate(model, rows["x_test"], rows["y_test"]))
+    return result
 
 
 def _dense_backbone(units, seed):
