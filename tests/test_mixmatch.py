@@ -12,6 +12,7 @@ from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST 
 from tfssl import backbones, data, export, losses, models, testing
 
 import mixmatch as mixmatch_script  # estimators/mixmatch.py, on the path test_estimators sets
+from benchmarking import methods, protocols, runner  # noqa: E402 (estimators/, same path)
 
 NUM_CLASSES = 3
 
@@ -207,3 +208,25 @@ def test_script_smoke_run_and_paper_preset(data_dir, capsys):
     for line in ("alpha: 0.75", "lambda_u: 75.0", "T: 0.5", "K: 2", "num_labeled: 4000"):
         assert line in printed.splitlines(), printed
     assert "6.24" in printed
+
+
+@pytest.mark.parametrize("max_translation, kinds", [
+    (2, {"RandomTranslation", "GaussianNoise"}), (0, {"GaussianNoise"}),
+])
+def test_benchmark_entry_builds_its_settings_and_trains(max_translation, kinds):
+    entry = methods.METHODS["mixmatch"]
+    protocol = protocols.PROTOCOLS["clean-1000"].quick()
+    hyper = dict(entry.hyper_for("clean-1000"), max_translation=max_translation)
+    model = entry.build(protocols.BACKBONES["mlp-tiny"].build(), protocol, hyper)
+    assert isinstance(model, models.MixMatch) and not entry.default
+    assert {type(layer).__name__ for layer in model.augment.layers} == kinds
+    config = model.get_config()
+    for name in ("lambda_u", "K", "T", "alpha", "ramp_up_epochs"):
+        assert config[name] == hyper[name], name
+    assert config["supervised_normalize"] == protocol.supervised_normalize
+    if max_translation:  # one short run through the benchmark's own training code is enough
+        result = runner.fit_and_evaluate(
+            entry, hyper, protocol, protocols.load(protocol, 0), 0,
+            protocols.BACKBONES["mlp-tiny"].build,
+        )
+        assert result["steps"] == protocol.steps and 0.0 <= result["accuracy"] <= 1.0

@@ -51,7 +51,7 @@ Fields:
 
 import dataclasses
 
-from tfssl import models
+from tfssl import layers, models
 
 __all__ = ["METHODS", "Method", "consistency_kwargs", "default_methods"]
 
@@ -188,6 +188,26 @@ METHODS = {
         reference="Hongyi Zhang, Moustapha Cisse, Yann N. Dauphin, David Lopez-Paz. mixup: "
         "Beyond Empirical Risk Minimization. ICLR 2018. arXiv:1710.09412",
         cost=1.1,
+        default=False,
+    ),
+    # Chosen on validation rows (benchmarks/notes/mixmatch_sweep.md), never the test set.
+    "mixmatch": Method(
+        label="MixMatch",
+        build=lambda backbone, protocol, hyper: models.MixMatch(
+            backbone,
+            augment=layers.image_augmentation(
+                backbone.inputs[0].shape[1:], max_translation=hyper["max_translation"]
+            ),
+            K=hyper["K"], T=hyper["T"], alpha=hyper["alpha"], lambda_u=hyper["lambda_u"],
+            ramp_up_epochs=hyper["ramp_up_epochs"],
+            supervised_normalize=protocol.supervised_normalize,
+        ),
+        hyper={"lambda_u": 75.0, "max_translation": 2, "K": 2, "T": 0.5,
+               "alpha": 0.75, "ramp_up_epochs": 5},
+        reference="David Berthelot, Nicholas Carlini, Ian Goodfellow, Nicolas Papernot, Avital "
+        "Oliver, Colin Raffel. MixMatch: A Holistic Approach to Semi-Supervised Learning. "
+        "NeurIPS 2019. arXiv:1905.02249",
+        cost=3.0,
         default=False,
     ),
     "ceiling": Method(label="All labels (ceiling)", data="all_labels"),
