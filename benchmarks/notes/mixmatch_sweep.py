@@ -29,6 +29,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--seeds", nargs="+", type=int, default=[0])
 parser.add_argument("--lambda-u", nargs="+", type=float, default=[1.0, 10.0, 30.0, 75.0])
 parser.add_argument("--max-translation", nargs="+", type=int, default=[2, 0])
+parser.add_argument(
+    "--supervised", action="store_true",
+    help="instead of the grid, the supervised-only entry on the same budget, for scale",
+)
 parser.add_argument("--output", required=True)
 flags = parser.parse_args()
 
@@ -49,6 +53,19 @@ for seed in flags.seeds:
         validation_rows=budget["validation_rows"],
     )
     rows = {"x": x, "y_semi": y_semi, "x_test": x_val, "y_test": y_val}
+    if flags.supervised:
+        result = runner.fit_and_evaluate(
+            methods.METHODS["supervised"], {}, protocol, rows, seed,
+            protocols.BACKBONES["mlp"].build,
+        )
+        print(f"supervised seed {seed}: validation accuracy {result['accuracy']:.4f}")
+        records.append({
+            "method": "supervised", "param": "none", "value": None, "seed": seed,
+            "val_accuracy": result["accuracy"], "protocol": budget["protocol"],
+        })
+        with open(flags.output, "w") as file:
+            json.dump(records, file, indent=1)
+        continue
     for translation in flags.max_translation:
         for lambda_u in flags.lambda_u:
             hyper = dict(
