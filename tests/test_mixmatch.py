@@ -12,6 +12,7 @@ from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST 
 from tfssl import backbones, data, export, losses, models, testing
 
 import mixmatch as mixmatch_script  # estimators/mixmatch.py, on the path test_estimators sets
+from benchmarking import methods, protocols, runner  # noqa: E402 (estimators/, same path)
 
 NUM_CLASSES = 3
 
@@ -43,20 +44,24 @@ def test_sharpen_rejects_a_non_positive_temperature(temperature):
 
 
 class ShiftByCall(keras.layers.Layer):
-    """A fixed augmentation: the k-th call (from 0) adds 0.1 k, so the views are known."""
+    """A fixed augmentation: the k-th call (from 1) adds 0.1 k, so the views are known and
+    none is the raw batch (a labeled row mixed unaugmented would not match)."""
 
     def build(self, input_shape):
         self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False)
 
     def call(self, x, training=None):
-        shifted = x + 0.1 * self.calls
         self.calls.assign_add(1.0)
-        return shifted
+        return x + 0.1 * self.calls
 
 
-def test_guess_mixed_batch_and_loss_equal_numpy_with_fixed_augmentations_and_draws():
+# K=3 with one lam for the batch: the guess averages three views, the scalar lam broadcasts.
+@pytest.mark.parametrize("K, lam_per_row", [(2, True), (3, False)])
+def test_guess_mixed_batch_and_loss_equal_numpy_with_fixed_augmentations_and_draws(
+    K, lam_per_row
+):
     x, _, y_semi = testing.tiny_data()  # rows 0-11 labeled, 12-47 unlabeled
-    K, T, lambda_u = 2, 0.5, 75.0
+    T, lambda_u = 0.5, 75.0
     model = models.MixMatch(
         testing.tiny_backbone(),
         augment=ShiftByCall(),
@@ -69,21 +74,22 @@ def test_guess_mixed_batch_and_loss_equal_numpy_with_fixed_augmentations_and_dra
     labeled = y_semi != data.UNLABELED
     num_rows = labeled.sum() + K * (~labeled).sum()
     rng = np.random.default_rng(1)
-    lam = rng.uniform(0.5, 1.0, size=num_rows).astype("float32")
+    lam = rng.uniform(0.5, 1.0, size=num_rows if lam_per_row else ()).astype("float32")
     index = rng.permutation(num_rows).astype("int32")
     model.draw_mixing = lambda n: (tf.constant(lam), tf.constant(index))
     terms, outputs = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
 
     backbone = lambda v: model.backbone(v.astype("float32")).numpy()  # noqa: E731
-    views = [x + 0.1 * k for k in range(K)]
+    views = [x + 0.1 * k for k in range(1, K + 1)]
     mean_prediction = np.mean([_softmax(backbone(v[~labeled])) for v in views], axis=0)
     guess = _np_sharpen(mean_prediction, T)
     np.testing.assert_allclose(outputs["guess"], guess, rtol=1e-5, atol=1e-6)
 
     inputs = np.concatenate([views[0][labeled]] + [v[~labeled] for v in views])
-    targets = np.concatenate([np.eye(NUM_CLASSES)[y_semi[labeled]], guess, guess])
-    mixed_inputs = lam[:, None] * inputs + (1 - lam[:, None]) * inputs[index]
-    mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[index]
+    targets = np.concatenate([np.eye(NUM_CLASSES)[y_semi[labeled]]] + [guess] * K)
+    weight = lam.reshape(-1, 1)
+    mixed_inputs = weight * inputs + (1 - weight) * inputs[index]
+    mixed_targets = weight * targets + (1 - weight) * targets[index]
     np.testing.assert_allclose(outputs["mixed_inputs"], mixed_inputs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(outputs["mixed_targets"], mixed_targets, rtol=1e-5, atol=1e-6)
 
@@ -202,3 +208,29 @@ def test_script_smoke_run_and_paper_preset(data_dir, capsys):
     for line in ("alpha: 0.75", "lambda_u: 75.0", "T: 0.5", "K: 2", "num_labeled: 4000"):
         assert line in printed.splitlines(), printed
     assert "6.24" in printed
+
+
+@pytest.mark.parametrize("max_translation, kinds", [
+    (2, {"RandomTranslation", "GaussianNoise"}), (0, {"GaussianNoise"}),
+])
+def test_benchmark_entry_builds_its_settings_and_trains(max_translation, kinds):
+    entry = methods.METHODS["mixmatch"]
+    protocol = protocols.PROTOCOLS["clean-1000"].quick()
+    hyper = dict(entry.hyper_for("clean-1000"), max_translation=max_translation)
+    model = entry.build(protocols.BACKBONES["mlp-tiny"].build(), protocol, hyper)
+    assert isinstance(model, models.MixMatch) and not entry.default
+    assert {type(layer).__name__ for layer in model.augment.layers} == kinds
+    config = model.get_config()
+    for name in ("lambda_u", "K", "T", "alpha", "ramp_up_epochs"):
+        assert config[name] == hyper[name], name
+    assert config["supervised_normalize"] == protocol.supervised_normalize
+    if max_translation:  # one short run through the benchmark's own training code is enough
+        rng = np.random.default_rng(0)
+        x = rng.uniform(size=(protocol.train_size, 28, 28, 1)).astype("float32")
+        y = rng.integers(0, 10, protocol.train_size)
+        rows = {"x": x, "y_semi": data.mask_labels(y, protocol.num_labeled, seed=0),
+                "x_test": x[:20], "y_test": y[:20]}
+        result = runner.fit_and_evaluate(
+            entry, hyper, protocol, rows, 0, protocols.BACKBONES["mlp-tiny"].build
+        )
+        assert result["steps"] == protocol.steps and 0.0 <= result["accuracy"] <= 1.0

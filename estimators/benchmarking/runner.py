@@ -315,7 +315,7 @@ def execute(todo, records, path, data_dir=None):
             records.append({
                 "kind": "run", "protocol": run.protocol.name, "method": run.method,
                 "seed": run.seed, "accuracy": result["accuracy"], "steps": result["steps"],
-                "seconds": seconds - result["attack_seconds"],
+                "history": result["history"], "seconds": seconds - result["attack_seconds"],
                 "cpu_seconds": cpu_seconds - result["attack_cpu_seconds"], **stamp,
                 "fingerprint": twin.fingerprint, "config": twin.config,
             })
