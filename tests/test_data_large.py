@@ -148,7 +148,7 @@ def test_tfrecords_round_trip(tmp_path, num_shards):
     assert data.write_tfrecords((x, y), str(tmp_path), num_shards=num_shards) == 10
     info = data.tfrecords_info(str(tmp_path))
     assert info["num_samples"] == 10 and len(info["files"]) == num_shards
-    assert (info["x_dtype"], info["x_shape"]) == ("uint8", [3, 2])
+    assert (info["x_dtype"], info["x_shape"], info["x_encoding"]) == ("uint8", [3, 2], "raw")
     in_order = _batches(data.from_tfrecords(str(tmp_path), batch_size=4))
     assert [len(b[0]) for b in in_order] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b[0] for b in in_order]), np.arange(10))
@@ -164,9 +164,29 @@ def test_tfrecords_round_trip(tmp_path, num_shards):
             np.testing.assert_array_equal(batch_y, y[batch_idx])
 
 
+def test_tfrecords_labeled_per_batch(tmp_path):
+    x = np.arange(40, dtype=np.int16).reshape(20, 2)
+    y = np.where(np.arange(20) % 4 == 0, np.arange(20) % 3, data.UNLABELED)
+    data.write_tfrecords((x, y), str(tmp_path), num_shards=2)
+    batches = _batches(
+        data.from_tfrecords(
+            str(tmp_path), batch_size=4, shuffle=True, seed=0, labeled_per_batch=1
+        )
+    )
+    assert len(batches) == 5  # 15 unlabeled rows, 3 a batch
+    for idx, batch_x, batch_y in batches:
+        np.testing.assert_array_equal(batch_x, x[idx])
+        np.testing.assert_array_equal(batch_y, y[idx])
+        np.testing.assert_array_equal(batch_y[:3], data.UNLABELED)
+        assert batch_y[3] != data.UNLABELED
+    unlabeled = np.concatenate([idx[:3] for idx, _, _ in batches])
+    np.testing.assert_array_equal(np.sort(unlabeled), np.flatnonzero(y == data.UNLABELED))
+
+
 def test_tfrecords_from_a_dataset_of_text_without_labels(tmp_path):
     texts = tf.data.Dataset.from_tensor_slices(["un", "deux", "trois", "quatre", "cinq"])
     assert data.write_tfrecords(texts, str(tmp_path), num_shards=2) == 5
+    assert data.tfrecords_info(str(tmp_path))["x_encoding"] == "serialized_tensor"
     features = list(data.from_tfrecords(str(tmp_path), batch_size=5))
     assert len(features) == 1 and isinstance(features[0], dict)
     order = np.argsort(features[0]["idx"].numpy())

@@ -37,6 +37,19 @@ __all__ = [
 
 UNLABELED = -1
 _SPEC_FILE = "tfssl_rows.json"
+# The dtypes that `tf.io.decode_raw` reads.
+_RAW_DTYPES = (
+    tf.float16,
+    tf.bfloat16,
+    tf.float32,
+    tf.float64,
+    tf.int8,
+    tf.int16,
+    tf.int32,
+    tf.int64,
+    tf.uint8,
+    tf.uint16,
+)
 
 
 def mask_labels(y, num_labeled, seed, balanced=True):
@@ -454,8 +467,10 @@ def write_tfrecords(rows, directory, num_shards=1):
     """Writes rows to TFRecord shards in which every record stores its `idx`.
 
     Row `i` (in the order of `rows`) becomes a `tf.train.Example` with the features `idx`
-    (`int64`, `i`), `x` (`bytes`, `tf.io.serialize_tensor` of the row, any dtype and shape)
-    and, when the rows carry labels, `y` (`int64`). It goes to shard `i % num_shards`, so
+    (`int64`, `i`), `x` (`bytes`) and, when the rows carry labels, `y` (`int64`). `x` holds
+    the row's raw little-endian bytes when its dtype is numeric and its shape fixed (read back
+    for a whole batch at once with `tf.io.decode_raw`), else `tf.io.serialize_tensor` of the
+    row (text, for instance). It goes to shard `i % num_shards`, so
     the shards hold nearly equal numbers of rows. `directory/tfssl_rows.json` lists the
     shards, the row count and `x`'s dtype and shape for `from_tfrecords`. Because each
     record carries its index, workers can read disjoint files and the indices stay unique.
@@ -492,16 +507,19 @@ def write_tfrecords(rows, directory, num_shards=1):
         rows = tf.data.Dataset.from_tensor_slices(rows)
     has_labels = _check_rows(rows)
     x_spec = rows.element_spec[0] if has_labels else rows.element_spec
-    if has_labels:
-        serialized = rows.map(lambda x, y: (tf.io.serialize_tensor(x), tf.cast(y, tf.int64)))
-    else:
-        serialized = rows.map(lambda x: (tf.io.serialize_tensor(x), tf.constant(0, tf.int64)))
+    raw = x_spec.dtype in _RAW_DTYPES and x_spec.shape.is_fully_defined()
+    if not has_labels:
+        rows = rows.map(lambda x: (x, tf.constant(UNLABELED, tf.int64)))
+    if not raw:
+        rows = rows.map(lambda x, y: (tf.io.serialize_tensor(x), y))
+    little_endian = np.dtype(x_spec.dtype.as_numpy_dtype).newbyteorder("<")
     os.makedirs(directory, exist_ok=True)
     files = [f"rows-{shard:05d}-of-{num_shards:05d}.tfrecord" for shard in range(num_shards)]
     writers = [tf.io.TFRecordWriter(os.path.join(directory, name)) for name in files]
     num_rows = 0
     try:
-        for idx, (x_bytes, label) in enumerate(serialized.as_numpy_iterator()):
+        for idx, (x, label) in enumerate(rows.as_numpy_iterator()):
+            x_bytes = x.astype(little_endian).tobytes() if raw else x
             feature = {
                 "idx": tf.train.Feature(int64_list=tf.train.Int64List(value=[idx])),
                 "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x_bytes])),
@@ -521,6 +539,7 @@ def write_tfrecords(rows, directory, num_shards=1):
         "files": files,
         "x_dtype": x_spec.dtype.name,
         "x_shape": x_spec.shape.as_list(),
+        "x_encoding": "raw" if raw else "serialized_tensor",
         "has_labels": has_labels,
     }
     with open(os.path.join(directory, _SPEC_FILE), "w") as file:
@@ -606,23 +625,39 @@ def from_tfrecords(
     }
     if has_labels:
         features["y"] = tf.io.FixedLenFeature([], tf.int64)
-    x_dtype, x_shape = tf.as_dtype(info["x_dtype"]), info["x_shape"]
+    x_spec = tf.TensorSpec(info["x_shape"], tf.as_dtype(info["x_dtype"]))
 
-    def parse(record):
-        parsed = tf.io.parse_single_example(record, features)
-        x = tf.ensure_shape(tf.io.parse_tensor(parsed["x"], x_dtype), x_shape)
-        if has_labels:
-            return parsed["idx"], x, parsed["y"]
-        return parsed["idx"], x
+    def parse(records):
+        """Parses a 1-D batch of records into `(idx, x[, y])` batches."""
+        parsed = tf.io.parse_example(records, features)
+        if info["x_encoding"] == "raw":
+            x = tf.reshape(tf.io.decode_raw(parsed["x"], x_spec.dtype), [-1, *x_spec.shape])
+        else:
+            x = tf.map_fn(
+                lambda row: tf.ensure_shape(tf.io.parse_tensor(row, x_spec.dtype), x_spec.shape),
+                parsed["x"],
+                fn_output_signature=x_spec,
+            )
+        return (parsed["idx"], x, parsed["y"]) if has_labels else (parsed["idx"], x)
 
     # A bounded cycle keeps thousands of shards from being opened at once.
-    rows = files.interleave(
+    records = files.interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(len(shards), 16),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    rows = rows.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    rows = rows.apply(tf.data.experimental.assert_cardinality(num_rows))
+    records = records.apply(tf.data.experimental.assert_cardinality(num_rows))
+    if labeled_per_batch is None:
+        # Shuffling the serialized records and parsing whole batches costs a fraction of
+        # parsing row by row (tf.io.parse_example is vectorized).
+        rows, parse_batch = records, parse
+    else:
+        # Splitting labeled from unlabeled rows needs each row's label first.
+        rows = records.map(
+            lambda record: tuple(part[0] for part in parse(record[None])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        parse_batch = None
     return _batch_rows(
         rows,
         has_labels,
@@ -633,6 +668,7 @@ def from_tfrecords(
         drop_remainder,
         labeled_per_batch,
         input_context,
+        parse_batch,
     )
 
 
@@ -675,8 +711,13 @@ def _batch_rows(
     drop_remainder,
     labeled_per_batch,
     input_context,
+    parse_batch=None,
 ):
-    """Shuffles and batches rows `(idx, x[, y])` into `({"x", "idx"}[, y])` batches."""
+    """Shuffles and batches rows into `({"x", "idx"}[, y])` batches.
+
+    Rows are `(idx, x[, y])`, or records that `parse_batch` turns into such batches after
+    batching (without `labeled_per_batch`).
+    """
     if not _is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
     if not _is_int(shuffle_buffer) or shuffle_buffer <= 0:
@@ -709,6 +750,8 @@ def _batch_rows(
 
     if k is None:
         batches = shuffled(rows, seeds[0]).batch(batch_size, drop_remainder=drop_remainder)
+        if parse_batch is not None:
+            batches = batches.map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         unlabeled = rows.filter(lambda idx, x, y: tf.equal(y, UNLABELED))
         labeled = rows.filter(lambda idx, x, y: tf.not_equal(y, UNLABELED)).cache()
