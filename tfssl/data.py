@@ -371,6 +371,11 @@ def from_dataset(
     The epoch's length is then unknown to tf.data (a filter), and `fit` learns it in the
     first epoch.
 
+    A generator that yields one row a call pays Python's cost per row (about 5,000 rows of
+    784 floats per CPU second here, `benchmarks/notes/scale.md`); one that yields chunks of
+    rows, unbatched by tf.data (`Dataset.from_generator(...).unbatch()`), delivered 11 times
+    as many, about as many as TFRecord shards.
+
     Distribution: with `input_context` (from
     `strategy.distribute_datasets_from_function`), this worker keeps every
     `num_input_pipelines`-th row (`Dataset.shard`, after numbering) and batches

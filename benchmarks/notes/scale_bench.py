@@ -11,9 +11,10 @@ Two measurements for `benchmarks/notes/scale.md` (issue 20):
    peak `VmHWM`) before and after the large model is built and trained.
 2. Rows per second that an epoch of batches delivers (each pipeline's second epoch) from
    constants (`make_dataset`), from a Python generator (`from_dataset` over
-   `Dataset.from_generator`) and from TFRecord shards (`write_tfrecords` / `from_tfrecords`),
-   alternated the same way: rows per second of wall time and per second of the process's CPU
-   time (all threads; the fairer figure on a loaded machine).
+   `Dataset.from_generator`, one row or 1000 rows a call) and from TFRecord shards
+   (`write_tfrecords` / `from_tfrecords`), alternated the same way: rows per second of wall
+   time and per second of the process's CPU time (all threads; the fairer figure on a loaded
+   machine).
 
 Example:
 
@@ -132,7 +133,12 @@ def throughput(args):
         for i in range(n):
             yield x[i], y[i]
 
+    def chunks(size=1000):
+        for start in range(0, n, size):
+            yield x[start : start + size], y[start : start + size]
+
     signature = (tf.TensorSpec(shape, tf.float32), tf.TensorSpec((), tf.int64))
+    chunk_signature = (tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.int64))
     common = {"batch_size": 100, "shuffle": True, "seed": 0}
     directory = tempfile.mkdtemp(prefix="tfssl_scale_")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -145,11 +151,18 @@ def throughput(args):
             num_samples=n,
             **common,
         ),
+        # The same generator yielding 1000 rows a call, unbatched into rows by tf.data.
+        "generator_chunks": lambda: data.from_dataset(
+            tf.data.Dataset.from_generator(chunks, output_signature=chunk_signature).unbatch(),
+            num_samples=n,
+            **common,
+        ),
         "tfrecords": lambda: data.from_tfrecords(directory, **common),
     }
     rates = {name: [] for name in pipelines}
     for round_index in range(args.throughput_rounds):
-        names = list(pipelines)[round_index % 3 :] + list(pipelines)[: round_index % 3]
+        shift = round_index % len(pipelines)
+        names = list(pipelines)[shift:] + list(pipelines)[:shift]
         for name in names:
             dataset = pipelines[name]()
             # The first epoch pays for tracing and the shuffle buffer's first fill.
