@@ -383,10 +383,10 @@ def from_dataset(
     worker still reads all of `dataset` and drops the rest, so prefer `from_tfrecords` for
     files. Workers may then hold one row more or less: repeat the dataset and pass
     `steps_per_epoch` to `fit`, as TensorFlow advises for multi-worker input. Without
-    `input_context`, a strategy's `experimental_distribute_dataset` (what `fit` calls)
-    shards the batches by data (`AutoShardPolicy.DATA`, never by file: file sharding would
-    number each worker's files from 0): every worker must then draw the same shuffle, so
-    pass a `seed`.
+    `input_context`, a multi-worker strategy's `experimental_distribute_dataset` (what `fit`
+    calls) shards the batches by data (`AutoShardPolicy.DATA`, never by file: file sharding
+    would number each worker's files from 0): every worker must then draw the same shuffle,
+    so pass a `seed`.
 
     Example:
 
