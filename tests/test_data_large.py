@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 # A graph constant is one serialized GraphDef node: at most 2 GB.
@@ -283,3 +284,23 @@ def test_errors_name_the_bad_value(make, match):
 def test_tfrecords_refuse_fewer_shards_than_workers(tmp_path):
     with pytest.raises(ValueError, match="holds 1 shards for num_input_pipelines=2"):
         _sharded_bad_shards(tmp_path)
+
+
+def make_te_on_a_generator():
+    """Temporal Ensembling on `from_dataset` over a generator (for mirrored_equivalence)."""
+    x, _, y_semi = testing.tiny_data()
+
+    def rows():
+        yield from zip(x, y_semi)
+
+    signature = (tf.TensorSpec((x.shape[1],), tf.float32), tf.TensorSpec((), tf.int64))
+    source = tf.data.Dataset.from_generator(rows, output_signature=signature)
+    model = models.TemporalEnsembling(testing.tiny_backbone(), num_samples=len(x))
+    return model, data.from_dataset(source, num_samples=len(x), batch_size=16)
+
+
+def test_two_replicas_on_a_generator_equal_one_device():
+    spec = "test_data_large:make_te_on_a_generator"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0 and result["weights_differ"] < 1e-5
