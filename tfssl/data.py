@@ -217,7 +217,8 @@ def make_dataset(
     per-sample state (Temporal Ensembling) can read and write it. The pipeline shuffles and
     batches row indices, then gathers the rows of `x` and `y` a batch at a time; `x` keeps
     its dtype (a `uint8` image stays `uint8`), and arrays of text become `tf.string`.
-    `x` and `y` are embedded in the dataset as constants, so they must fit in memory.
+    `x` and `y` are embedded in the dataset as constants, so they must fit in memory (and
+    in a graph: about 2 GB); `from_dataset` and `from_tfrecords` stream larger data.
 
     By default every row appears exactly once per epoch. With `labeled_per_batch=k`, each
     batch is `batch_size - k` unlabeled rows followed by `k` labeled rows: the unlabeled rows
@@ -451,8 +452,6 @@ def from_dataset(
     rows = dataset.enumerate()
     if has_labels:
         rows = rows.map(lambda idx, row: (idx, row[0], tf.cast(row[1], tf.int64)))
-    else:
-        rows = rows.map(lambda idx, x: (idx, x))
     if input_context is not None:
         rows = rows.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     return _batch_rows(
