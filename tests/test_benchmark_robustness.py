@@ -158,13 +158,14 @@ def test_one_training_writes_the_run_and_the_robustness_records(tmp_path, monkey
     protocol = protocols.PROTOCOLS["clean-1000"].quick()
     monkeypatch.setattr(runner, "robustness_run", lambda *args: {
         "accuracy": 0.7, "steps": 3, "epsilons": [0.0, 1.0], "attacked_accuracy": [0.7, 0.2],
-        "attack_seconds": 0.0, "attack_cpu_seconds": 0.0})
+        "attack_seconds": 0.0, "attack_cpu_seconds": 0.0, "history": {"loss": [1.0]}})
     run = runner.Planned("robustness", protocol, 4, "adversarial", quick=True, also_run=True)
     records = runner.execute([run], [], str(tmp_path / "results.json"))
     assert [r["kind"] for r in records] == ["run", "robustness"]
     assert records[0]["fingerprint"] == runner.Planned(
         "run", protocol, 4, "adversarial", quick=True).fingerprint
     assert records[0]["accuracy"] == records[1]["accuracy"] == 0.7
+    assert records[0]["history"] == {"loss": [1.0]}
     assert json.loads((tmp_path / "results.json").read_text()) == records
 
 
