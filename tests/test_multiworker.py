@@ -29,7 +29,8 @@ from tfssl import backbones, data, models, testing
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 GLOBAL_BATCH = 16
 EPOCHS = 2
-# Seconds the worker pair may take (both start TensorFlow and trace four training functions).
+# Seconds the worker pair may take: about 10 s of CPU each, but the shared test machine can
+# be 15x oversubscribed. The bound is against a hang (a worker waiting for a dead peer).
 WORKERS_TIMEOUT = 600
 # What Keras 3.15 raises without each part of the workaround.
 KERAS_BUILD_ERROR = "PerReplica"
@@ -54,7 +55,7 @@ def train(method, strategy):
             max_unsupervised_weight=10.0,
             **kwargs,
         )
-        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
     dataset = data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     return model, history.history
@@ -131,6 +132,7 @@ def _free_ports(count):
 
 
 def _start_workers(output_dirs):
+    """Starts one worker per folder; each writes its results and its log there."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(len(output_dirs))]
     processes = []
     for index, output_dir in enumerate(output_dirs):
@@ -139,30 +141,33 @@ def _start_workers(output_dirs):
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         )
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), output_dir],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+        with open(os.path.join(output_dir, "log.txt"), "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), output_dir],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
     return processes
 
 
 def _wait(processes, timeout):
+    """Waits for every process until `timeout` seconds in all, then kills those left (a
+    worker whose peer died waits in its collectives forever)."""
     deadline = time.monotonic() + timeout
-    outputs = []
     try:
         for process in processes:
-            outputs.append(process.communicate(timeout=max(deadline - time.monotonic(), 1))[0])
+            process.wait(timeout=max(deadline - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+        pass
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return [(process.returncode, output) for process, output in zip(processes, outputs)]
+    return [process.returncode for process in processes]
 
 
 @pytest.fixture(scope="module")
@@ -179,9 +184,10 @@ def two_workers(tmp_path_factory):
             accuracy = model.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)
             reference[method] = (model_state(model), history["loss"], accuracy["accuracy"])
     finally:
-        results = _wait(processes, WORKERS_TIMEOUT)
-    for returncode, output in results:
-        assert returncode == 0, output[-5000:]
+        returncodes = _wait(processes, WORKERS_TIMEOUT)
+    for returncode, output_dir in zip(returncodes, output_dirs):
+        with open(os.path.join(output_dir, "log.txt")) as log:
+            assert returncode == 0, f"worker exit code {returncode}:\n{log.read()[-5000:]}"
     reports = []
     for output_dir in output_dirs:
         with open(os.path.join(output_dir, "report.json")) as file:
