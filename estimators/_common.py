@@ -159,7 +159,9 @@ def base_parser(description):
         default="none",
         help="'mirrored': tf.distribute.MirroredStrategy over the local devices; "
         "'multiworker': tf.distribute.MultiWorkerMirroredStrategy over the cluster that the "
-        "TF_CONFIG environment variable describes (run the same command on every host)",
+        "TF_CONFIG environment variable describes (run the same command on every host; "
+        "tfssl models only: Keras 3.15 fails to fit a plain Keras model there, "
+        "keras-team/keras#20585)",
     )
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
