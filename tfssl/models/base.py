@@ -793,6 +793,7 @@ def _distributable_logs(logs):
     one, and the reduction gives back the mean over the replicas in the log's own shape.
     """
     strategy = tf.distribute.get_strategy()
+    # Keras' own test for that reduction (keras.src.backend.tensorflow.trainer).
     across_workers = isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy
     ) and strategy.extended._in_multi_worker_mode()
