@@ -63,6 +63,31 @@ def _rate(text):
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Creates the `--strategy multiworker` strategy as soon as the flags are read.
+
+    `MultiWorkerMirroredStrategy` configures TensorFlow's collective ops, which is possible
+    only before TensorFlow runs its first op; the scripts build their datasets before they
+    call `make_strategy`.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        known, unknown = super().parse_known_args(args, namespace)
+        if getattr(known, "strategy", None) == "multiworker":
+            _multi_worker_strategy()
+        return known, unknown
+
+
+_MULTI_WORKER_STRATEGY = []
+
+
+def _multi_worker_strategy():
+    """The process's one `MultiWorkerMirroredStrategy` (a process joins one cluster)."""
+    if not _MULTI_WORKER_STRATEGY:
+        _MULTI_WORKER_STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _MULTI_WORKER_STRATEGY[0]
+
+
 def base_parser(description):
     """The flags of every script: data, optimisation, backbone, strategy and outputs.
 
@@ -72,7 +97,7 @@ def base_parser(description):
     Returns:
         An `argparse.ArgumentParser`; the script adds its method's flags to it.
     """
-    parser = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    parser = _Parser(description=description, formatter_class=_HelpFormatter)
     parser.add_argument(
         "--data-dir",
         help="folder with the Fashion-MNIST IDX files (default: tfssl.datasets' search path)",
@@ -130,9 +155,13 @@ def base_parser(description):
     )
     parser.add_argument(
         "--strategy",
-        choices=("none", "mirrored"),
+        choices=("none", "mirrored", "multiworker"),
         default="none",
-        help="'mirrored': tf.distribute.MirroredStrategy over the local devices",
+        help="'mirrored': tf.distribute.MirroredStrategy over the local devices; "
+        "'multiworker': tf.distribute.MultiWorkerMirroredStrategy over the cluster that the "
+        "TF_CONFIG environment variable describes (run the same command on every host; "
+        "tfssl models only: Keras 3.15 fails to fit a plain Keras model there, "
+        "keras-team/keras#20585)",
     )
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
@@ -250,12 +279,15 @@ def steps_per_epoch(y_semi, args):
 
 
 def make_strategy(args):
-    """`MirroredStrategy` for `--strategy mirrored`, else the default (no-op) strategy.
+    """`MirroredStrategy` for `--strategy mirrored`, `MultiWorkerMirroredStrategy` (the
+    cluster of `TF_CONFIG`) for `--strategy multiworker`, else the default (no-op) strategy.
 
     Build and compile the model inside `strategy.scope()` either way.
     """
     if args.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if args.strategy == "multiworker":
+        return _multi_worker_strategy()
     return tf.distribute.get_strategy()
 
 
@@ -298,7 +330,8 @@ def verbose(args):
 
 
 def evaluate_and_export(name, model, test, args):
-    """Evaluates on the test set, prints `<name> test accuracy: 0.XXXX`, exports if asked.
+    """Evaluates on the test set, prints `<name> test accuracy: 0.XXXX`, exports if asked
+    (under `--strategy multiworker` only the chief exports: worker 0 without a chief task).
 
     Args:
         name: The script's name, printed before the accuracy.
@@ -315,6 +348,14 @@ def evaluate_and_export(name, model, test, args):
     )
     accuracy = float(results["accuracy"])
     print(f"{name} test accuracy: {accuracy:.4f}")
-    if args.export:
+    if args.export and _is_chief(args):
         print(f"{name} exported to {export.export_saved_model(model, args.export)}")
     return accuracy
+
+
+def _is_chief(args):
+    """Whether this process writes the outputs: under `--strategy multiworker` the chief
+    only (every worker holds the same model), else always."""
+    if getattr(args, "strategy", "none") != "multiworker":
+        return True
+    return _multi_worker_strategy().extended.should_checkpoint

@@ -615,6 +615,29 @@ class SemiSupervisedModel(keras.Model):
             callbacks.append(_EpochCounter())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build before `fit`/`evaluate`, from the first local replica's batch.
+
+        Under a strategy, Keras 3 builds from the MEAN over the replicas of the first
+        distributed batch, which fails for string inputs (text models) and, eagerly, under
+        `MultiWorkerMirroredStrategy` (keras-team/keras#20585). The build reads only the
+        batch's shapes and dtypes, which every replica's part has: it is given the first
+        local replica's part instead. tests/test_multiworker.py fails when Keras no longer
+        needs this.
+        """
+        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
+            strategy = self._distribute_strategy
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0]
+                    if isinstance(value, tf.distribute.DistributedValues)
+                    else value,
+                    next(batches),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def train_step(self, data):
         x, sample_idx, labels = self.unpack_batch(data)
         # Batch normalisation writes its moving statistics in the forward pass, before the
@@ -734,7 +757,7 @@ class SemiSupervisedModel(keras.Model):
             for k, v in compiled.items()
             if k not in self.loss_trackers and k != self.skipped_steps.name
         }
-        return {**compiled, **logs}
+        return _distributable_logs({**compiled, **logs})
 
     def get_config(self):
         config = super().get_config()
@@ -760,6 +783,23 @@ class SemiSupervisedModel(keras.Model):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _distributable_logs(logs):
+    """`logs` as Keras can reduce them over the replicas of the current strategy.
+
+    Across workers Keras 3 reduces every log with `strategy.reduce("MEAN", value, axis=0)`
+    (keras-team/keras#20585), which refuses a scalar: there each log gets a leading axis of
+    one, and the reduction gives back the mean over the replicas in the log's own shape.
+    """
+    strategy = tf.distribute.get_strategy()
+    # Keras' own test for that reduction (keras.src.backend.tensorflow.trainer).
+    across_workers = isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+    if not across_workers:
+        return logs
+    return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
 
 
 def _finite_rows(x):

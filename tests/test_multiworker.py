@@ -1,0 +1,247 @@
+"""`fit` under MultiWorkerMirroredStrategy (two workers on 127.0.0.1) and text models under
+MirroredStrategy.
+
+The pair of workers is this file run as a script, twice, each with its own `TF_CONFIG`: a
+process joins one cluster only, and the cluster is configured before TensorFlow starts. Each
+worker trains Temporal Ensembling and Mean Teacher, saves its weights and state, then checks
+that Keras 3 alone still fails where `SemiSupervisedModel` works around keras-team/keras#20585
+(the build from a per-replica batch, and the reduction of scalar logs). The test compares the
+two workers with each other and with one process running a one-device `MirroredStrategy` with
+the same global batch.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mirrored_utils import mirrored_equivalence
+from tfssl import backbones, data, models, testing
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+GLOBAL_BATCH = 16
+EPOCHS = 2
+# Seconds the worker pair may take: about 10 s of CPU each, but the shared test machine can
+# be 15x oversubscribed. The bound is against a hang (a worker waiting for a dead peer).
+WORKERS_TIMEOUT = 600
+# What Keras 3.15 raises without each part of the workaround.
+KERAS_BUILD_ERROR = "PerReplica"
+KERAS_LOGS_ERROR = "Invalid reduction dimension"
+METHODS = {
+    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
+    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
+}
+
+
+def train(method, strategy):
+    """Trains `method` for `EPOCHS` on tiny data under `strategy`; returns the model."""
+    model_class, kwargs = METHODS[method]
+    keras.utils.set_random_seed(0)
+    x, _, y_semi = testing.tiny_data()
+    with strategy.scope():
+        model = model_class(
+            testing.tiny_backbone(),
+            num_samples=len(x),
+            num_labeled=12,
+            ramp_up_epochs=2,
+            max_unsupervised_weight=10.0,
+            **kwargs,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    dataset = data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
+    history = model.fit(dataset, epochs=EPOCHS, verbose=0)
+    return model, history.history
+
+
+def model_state(model):
+    """Every variable of the model and its optimizer, by path, as numpy arrays."""
+    return {v.path: v.numpy() for v in model.weights + model.optimizer.variables}
+
+
+def make_fasttext_te():
+    """A fastText Temporal Ensembling model on raw strings, for `mirrored_equivalence`."""
+    rng = np.random.default_rng(0)
+    words = np.array(["好", "差", "质量", "物流", "good", "bad", "the", "phone", "很", "买"])
+    x = np.array([" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(48)], object)
+    y = np.array([int("差" in text or "bad" in text) for text in x])
+    y_semi = data.mask_labels(y, 12, seed=0)
+    # No dropout: the one-device run draws other random numbers than two replicas.
+    backbone = backbones.fasttext(2, num_buckets=64, embedding_dim=4, dropout=0.0)
+    model = models.TemporalEnsembling(backbone, num_samples=len(x), max_unsupervised_weight=5.0)
+    return model, data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
+
+
+# ------------------------------------------------------------------------ the worker
+def error_of(function):
+    """The error `function()` raises, as text, or None."""
+    try:
+        function()
+    except Exception as error:  # noqa: BLE001 - any failure is the measurement
+        return f"{type(error).__name__}: {error}"[:2000]
+    return None
+
+
+def run_worker(output_dir):
+    # The estimators' flag, which creates the strategy before TensorFlow's first op.
+    sys.path.insert(0, ESTIMATORS)
+    import _common
+
+    args = _common.base_parser(__doc__).parse_args(["--strategy", "multiworker"])
+    strategy = _common.make_strategy(args)
+    report = {"num_replicas": strategy.num_replicas_in_sync}
+    for method in METHODS:
+        model, history = train(method, strategy)
+        np.savez(os.path.join(output_dir, f"{method}.npz"), **model_state(model))
+        report[f"{method}_loss"] = history["loss"]
+        x, y, _ = testing.tiny_data()
+        report[f"{method}_accuracy"] = _common.evaluate_and_export(method, model, (x, y), args)
+    # Each part of the workaround undone. Both fail before any collective runs (eagerly,
+    # or while tracing the step), on both workers alike, so the workers stay in step.
+    own_build = models.SemiSupervisedModel._maybe_symbolic_build
+    models.SemiSupervisedModel._maybe_symbolic_build = keras.Model._maybe_symbolic_build
+    report["keras_build_error"] = error_of(lambda: train("te", strategy))
+    models.SemiSupervisedModel._maybe_symbolic_build = own_build
+    with strategy.scope():
+        plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        plain.compile(optimizer="sgd", loss="mse")
+    # Keras' own train step and logs (`train_on_batch` builds from its numpy batch).
+    report["keras_logs_error"] = error_of(
+        lambda: plain.train_on_batch(np.ones((4, 2), "float32"), np.ones((4, 1), "float32"))
+    )
+    with open(os.path.join(output_dir, "report.json"), "w") as file:
+        json.dump(report, file)
+
+
+# -------------------------------------------------------------------------- the test
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(output_dirs):
+    """Starts one worker per folder; each writes its results and its log there."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(len(output_dirs))]
+    processes = []
+    for index, output_dir in enumerate(output_dirs):
+        env = dict(os.environ)
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        with open(os.path.join(output_dir, "log.txt"), "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), output_dir],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return processes
+
+
+def _wait(processes, timeout):
+    """Waits for every process until `timeout` seconds in all, then kills those left (a
+    worker whose peer died waits in its collectives forever)."""
+    deadline = time.monotonic() + timeout
+    try:
+        for process in processes:
+            process.wait(timeout=max(deadline - time.monotonic(), 1))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return [process.returncode for process in processes]
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """Starts the worker pair, trains the one-device reference meanwhile, waits."""
+    output_dirs = [str(tmp_path_factory.mktemp(f"worker{i}")) for i in range(2)]
+    processes = _start_workers(output_dirs)
+    reference = {}
+    try:
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+        for method in METHODS:
+            model, history = train(method, strategy)
+            x, y, _ = testing.tiny_data()
+            accuracy = model.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)
+            reference[method] = (model_state(model), history["loss"], accuracy["accuracy"])
+    finally:
+        returncodes = _wait(processes, WORKERS_TIMEOUT)
+    for returncode, output_dir in zip(returncodes, output_dirs):
+        with open(os.path.join(output_dir, "log.txt")) as log:
+            assert returncode == 0, f"worker exit code {returncode}:\n{log.read()[-5000:]}"
+    reports = []
+    for output_dir in output_dirs:
+        with open(os.path.join(output_dir, "report.json")) as file:
+            reports.append(json.load(file))
+    states = [
+        {method: dict(np.load(os.path.join(d, f"{method}.npz"))) for method in METHODS}
+        for d in output_dirs
+    ]
+    return reports, states, reference
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_two_workers_equal_each_other_and_one_device(two_workers, method):
+    reports, states, reference = two_workers
+    assert [r["num_replicas"] for r in reports] == [2, 2]
+    reference_state, reference_loss, reference_accuracy = reference[method]
+    first, second = states[0][method], states[1][method]
+    # Weights, optimizer slots and the state beside them (ensemble, teacher, epoch) ...
+    assert sorted(first) == sorted(second) == sorted(reference_state)
+    assert any("ensemble" in path or "teacher" in path for path in first)
+    for path, value in first.items():
+        # ... are the same on both workers ...
+        np.testing.assert_array_equal(second[path], value, err_msg=path)
+        # ... and equal one device with the same global batch.
+        np.testing.assert_allclose(
+            value, reference_state[path], rtol=0, atol=1e-5, err_msg=path
+        )
+    for report in reports:
+        np.testing.assert_allclose(report[f"{method}_loss"], reference_loss, rtol=0, atol=1e-5)
+        # `evaluate` across workers (the estimators' evaluate_and_export) sees the same model.
+        assert report[f"{method}_accuracy"] == pytest.approx(reference_accuracy, abs=1e-6)
+
+
+def test_keras_alone_still_fails_across_workers(two_workers):
+    reports, _, _ = two_workers
+    for report in reports:
+        assert report["keras_build_error"] and KERAS_BUILD_ERROR in report["keras_build_error"], (
+            "Keras' own build from a per-replica batch now works under "
+            "MultiWorkerMirroredStrategy: remove SemiSupervisedModel._maybe_symbolic_build. "
+            f"Error: {report['keras_build_error']}"
+        )
+        assert report["keras_logs_error"] and KERAS_LOGS_ERROR in report["keras_logs_error"], (
+            "Keras' own train step now reduces its scalar logs across workers: remove "
+            f"tfssl.models.base._distributable_logs. Error: {report['keras_logs_error']}"
+        )
+
+
+def test_text_model_on_two_replicas_equals_one_device():
+    spec = "test_multiworker:make_fasttext_te"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["copies_differ"] == 0.0
+    assert result["weights_differ"] < 1e-5
+    assert result["loss_differ"] < 1e-5
+
+
+if __name__ == "__main__":
+    run_worker(sys.argv[1])
