@@ -107,6 +107,11 @@ def speed(args, protocol, rows):
                               labeled_batches(rows, protocol, needed, args.seed))}
     for name in SEMI_METHODS:
         runners[name] = (on_batch(build(name, protocol, args.seed)), semi)
+        if args.before:
+            before = build(name, protocol, args.seed)
+            # The metric reset as it was before issue 20: Keras', one eager op per variable.
+            before.reset_metrics = keras.Model.reset_metrics.__get__(before)
+            runners[name + "_before"] = (on_batch(before), semi)
     return interleave(runners, "supervised", args.rounds, args.steps, args.warmup)
 
 
@@ -223,37 +228,68 @@ def tf1(args, protocol, rows):
                       **compile_kwargs)
         return model
 
-    fit_model = keras_te()
-    timer = _StepTimer()
     runners = {
         "tf1_graph": (lambda b: graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0), batches),
-        "keras_train_on_batch": (on_batch(keras_te()), batches),
+        "te_train_on_batch": (on_batch(keras_te()), batches),
     }
     result = interleave(runners, "tf1_graph", args.rounds, args.steps, args.warmup)
-    # fit: whole epochs over a fixed dataset, its per-step times after the first epoch,
-    # alternated with as many TF1 steps timed the same way.
+    # fit: one epoch over a fixed dataset per round, each fit variant's mean step time
+    # (batch begin to batch end, as section 3 times it) over the TF1 graph's on the same
+    # batches right after it.
     steps = args.steps * args.rounds
-    fit_data = tf.data.Dataset.from_tensor_slices(
-        ({"x": np.concatenate([b[0]["x"] for b in batches[:steps]]),
-          "idx": np.concatenate([b[0]["idx"] for b in batches[:steps]])},
-         np.concatenate([b[1] for b in batches[:steps]]))
+    columns = ({"x": np.concatenate([b[0]["x"] for b in batches[:steps]]),
+                "idx": np.concatenate([b[0]["idx"] for b in batches[:steps]])},
+               np.concatenate([b[1] for b in batches[:steps]]))
+    semi_data = tf.data.Dataset.from_tensor_slices(columns).batch(protocol.batch_size)
+    labeled_data = tf.data.Dataset.from_tensor_slices(
+        (columns[0]["x"], np.maximum(columns[1], 0))
     ).batch(protocol.batch_size)
-    fit_model.fit(fit_data.take(args.warmup), epochs=1, verbose=0)
-    fit_ms, tf1_ms = [], []
+    supervised = _dense((256,), args.seed)
+    supervised.set_weights(weights)
+    supervised.compile(optimizer=keras.optimizers.Adam(protocol.learning_rate, epsilon=1e-8),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    te = keras_te()
+    variants = {
+        "supervised_fit": (supervised, labeled_data, 1),
+        "te_fit": (te, semi_data, 1),
+        "te_fit_steps_per_execution_10": (keras_te(steps_per_execution=10), semi_data, 10),
+        "te_fit_xla": (keras_te(jit_compile=True), semi_data, 1),
+    }
+    timer = _StepTimer()
+    for model, dataset, _ in variants.values():
+        model.fit(dataset.take(args.warmup), epochs=1, verbose=0)
+    te.train_function(iter(semi_data))
+    fit_ms = {name: [] for name in variants}
+    tf1_ms = {name: [] for name in variants}
+    train_function_ms, train_function_tf1_ms = [], []
     for _ in range(args.fit_rounds):
-        timer.times = []
-        fit_model.fit(fit_data, epochs=1, verbose=0, callbacks=[timer])
-        fit_ms.append(1000 * float(np.mean(timer.times)))
+        for name, (model, dataset, per_call) in variants.items():
+            timer.times = []
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
+            fit_ms[name].append(1000 * float(np.mean(timer.times)) / per_call)
+            start = clock()
+            for b in batches[:steps]:
+                graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
+            tf1_ms[name].append(1000 * (clock() - start) / steps)
+        # The compiled train function alone: no fit loop, no callbacks.
+        iterator = iter(semi_data)
+        start = clock()
+        for _ in range(steps):
+            te.train_function(iterator)
+        train_function_ms.append(1000 * (clock() - start) / steps)
         start = clock()
         for b in batches[:steps]:
             graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
-        tf1_ms.append(1000 * (clock() - start) / steps)
+        train_function_tf1_ms.append(1000 * (clock() - start) / steps)
     graph.close()
-    result["keras_fit"] = {
-        "ms": float(np.median(fit_ms)),
-        "ratio": float(np.median(np.array(fit_ms) / np.array(tf1_ms))),
-        "tf1_ms_alongside": float(np.median(tf1_ms)),
-    }
+    fit_ms["te_train_function"] = train_function_ms
+    tf1_ms["te_train_function"] = train_function_tf1_ms
+    for name in fit_ms:
+        result[name] = {
+            "ms": float(np.median(fit_ms[name])),
+            "ratio": float(np.median(np.array(fit_ms[name]) / np.array(tf1_ms[name]))),
+            "tf1_ms_alongside": float(np.median(tf1_ms[name])),
+        }
     return result
 
 
@@ -288,6 +324,8 @@ def main():
         "(use with --threads 1, so that no thread pool spins)",
     )
     parser.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads")
+    parser.add_argument("--before", action="store_true",
+                        help="speed: also each method with Keras' metric reset (before)")
     args = parser.parse_args()
     global clock
     clock = CLOCK[args.clock]

@@ -129,8 +129,9 @@ class SemiSupervisedModel(keras.Model):
     `compile(jit_compile=True)` compiles the step with XLA on one replica, all but the batch
     checks: on GPU and under XLA a gather clamps an out-of-range index and a scatter drops
     it silently, and XLA compiles an assertion to nothing. So the label and index checks
-    run first, in a graph of their own that the compiled step waits for, and a non-finite
-    step is refused inside the compiled step but raised after it.
+    run first, outside the compiled function, which reads their checked outputs and so
+    runs only once they have passed; a non-finite step is refused inside the compiled
+    function and raised after it.
 
     Args:
         backbone: `keras.Model` mapping inputs to logits of shape `(batch, num_classes)`.
@@ -591,8 +592,8 @@ class SemiSupervisedModel(keras.Model):
             )
         replicas = self.distribute_strategy.num_replicas_in_sync
         if jit_compile and replicas > 1:
-            # The compiled step holds the optimizer's and the state's merge_call, which
-            # cannot synchronise replicas from inside a function of its own.
+            # The compiled step is a tf.function nested in each replica's step, and
+            # MirroredStrategy refuses a merge_call (optimizer, state) inside one.
             raise ValueError(
                 "`jit_compile=True` runs on one replica; this model's strategy has "
                 f"{replicas}. Received: jit_compile={jit_compile!r}"
