@@ -578,6 +578,8 @@ class SemiSupervisedModel(keras.Model):
             jit_compile: `True` compiles the step with XLA, except the batch checks, which
                 run before it without XLA (see the class docstring). One replica only:
                 refused under a strategy with several. Ignored with `run_eagerly=True`.
+                Meant for GPUs: on CPU it was no faster, and 9x slower for Temporal
+                Ensembling with dropout or noise layers (benchmarks/notes/step_cost.md).
                 Defaults to `False`.
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
 
