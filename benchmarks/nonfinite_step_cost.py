@@ -41,7 +41,7 @@ def unchecked_train_step(self, data_batch):
     logs = {}
     for name, value in terms.items():
         if name in self.loss_terms:
-            value = base._sum_over_replicas(value)
+            value = base.global_sum(value)
         self.loss_trackers[name].update_state(value)
         logs[name] = self.loss_trackers[name].result()
     labeled = tf.cast(labels != data.UNLABELED, tf.float32)

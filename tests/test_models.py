@@ -254,10 +254,8 @@ def test_bad_arguments_are_named(kwargs, message):
         make_te(**kwargs)
 
 
-def test_compile_refuses_xla_and_a_loss():
+def test_compile_refuses_a_loss():
     model, _, _ = make_te()
-    with pytest.raises(ValueError, match="jit_compile=True"):
-        model.compile(optimizer="adam", jit_compile=True)
     with pytest.raises(ValueError, match="loss="):
         model.compile(optimizer="adam", loss="mse")
 

@@ -126,9 +126,12 @@ class SemiSupervisedModel(keras.Model):
     `num_labeled` is given. The epoch is written into `model.epoch` by a callback that `fit`
     adds; it is restored with the other weights.
 
-    Training-state variables are read and written without XLA: the index check must run
-    on the host, since on GPU and under XLA a gather clamps an out-of-range index and a
-    scatter drops it silently. `compile(jit_compile=True)` is therefore refused.
+    `compile(jit_compile=True)` compiles the step with XLA on one replica, all but the batch
+    checks: on GPU and under XLA a gather clamps an out-of-range index and a scatter drops
+    it silently, and XLA compiles an assertion to nothing. So the label and index checks
+    run first, outside the compiled function, which reads their checked outputs and so
+    runs only once they have passed; a non-finite step is refused inside the compiled
+    function and raised after it.
 
     Args:
         backbone: `keras.Model` mapping inputs to logits of shape `(batch, num_classes)`.
@@ -293,6 +296,9 @@ class SemiSupervisedModel(keras.Model):
             name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
         }
         self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
+        self._jit_step = False
+        self._compiled_step = None
+        self._metric_reset = None
 
     # ----------------------------------------------------------------- per-sample state
     def add_sample_state(self, name, shape, initializer="zeros"):
@@ -569,13 +575,30 @@ class SemiSupervisedModel(keras.Model):
             optimizer: A Keras optimizer or its name. Defaults to `"adam"`.
             metrics: Metrics computed on the labeled rows, e.g. `["accuracy"]` (passed to
                 Keras as `weighted_metrics`, weighted by the labeled mask).
-            jit_compile: Must be `False` (see the class docstring).
+            jit_compile: `True` compiles the step with XLA, except the batch checks, which
+                run before it without XLA (see the class docstring). One replica only:
+                refused under a strategy with several. Ignored with `run_eagerly=True`.
+                Meant for GPUs: on CPU it was no faster, and 9x slower for Temporal
+                Ensembling with dropout or noise layers (benchmarks/notes/step_cost.md).
+                Defaults to `False`.
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
+
+        Raises:
+            ValueError: For a `loss`, a `jit_compile` other than a bool or `None`, or
+                `jit_compile=True` under a strategy with several replicas.
         """
-        if jit_compile not in (False, None):
+        if jit_compile not in (True, False, None):
             raise ValueError(
-                "tfssl models check sample indices on the host; XLA would clamp bad "
-                f"indices silently. Received: jit_compile={jit_compile!r}"
+                f"`jit_compile` must be True or False (tfssl models compile all but the batch "
+                f"checks with XLA, so there is no 'auto'). Received: jit_compile={jit_compile!r}"
+            )
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if jit_compile and replicas > 1:
+            # The compiled step is a tf.function nested in each replica's step, and
+            # MirroredStrategy refuses a merge_call (optimizer, state) inside one.
+            raise ValueError(
+                "`jit_compile=True` runs on one replica; this model's strategy has "
+                f"{replicas}. Received: jit_compile={jit_compile!r}"
             )
         if kwargs.get("loss") is not None:
             raise ValueError(
@@ -585,16 +608,22 @@ class SemiSupervisedModel(keras.Model):
         # Keras applies sample weights only to `weighted_metrics`: the metrics go there so
         # that the labeled mask (the sample weight of `compute_metrics`) applies to them.
         weighted_metrics = list(metrics or []) + list(kwargs.pop("weighted_metrics", None) or [])
+        # Keras' own XLA would compile the checks too: the step compiles itself instead.
         super().compile(
             optimizer=optimizer,
             weighted_metrics=weighted_metrics or None,
             jit_compile=False,
             **kwargs,
         )
+        self._jit_step = bool(jit_compile) and not self.run_eagerly
+        self._compiled_step = None
 
     def get_compile_config(self):
         """The arguments of `compile`, saved in `.keras` files."""
-        return super().get_compile_config()
+        config = super().get_compile_config()
+        if config is not None and self._jit_step:
+            config["jit_compile"] = True
+        return config
 
     def compile_from_config(self, config):
         """Re-compiles from `get_compile_config()` when a `.keras` file is loaded."""
@@ -640,6 +669,28 @@ class SemiSupervisedModel(keras.Model):
 
     def train_step(self, data):
         x, sample_idx, labels = self.unpack_batch(data)
+        if not self._jit_step:
+            logs, _, _ = self._guarded_step(data, x, sample_idx, labels, raise_nonfinite=True)
+            return logs
+        # The checks above stay outside XLA; the compiled step reads their checked outputs
+        # (`labels`, `sample_idx`), so it runs only once they have passed.
+        if self._compiled_step is None:
+            self._compiled_step = tf.function(
+                self._guarded_step, jit_compile=True, autograph=False
+            )
+        logs, finite, report = self._compiled_step(
+            data, x, sample_idx, labels, raise_nonfinite=False
+        )
+        if self.on_nonfinite == "raise":
+            # XLA compiles an assertion to nothing: the refused step fails here.
+            strategy = tf.distribute.get_strategy()
+            tf.cond(finite, lambda: None, lambda: _raise_nonfinite(strategy, report))
+        return logs
+
+    def _guarded_step(self, data, x, sample_idx, labels, raise_nonfinite):
+        """The step after the batch checks: `(logs, finite, report)`. It applies nothing
+        unless the step is `finite`, and fails then if `raise_nonfinite` and the model
+        raises."""
         # Batch normalisation writes its moving statistics in the forward pass, before the
         # loss is known: a refused step puts these values back.
         layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
@@ -652,14 +703,16 @@ class SemiSupervisedModel(keras.Model):
         tf.distribute.get_replica_context().merge_call(
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
+            kwargs={"raise_nonfinite": raise_nonfinite},
         )
         if self.on_nonfinite == "raise":
             # A refused step fails: its metrics are never read.
-            return self._update_metrics(terms, labels, outputs["logits"])
+            return self._update_metrics(terms, labels, outputs["logits"]), finite, report
         # Keras sums a metric's replicas when it reads it: one replica counts the step.
         first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
         self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
-        return self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+        logs = self._update_metrics(terms, labels, outputs["logits"], finite=finite)
+        return logs, finite, report
 
     def forward_pass_state(self):
         """The variables that the training forward pass itself writes (batch-norm moving
@@ -693,12 +746,13 @@ class SemiSupervisedModel(keras.Model):
         return finite, report
 
     def _apply_or_refuse(
-        self, strategy, finite, gradients, sample_idx, outputs, layer_state, report
+        self, strategy, finite, gradients, sample_idx, outputs, layer_state, report,
+        raise_nonfinite=True,
     ):
         """Applies the step on every replica if `finite`, else restores the layers' state
-        and raises or skips. Runs in cross-replica context: a `tf.cond` in replica context
-        cannot hold the optimizer's `merge_call` (Keras' LossScaleOptimizer decides the
-        same way)."""
+        and raises (when the model raises and `raise_nonfinite`) or skips. Runs in
+        cross-replica context: a `tf.cond` in replica context cannot hold the optimizer's
+        `merge_call` (Keras' LossScaleOptimizer decides the same way)."""
         finite = strategy.experimental_local_results(finite)[0]
 
         def apply():
@@ -711,7 +765,7 @@ class SemiSupervisedModel(keras.Model):
                 strategy.extended.update(v.value, _assign, args=(saved,), group=False)
                 for v, saved in zip(self.forward_pass_state(), layer_state)
             ]
-            if self.on_nonfinite == "raise":
+            if self.on_nonfinite == "raise" and raise_nonfinite:
                 with tf.control_dependencies(tf.nest.flatten(restored)):
                     _raise_nonfinite(strategy, report)
 
@@ -720,6 +774,33 @@ class SemiSupervisedModel(keras.Model):
     def _apply_step(self, gradients, sample_idx, outputs):
         self.optimizer.apply_gradients(zip(gradients, self.backbone.trainable_weights))
         self.update_state_after_step(sample_idx, outputs)
+
+    def reset_metrics(self):
+        """Zeroes the metrics, Keras' own in one graph call.
+
+        `train_on_batch` resets the metrics before every step; one eager assignment per
+        metric variable (a loss tracker per term) then cost more than the step's loss terms
+        themselves. Metrics of other libraries reset themselves, in case their
+        `reset_state` does more than assign.
+        """
+        metrics = [m for m in self.metrics if _resets_in_graph(m)]
+        for metric in self.metrics:
+            if metric not in metrics:
+                metric.reset_state()
+        if self.run_eagerly or self.distribute_strategy.num_replicas_in_sync > 1:
+            for metric in metrics:
+                metric.reset_state()
+            return
+        # Compiled metrics create their variables at their first update: trace again then.
+        key = tuple(id(v) for m in metrics for v in m.variables)
+        if self._metric_reset is None or self._metric_reset[0] != key:
+
+            def reset():
+                for metric in metrics:
+                    metric.reset_state()
+
+            self._metric_reset = (key, tf.function(reset, autograph=False))
+        self._metric_reset[1]()
 
     def test_step(self, data):
         x, _, labels = self.unpack_batch(data)
@@ -800,6 +881,11 @@ def _distributable_logs(logs):
     if not across_workers:
         return logs
     return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
+
+
+def _resets_in_graph(metric):
+    """Whether `metric` is Keras' or tfssl's, whose `reset_state` only assigns variables."""
+    return type(metric).__module__.split(".")[0] in ("keras", "tfssl")
 
 
 def _finite_rows(x):
