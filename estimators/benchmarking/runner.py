@@ -38,9 +38,11 @@ __all__ = [
     "estimate_seconds",
     "execute",
     "fit_and_evaluate",
+    "fit_model",
     "load_records",
     "plan",
     "save_records",
+    "test_accuracy",
 ]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -153,8 +155,10 @@ def plan(protocols, methods, seeds, sections, quick, records):
         planned.append(Planned("tf1", resolve(TF1_PROTOCOL), seeds[0], quick=quick))
     if "speed" in sections:
         # One interleaved measurement per backbone, with supervised-only as the reference.
+        # Entries trained in several stages (a `train` hook) have no single step to time.
         timed = ("supervised",) + tuple(
-            m for m in methods if m != "supervised" and METHODS[m].data == "semi")
+            m for m in methods if m != "supervised" and METHODS[m].data == "semi"
+            and METHODS[m].train is None)
         backbones = {}
         for name in protocols:
             backbones.setdefault(PROTOCOLS[name].backbone, name)
@@ -298,12 +302,27 @@ def train_run(protocol, method_name, seed, data_dir=None):
 def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callbacks=()):
     """Trains `method` on `rows` (see `protocols.load`) and returns its test accuracy.
 
-    Every method takes the optimizer steps of one semi-supervised run: supervised-only
-    draws its batches from the labeled rows and the ceiling from every row with its true
-    label, both from endless reshuffled streams.
+    A method with a `train` hook (several stages) is trained by it; any other by one
+    `fit_model`.
 
     Returns:
-        `{"accuracy", "steps"}`.
+        `{"accuracy", "steps"}`, and what a `train` hook adds.
+    """
+    if method.train is not None:
+        return method.train(protocol, hyper, rows, seed, build_backbone)
+    model, steps = fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks)
+    return {"accuracy": test_accuracy(model, rows), "steps": steps}
+
+
+def fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks=()):
+    """Trains `method` on `rows` with one `fit` and returns `(model, optimizer steps)`.
+
+    Every method takes the optimizer steps of one semi-supervised run: supervised-only
+    draws its batches from the labeled rows and the ceiling from every row with its true
+    label, both from endless reshuffled streams. A method with a `build` trains the model it
+    builds (its own loss), on the semi-supervised batches or, with `data="labeled"`, on
+    those of the labeled rows; without one the bare backbone trains with Keras'
+    cross-entropy, smoothed when `hyper` has a `label_smoothing`.
     """
     x, y_semi = rows["x"], rows["y_semi"]
     keras.utils.set_random_seed(seed)
@@ -319,8 +338,6 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
     fit_kwargs = {}
     if method.data == "semi":
         train = semi
-        model = method.build(backbone, protocol, hyper)
-        model.compile(optimizer=optimizer, **compile_kwargs)
     else:
         if method.data == "labeled":
             (x_fit, y_fit), _ = data.split_labeled(x, y_semi)
@@ -333,18 +350,36 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
             .batch(protocol.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
+        # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
+        fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
+    if method.build is not None:
+        model = method.build(backbone, protocol, hyper)
+        model.compile(optimizer=optimizer, **compile_kwargs)
+    elif hyper.get("label_smoothing"):
+        # Keras smooths one-hot targets only: the sparse loss has no label_smoothing.
+        train = train.map(lambda x_batch, y_batch: (x_batch, tf.one_hot(y_batch, NUM_CLASSES)))
+        model = backbone
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=hyper["label_smoothing"]),
+            **compile_kwargs,
+        )
+    else:
         model = backbone
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             **compile_kwargs,
         )
-        # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
-        fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
     model.fit(train, epochs=protocol.epochs, callbacks=list(callbacks), verbose=0,
               **fit_kwargs)
-    return {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
-            "steps": steps * protocol.epochs}
+    return model, steps * protocol.epochs
+
+
+def test_accuracy(model, rows):
+    """Test accuracy of the model's serving network on the protocol's test rows."""
+    return _accuracy(model, rows["x_test"], rows["y_test"])
 
 
 def _dense_backbone(units, seed):
