@@ -43,15 +43,45 @@ Fields:
 - `default`: whether the run without `--methods` includes it. The methods that joined after
   the five-seed run of the consistency methods are `False` until their own five-seed runs
   fit the budget (`--methods vat ...` runs them; the dry run prints their cost).
-- `data`: `"semi"` (the default: labeled and unlabeled batches), `"labeled"` (the batches
-  of supervised-only: `batch_size` labeled rows from an endless reshuffled stream) or
-  `"all_labels"` (the ceiling: every training row with its true label). Supervised-only and
-  the ceiling have no `build` and train the bare backbone with cross-entropy; a `"labeled"`
-  entry with a `build` (adversarial training) trains its model on supervised-only's batches.
+- `data`: `"semi"` (the default: labeled and unlabeled batches), `"labeled"` (batches of
+  labeled rows only, as supervised-only) or `"all_labels"` (the ceiling: every training row
+  with its true label). An entry without `build` trains the bare backbone with Keras'
+  cross-entropy (smoothed by a `label_smoothing` hyper-parameter, as "supervised_ls"); a
+  `"labeled"` entry with a `build` (adversarial training) trains its model on
+  supervised-only's batches.
+- `train`: for a method of several stages (a teacher, then a student; self-training's
+  rounds), a function `train(protocol, hyper, rows, seed, build_backbone)` that replaces
+  the runner's single fit. `rows` are the protocol's data for the seed
+  (`protocols.load`) and `build_backbone()` returns a fresh backbone. It returns
+  `{"accuracy": test accuracy of the final model, "steps": optimizer steps of all stages,
+  ...}` and may add JSON values that the record keeps (e.g. the teacher's accuracy). It
+  trains its stages with `runner.fit_model` (one fit, as any entry: a stage that equals the
+  supervised-only run, same seed, gives the same model) and scores them with
+  `runner.test_accuracy`. Such entries are not in the speed section (no single step to
+  time). Example, a teacher then a student:
+
+  ```python
+  def train(protocol, hyper, rows, seed, build_backbone):
+      from benchmarking import runner
+      supervised = METHODS["supervised"]
+      teacher, teacher_steps = runner.fit_model(
+          supervised, supervised.hyper_for(protocol.name), protocol, rows, seed,
+          build_backbone)
+      student = Method(label="student", build=lambda backbone, protocol, hyper:
+                       models.Distiller(backbone, teacher, hyper["temperature"]))
+      model, steps = runner.fit_model(student, hyper, protocol, rows, seed, build_backbone)
+      return {"accuracy": runner.test_accuracy(model, rows),
+              "steps": teacher_steps + steps,
+              "teacher_accuracy": runner.test_accuracy(teacher, rows)}
+  ```
 """
 
 import dataclasses
+import math
 
+import keras
+
+import tfssl
 from tfssl import layers, models
 
 __all__ = ["METHODS", "Method", "consistency_kwargs", "default_methods"]
@@ -69,6 +99,7 @@ class Method:
     cost: float = 1.0
     data: str = "semi"
     default: bool = True
+    train: object = None
 
     def hyper_for(self, protocol_name):
         """The hyper-parameters of this method under the protocol named `protocol_name`."""
@@ -109,6 +140,126 @@ def _vat_method(label, entropy_minimization):
         cost=3.0,
         default=False,
     )
+
+
+def _supervised_stage(protocol, rows, seed, build_backbone):
+    """The supervised-only entry's training, as the first stage of a method: the same
+    call with the same seed gives the same model as the "supervised" row."""
+    # The runner imports this module (for METHODS): imported here, when a run starts.
+    from benchmarking import runner
+
+    supervised = METHODS["supervised"]
+    return runner.fit_model(
+        supervised, supervised.hyper_for(protocol.name), protocol, rows, seed, build_backbone
+    )
+
+
+class _StopAfterSteps(keras.callbacks.Callback):
+    """Stops `fit` once the optimizer has taken `steps` steps, and keeps the count."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+        self.taken = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) >= self.steps:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.taken.append(int(self.model.optimizer.iterations))
+
+
+def _train_self_training(protocol, hyper, rows, seed, build_backbone):
+    """`tfssl.self_training` on the protocol's rows: `rounds` fits plus the final one
+    share the protocol's optimizer steps (each fit gets `steps / (rounds + 1)`, rounded to
+    whole `steps_per_execution`), in batches of `batch_size` labeled and pseudo-labeled
+    rows; the pool is the unlabeled rows."""
+    from benchmarking import runner
+
+    fits = hyper["rounds"] + 1
+    execution = protocol.steps_per_execution
+    steps_per_fit = max(1, round(protocol.steps / fits / execution)) * execution
+    stopper = _StopAfterSteps(steps_per_fit)
+
+    def build_model():
+        model = build_backbone()
+        model.compile(
+            optimizer=keras.optimizers.Adam(protocol.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            steps_per_execution=execution,
+            run_eagerly=protocol.run_eagerly,
+        )
+        return model
+
+    keras.utils.set_random_seed(seed)
+    model, records = tfssl.self_training(
+        build_model, rows["x"], rows["y_semi"], rounds=hyper["rounds"],
+        threshold=hyper["threshold"], per_class_top_k=hyper.get("per_class_top_k"),
+        # The training rows' true labels only score the pseudo-labels in the record.
+        y_pool_true=rows["y"],
+        fit_kwargs={"epochs": steps_per_fit, "batch_size": protocol.batch_size,
+                    "callbacks": [stopper], "verbose": 0},
+    )
+    return {
+        "accuracy": runner.test_accuracy(model, rows),
+        "steps": sum(stopper.taken),
+        "rounds": [
+            {"num_added": r["num_added"], "num_pseudo_labeled": r["num_pseudo_labeled"],
+             "pseudo_label_accuracy": _finite_or_none(r["accuracy"]),
+             "cumulative_accuracy": _finite_or_none(r["cumulative_accuracy"])}
+            for r in records
+        ],
+    }
+
+
+def _finite_or_none(value):
+    # A round that adds no row has a NaN accuracy; JSON has no NaN.
+    return None if value is None or math.isnan(value) else value
+
+
+def _train_distiller(protocol, hyper, rows, seed, build_backbone):
+    """The teacher is the supervised-only model (the "supervised" row of the seed); a
+    fresh student then learns from the labels and, on every row, from the teacher."""
+    from benchmarking import runner
+
+    teacher, teacher_steps = _supervised_stage(protocol, rows, seed, build_backbone)
+    student = Method(
+        label="Distiller's student",
+        build=lambda backbone, protocol, hyper: models.Distiller(
+            backbone, teacher, temperature=hyper["temperature"], alpha=hyper["alpha"],
+            supervised_normalize=protocol.supervised_normalize,
+        ),
+    )
+    model, steps = runner.fit_model(student, hyper, protocol, rows, seed, build_backbone)
+    return {
+        "accuracy": runner.test_accuracy(model, rows),
+        "steps": teacher_steps + steps,
+        "teacher_accuracy": runner.test_accuracy(teacher, rows),
+    }
+
+
+def _train_reloop(protocol, hyper, rows, seed, build_backbone):
+    """The previous version is the supervised-only model (the "supervised" row of the
+    seed); the next version trains as that one did (same init, labeled batches, steps)
+    plus ReLoop's self-correction term against it, so their difference is that term's."""
+    from benchmarking import runner
+
+    previous, previous_steps = _supervised_stage(protocol, rows, seed, build_backbone)
+    next_version = Method(
+        label="ReLoop's next version",
+        build=lambda backbone, protocol, hyper: models.ReLoop(
+            backbone, previous_model=previous, weight=hyper["weight"],
+            supervised_normalize=protocol.supervised_normalize,
+        ),
+        data="labeled",
+    )
+    model, steps = runner.fit_model(next_version, hyper, protocol, rows, seed, build_backbone)
+    return {
+        "accuracy": runner.test_accuracy(model, rows),
+        "steps": previous_steps + steps,
+        "previous_accuracy": runner.test_accuracy(previous, rows),
+    }
 
 
 _TE_PAPER = (
@@ -232,6 +383,56 @@ METHODS = {
         # supervised-only's 59 (a step: a guessing pass over 2 x 50 views, no gradient, and a
         # training pass over 150 mixed views, against 100 rows).
         cost=1.6,
+        default=False,
+    ),
+    "self_training": Method(
+        label="Self-training (3 rounds)",
+        train=_train_self_training,
+        hyper={"rounds": 3, "threshold": 0.9},
+        reference="Seed 003 (simple self-training); Dong-Hyun Lee. Pseudo-Label: The Simple "
+        "and Efficient Semi-Supervised Learning Method for Deep Neural Networks. ICML 2013 "
+        "Workshop on Challenges in Representation Learning",
+        cost=1.2,
+        default=False,
+    ),
+    "distiller": Method(
+        label="Distiller (teacher: supervised-only)",
+        train=_train_distiller,
+        # Chosen on validation rows (README, "Benchmark rows of label regularization").
+        hyper={"temperature": 3.0, "alpha": 0.5},
+        reference="Geoffrey Hinton, Oriol Vinyals, Jeff Dean. Distilling the Knowledge in a "
+        "Neural Network. 2015. arXiv:1503.02531",
+        cost=2.4,
+        default=False,
+    ),
+    "reloop": Method(
+        label="ReLoop (previous version: supervised-only)",
+        train=_train_reloop,
+        hyper={"weight": 0.9},
+        reference="Guohao Cai et al. ReLoop: A Self-Correction Continual Learning Loop for "
+        "Recommender Systems. SIGIR 2022. arXiv:2204.11165",
+        cost=2.3,
+        default=False,
+    ),
+    "supervised_ls": Method(
+        label="Supervised only + label smoothing 0.1",
+        data="labeled",
+        hyper={"label_smoothing": 0.1},
+        reference="Christian Szegedy et al. Rethinking the Inception Architecture for "
+        "Computer Vision. CVPR 2016. arXiv:1512.00567",
+        default=False,
+    ),
+    "mean_teacher_ls": Method(
+        label="Mean Teacher + label smoothing 0.1",
+        build=lambda backbone, protocol, hyper: models.MeanTeacher(
+            backbone, ema_decay=hyper["ema_decay"], rampup_ema_decay=hyper["rampup_ema_decay"],
+            label_smoothing=hyper["label_smoothing"], **consistency_kwargs(protocol, hyper),
+        ),
+        hyper={**_CONSISTENCY, "ema_decay": 0.99, "rampup_ema_decay": 0.99,
+               "label_smoothing": 0.1},
+        reference="Tarvainen & Valpola 2017 (arXiv:1703.01780) with Szegedy et al. 2016's "
+        "label smoothing (arXiv:1512.00567)",
+        cost=1.5,
         default=False,
     ),
     "ceiling": Method(label="All labels (ceiling)", data="all_labels"),

@@ -46,9 +46,11 @@ __all__ = [
     "estimate_seconds",
     "execute",
     "fit_and_evaluate",
+    "fit_model",
     "load_records",
     "plan",
     "save_records",
+    "test_accuracy",
 ]
 
 _REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,8 +174,10 @@ def plan(protocols, methods, seeds, sections, quick, records):
         planned.append(Planned("tf1", resolve(TF1_PROTOCOL), seeds[0], quick=quick))
     if "speed" in sections:
         # One interleaved measurement per backbone, with supervised-only as the reference.
+        # Entries trained in several stages (a `train` hook) have no single step to time.
         timed = ("supervised",) + tuple(
-            m for m in methods if m != "supervised" and METHODS[m].data == "semi")
+            m for m in methods if m != "supervised" and METHODS[m].data == "semi"
+            and METHODS[m].train is None)
         backbones = {}
         for name in protocols:
             backbones.setdefault(PROTOCOLS[name].backbone, name)
@@ -354,7 +358,7 @@ def robustness_run(protocol, method_name, seed, settings, data_dir=None):
     """Trains like `train_run`, then attacks the test rows (`robustness.evaluate`).
 
     Returns:
-        `{"accuracy", "steps", "epsilons", "attacked_accuracy", "attack_seconds",
+        `{"accuracy", "steps", "history", "epsilons", "attacked_accuracy", "attack_seconds",
         "attack_cpu_seconds"}`.
     """
     method = METHODS[method_name]
@@ -369,21 +373,48 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
                      evaluate=None):
     """Trains `method` on `rows` (see `protocols.load`) and returns its test accuracy.
 
-    Every method takes the optimizer steps of one semi-supervised run: the `"labeled"`
-    methods (supervised-only, adversarial training) draw their batches from the labeled
-    rows and the ceiling from every row with its true label, both from endless reshuffled
-    streams.
-
-    A model with a pseudo-label `threshold` (Pseudo-Label, FixMatch) is watched by
-    `tfssl.models.PseudoLabelMonitor` on the first `MONITOR_ROWS` unlabeled rows.
+    A method with a `train` hook (several stages) is trained by it; any other by one
+    `fit_model`.
 
     Args:
-        evaluate: Optional `(model, x_test, y_test) -> dict` called after training; its
+        evaluate: Optional `(model, x_test, y_test) -> dict` called after a single fit; its
             entries are added to the result.
 
     Returns:
-        `{"accuracy", "steps", "history"}` and the entries of `evaluate`; `history` holds
-        the epoch-end logs of `fit`.
+        `{"accuracy", "steps"}`; after a single fit also `history` (the epoch-end logs of
+        `fit`, `{name: [one value per epoch]}`) and the entries of `evaluate`; what a
+        `train` hook adds.
+
+    Raises:
+        ValueError: If `evaluate` is given for a method with a `train` hook.
+    """
+    if method.train is not None:
+        if evaluate is not None:
+            raise ValueError(f"A method of several stages has no single model to evaluate. "
+                             f"Received: evaluate={evaluate} for {method.label}")
+        return method.train(protocol, hyper, rows, seed, build_backbone)
+    history = keras.callbacks.History()
+    model, steps = fit_model(method, hyper, protocol, rows, seed, build_backbone,
+                             [*callbacks, history])
+    result = {"accuracy": test_accuracy(model, rows), "steps": steps,
+              "history": {name: [float(v) for v in values]
+                          for name, values in history.history.items()}}
+    if evaluate is not None:
+        result.update(evaluate(model, rows["x_test"], rows["y_test"]))
+    return result
+
+
+def fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks=()):
+    """Trains `method` on `rows` with one `fit` and returns `(model, optimizer steps)`.
+
+    Every method takes the optimizer steps of one semi-supervised run: supervised-only
+    draws its batches from the labeled rows and the ceiling from every row with its true
+    label, both from endless reshuffled streams. A method with a `build` trains the model it
+    builds (its own loss), on the semi-supervised batches or, with `data="labeled"`, on
+    those of the labeled rows (adversarial training); without one the bare backbone trains
+    with Keras' cross-entropy, smoothed when `hyper` has a `label_smoothing`. A model with a
+    pseudo-label `threshold` (Pseudo-Label, FixMatch) is watched by
+    `tfssl.models.PseudoLabelMonitor` on the first `MONITOR_ROWS` unlabeled rows.
     """
     x, y_semi = rows["x"], rows["y_semi"]
     keras.utils.set_random_seed(seed)
@@ -399,8 +430,6 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
     fit_kwargs = {}
     if method.data == "semi":
         train = semi
-        model = method.build(backbone, protocol, hyper)
-        model.compile(optimizer=optimizer, **compile_kwargs)
     else:
         if method.data == "labeled":
             (x_fit, y_fit), _ = data.split_labeled(x, y_semi)
@@ -413,31 +442,39 @@ def fit_and_evaluate(method, hyper, protocol, rows, seed, build_backbone, callba
             .batch(protocol.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
-        if method.build is None:
-            model = backbone
-            model.compile(
-                optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                **compile_kwargs,
-            )
-        else:
-            model = method.build(backbone, protocol, hyper)
-            model.compile(optimizer=optimizer, **compile_kwargs)
         # The stream is shuffled by tf.data; Keras' own shuffle does not apply to it.
         fit_kwargs.update(steps_per_epoch=steps, shuffle=False)
+    if method.build is not None:
+        model = method.build(backbone, protocol, hyper)
+        model.compile(optimizer=optimizer, **compile_kwargs)
+    elif hyper.get("label_smoothing"):
+        # Keras smooths one-hot targets only: the sparse loss has no label_smoothing.
+        train = train.map(lambda x_batch, y_batch: (x_batch, tf.one_hot(y_batch, NUM_CLASSES)))
+        model = backbone
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=hyper["label_smoothing"]),
+            **compile_kwargs,
+        )
+    else:
+        model = backbone
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            **compile_kwargs,
+        )
     callbacks = list(callbacks)
     if hasattr(model, "threshold"):
         unlabeled = np.flatnonzero(y_semi == -1)[:MONITOR_ROWS]
         callbacks.append(models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
-    history = model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0,
-                        **fit_kwargs)
-    result = {"accuracy": _accuracy(model, rows["x_test"], rows["y_test"]),
-              "steps": steps * protocol.epochs,
-              "history": {name: [float(v) for v in values]
-                          for name, values in history.history.items()}}
-    if evaluate is not None:
-        result.update(evaluate(model, rows["x_test"], rows["y_test"]))
-    return result
+    model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
+    return model, steps * protocol.epochs
+
+
+def test_accuracy(model, rows):
+    """Test accuracy of the model's serving network on the protocol's test rows."""
+    return _accuracy(model, rows["x_test"], rows["y_test"])
 
 
 def _dense_backbone(units, seed):

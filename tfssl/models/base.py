@@ -171,9 +171,10 @@ class SemiSupervisedModel(keras.Model):
             (the F1 counts leave them out). The F1 objectives are statistics of the whole
             batch, computed on the global batch under a `tf.distribute` strategy, and
             ignore `supervised_normalize`. Multi-hot batches are built with `tf.data`
-            (`tfssl.data.make_dataset` takes 1-D labels); evaluate multi-label models with
-            `keras.metrics.F1Score` on `predict` outputs, since the compiled metrics see
-            the labels flattened. Defaults to `"crossentropy"`.
+            (`tfssl.data.make_dataset` takes 1-D labels). With multi-hot labels the
+            compiled metrics see the sigmoid probabilities (`metric_inputs`), so
+            `compile(metrics=[keras.metrics.F1Score(threshold=0.5)])` reports the F1
+            score. Defaults to `"crossentropy"`.
         on_nonfinite: What a training step does when the batch's floating inputs, the
             loss or the gradients are not finite: `"raise"` an error naming the batch's
             `idx` (or row positions) and the bad input rows, or `"skip"` the step and count
@@ -372,7 +373,9 @@ class SemiSupervisedModel(keras.Model):
         per-row random draw); a failure names the bad values.
 
         Returns:
-            `(x, sample_idx or None, labels)` with `labels` int32.
+            `(x, sample_idx or None, labels)` with `labels` int32: `(batch,)`, or for the
+            multi-label objectives multi-hot rows `(batch, num_classes)` as given (the
+            compiled metrics, e.g. `keras.metrics.F1Score`, need them 2-D).
         """
         inputs, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
@@ -383,7 +386,13 @@ class SemiSupervisedModel(keras.Model):
         if labels is None:
             raise ValueError("tfssl models need labels (use -1 for unlabeled rows).")
         x, sample_idx = _split_inputs(inputs)
-        labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+        labels = tf.cast(labels, tf.int32)
+        if not (
+            self.supervised_objective in MULTILABEL_OBJECTIVES
+            and labels.shape.rank == 2
+            and labels.shape[-1] != 1
+        ):
+            labels = tf.reshape(labels, [-1])
         checks = [
             tf.debugging.assert_greater_equal(
                 labels,
@@ -434,6 +443,32 @@ class SemiSupervisedModel(keras.Model):
             if sample_idx is not None:
                 sample_idx = tf.identity(sample_idx)
         return x, sample_idx, labels
+
+    def metric_inputs(self, labels, logits):
+        """What the compiled metrics see: `(y_true, y_pred, sample_weight)`.
+
+        Integer labels `(batch,)`: the labels (0 on unlabeled rows), the logits and the
+        labeled mask. Multi-hot labels `(batch, num_classes)`: the 0/1 targets, the sigmoid
+        probabilities (Keras' multi-label metrics threshold probabilities;
+        `keras.metrics.F1Score` takes a threshold in (0, 1] only) and a weight of 1 for
+        every row with a known entry. Keras weights metrics by row: an unknown entry (`-1`)
+        of a row with known ones counts as 0.
+
+        Args:
+            labels: Labels from `unpack_batch`.
+            logits: The batch's logits.
+
+        Returns:
+            `(y_true, y_pred, sample_weight)` with `sample_weight` `(batch,)` float32.
+        """
+        known = tf.cast(labels != UNLABELED, tf.float32)
+        if labels.shape.rank == 2:
+            return (
+                tf.maximum(labels, 0),
+                tf.sigmoid(tf.cast(logits, tf.float32)),
+                tf.reduce_max(known, axis=-1),
+            )
+        return tf.maximum(labels, 0), logits, known
 
     # ------------------------------------------------------------------- loss terms
     def supervised_loss(self, labels, logits):
@@ -825,12 +860,12 @@ class SemiSupervisedModel(keras.Model):
                 value = tf.where(finite, value, tf.zeros_like(value))
             self.loss_trackers[name].update_state(value, sample_weight=weight)
             logs[name] = self.loss_trackers[name].result()
-        labeled = tf.cast(labels != UNLABELED, tf.float32)
+        targets, predictions, labeled = self.metric_inputs(labels, logits)
         if finite is not None:
             logs[self.skipped_steps.name] = self.skipped_steps.result()
             labeled *= weight
-            logits = tf.where(finite, logits, tf.zeros_like(logits))
-        compiled = self.compute_metrics(None, tf.maximum(labels, 0), logits, sample_weight=labeled)
+            predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
+        compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
         # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
         # step did not compute (evaluation has no consistency term) are left out.
         compiled = {

@@ -37,6 +37,16 @@ class ReLoop(SemiSupervisedModel):
        that have a previous prediction (normalised like the cross-entropy,
        `supervised_normalize`).
 
+    The weighting, checked against the paper and seed 004: the paper trains on
+    `alpha * L_sc + (1 - alpha) * L_ce` with `alpha` in `[0, 1]` tuned per data set, which
+    is what this class computes. Seed 004 has no code and its formula for the total is an
+    image lost from the text; its prose says "cross-entropy, and the self-correction loss:
+    the total loss is" their combination, with no weight of its own. The other common
+    reading, `CE + lam * L_sc`, is the same objective scaled by `1 + lam`:
+    `CE + lam * L_sc = (1 + lam) * ((1 - w) * CE + w * L_sc)` with `w = lam / (1 + lam)`,
+    so `weight=w` gives it up to the learning rate (Adam is nearly invariant to a constant
+    factor of the loss); no separate option is needed.
+
     The paper is binary. With several classes each class is a binary problem with the
     one-hot label (the true class's probability must not fall, the others' must not rise),
     and `L_sc` is the mean over the classes. A binary model reads labels 0 / 1 (`-1`
