@@ -253,7 +253,8 @@ def test_report_verdicts_follow_the_intervals():
 
 def test_pseudo_label_figures_are_averaged_per_epoch_and_compared_with_mean_teacher():
     """The per-epoch table is the mean over the seeds that hold the figures (a NaN, no kept
-    row, is left out), and the method is paired with Mean Teacher seed by seed."""
+    row, is left out), and FixMatch (`compare_with`) is paired with Mean Teacher seed by
+    seed."""
     rng = np.random.default_rng(0)
     names = ("mask_rate", "pseudo_label_mask_rate", "pseudo_label_accuracy",
              "pseudo_label_accuracy_all")
@@ -264,7 +265,8 @@ def test_pseudo_label_figures_are_averaged_per_epoch_and_compared_with_mean_teac
     records += [_fixed_record("mean_teacher", s, a + 0.01) for s, a in enumerate(supervised)]
     records += [_fixed_record("fixmatch", s, a + d, history=h) for s, (a, d, h) in
                 enumerate(zip(supervised, (0.0, 0.01, 0.005), histories))]
-    section = _section(report.render(records), "#### FixMatch")
+    text = report.render(records)
+    section = _section(text, "#### FixMatch")
     table = {row[0]: row[1:] for row in _table_rows(section)[1:]}
     for epoch in range(3):
         for column, name in enumerate(names):
@@ -272,9 +274,9 @@ def test_pseudo_label_figures_are_averaged_per_epoch_and_compared_with_mean_teac
             assert table[str(epoch + 1)][column] == f"{np.mean(values):.3f}"
     differences = np.array([0.0, 0.01, 0.005]) - 0.01
     half = scipy_stats.t.ppf(0.975, 2) * differences.std(ddof=1) / np.sqrt(3)
-    assert (f"FixMatch − Mean Teacher, paired over seeds 0, 1, 2: {differences.mean():+.4f} "
+    assert (f"- FixMatch − Mean Teacher, paired over seeds 0, 1, 2: {differences.mean():+.4f} "
             f"[{differences.mean() - half:+.4f}, {differences.mean() + half:+.4f}], "
-            "no significant difference.") in section
+            "no significant difference.") in text
 
 
 def test_plan_estimates_cost_from_measured_runs():

