@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 
@@ -178,3 +179,21 @@ def test_reloop_stores_previous_predictions_in_half_precision():
 def test_bad_state_dtypes_are_named(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+def make_te_with_bfloat16_state():
+    """A mirrored_equivalence factory: TE whose ensemble is stored in bfloat16."""
+    x, _, y_semi = testing.tiny_data()
+    model = models.TemporalEnsembling(
+        testing.tiny_backbone(), len(x), ramp_up_epochs=1, state_dtype="bfloat16"
+    )
+    return model, data.make_dataset(x, y_semi, batch_size=16)
+
+
+def test_half_precision_state_under_two_replicas_equals_one_device():
+    # The replicas all-gather the update in float32: collectives refuse bfloat16.
+    spec = "test_mixed_precision:make_te_with_bfloat16_state"
+    result = mirrored_equivalence(spec)[spec]
+    assert result["num_replicas"] == 2
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
+    assert result["copies_differ"] == 0.0, result

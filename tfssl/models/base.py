@@ -366,7 +366,9 @@ class SemiSupervisedModel(keras.Model):
         """
         global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int32))
         for variable, rows in updates:
-            rows = _gather_from_replicas(tf.cast(rows, variable.dtype))
+            # Gathered in float32 (collectives refuse bfloat16), rounded to the storage dtype
+            # once.
+            rows = tf.cast(_gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
             variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
 
     # --------------------------------------------------------------------- batches
