@@ -55,8 +55,8 @@ def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, d
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     model = MODELS[name](len(x))
-    # Eager steps: tracing twelve models would take most of the suite's budget for this
-    # file, and the dtype errors this test guards against are raised eagerly alike.
+    # Eager steps keep twelve models within the time budget (tracing each costs seconds);
+    # test_the_loss_scale_optimizer_step_equals_the_float32_step runs the compiled step.
     model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.backbone.layers[-1].compute_dtype == "float16"
@@ -71,10 +71,11 @@ def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, d
     assert {term: value.dtype for term, value in terms.items()} == dict.fromkeys(
         terms, tf.float32
     )
-    # The loss scale (2 ** 15 at start) was divided out: an Adam step moves a weight by
-    # about its learning rate, never by the scale.
+    # Both steps were applied (the loss-scale optimizer counts no step whose scaled
+    # gradients overflowed) and moved the weights.
+    assert int(model.optimizer.iterations.numpy()) == 2
     moved = [np.abs(w.numpy() - b).max() for b, w in zip(before, model.backbone.trainable_weights)]
-    assert 0 < max(moved) < 0.1, moved
+    assert max(moved) > 0, moved
     assert all(w.dtype == "float32" for w in model.backbone.trainable_weights)
     assert all(v.dtype == "float32" for v in model.sample_state.weights)
 
