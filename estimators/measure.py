@@ -58,6 +58,7 @@ DEFAULTS = {
     "ramp_up_epochs": 5,
     "alpha": 0.6,
     "te_target": "seed",
+    "te_state_dtype": "float32",
     "ema_decay": 0.99,
     "rampup_ema_decay": 0.99,
     "teacher_batch_norm": "batch",
@@ -152,7 +153,12 @@ def build_model(method, backbone, num_samples, params):
         )
     if method == "temporal_ensembling":
         return models.TemporalEnsembling(
-            backbone, num_samples, alpha=params["alpha"], target=params["te_target"], **common
+            backbone,
+            num_samples,
+            alpha=params["alpha"],
+            target=params["te_target"],
+            state_dtype=params["te_state_dtype"],
+            **common,
         )
     if method == "mean_teacher":
         return models.MeanTeacher(

@@ -31,6 +31,12 @@ def build_parser():
         default="seed",
         help="consistency target: the seed code's or the paper's (see above)",
     )
+    parser.add_argument(
+        "--state-dtype",
+        choices=("float32", "float16", "bfloat16"),
+        default="float32",
+        help="storage dtype of the ensemble; half precision halves its memory",
+    )
     return parser
 
 
@@ -49,6 +55,7 @@ def run(args):
             num_classes=_common.NUM_CLASSES,
             alpha=args.alpha,
             target=args.target,
+            state_dtype=args.state_dtype,
             **_common.semi_supervised_kwargs(args),
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])

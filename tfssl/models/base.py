@@ -34,6 +34,7 @@ from tfssl.data import UNLABELED
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
+    "STATE_DTYPES",
     "SUPERVISED_OBJECTIVES",
     "SemiSupervisedModel",
     "check_choice",
@@ -45,6 +46,10 @@ __all__ = [
 # the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
 SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
 MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
+
+# Storage dtypes of per-sample state. The half-precision ones halve its memory; it is read
+# and updated in float32 whatever it is stored in.
+STATE_DTYPES = ("float32", "float16", "bfloat16")
 
 # Values of each tensor that a non-finite step's error prints.
 _REPORTED_VALUES = 1000
@@ -302,49 +307,59 @@ class SemiSupervisedModel(keras.Model):
         self._metric_reset = None
 
     # ----------------------------------------------------------------- per-sample state
-    def add_sample_state(self, name, shape, initializer="zeros"):
+    def add_sample_state(self, name, shape, initializer="zeros", dtype="float32"):
         """Creates a non-trainable `(num_samples, *shape)` variable of per-sample state.
 
         The variable belongs to the `model.sample_state` layer, so a
         `keras.callbacks.TensorBoard(histogram_freq=1)` writes its histogram every epoch.
         It is written with `scatter_sample_state`, which makes every replica apply
         the same all-gathered update; `only_first_replica` aggregation then keeps the copies
-        identical. Its size in bytes is `4 * num_samples * prod(shape)`: it lives on the
-        device(s) of the training strategy and in checkpoints, never in serving exports.
+        identical. Its size in bytes is `itemsize * num_samples * prod(shape)` (4 for
+        float32, 2 for float16 and bfloat16): it lives on the device(s) of the training
+        strategy and in checkpoints, never in serving exports.
 
         Args:
             name: Variable name.
             shape: Per-sample shape, e.g. `(num_classes,)`.
             initializer: Keras initializer. Defaults to `"zeros"`.
+            dtype: Storage dtype, one of `STATE_DTYPES`. `gather_sample_state` reads it
+                as float32 and `scatter_sample_state` rounds the float32 update to it, so
+                only the stored values lose precision: float16 keeps 11 significant bits
+                (integers exact up to 2048, magnitudes up to 65504), bfloat16 8 bits
+                (integers exact up to 256) with float32's range. Independent of the
+                model's dtype policy. Defaults to `"float32"`.
 
         Returns:
             The `keras.Variable`.
 
         Raises:
-            ValueError: If the model was built without `num_samples`.
+            ValueError: If the model was built without `num_samples`, or for an unknown
+                `dtype`.
         """
         if self.num_samples is None:
             raise ValueError(
                 f"{type(self).__name__} keeps per-sample state and needs `num_samples`, the "
                 "number of training rows (the range of `idx`). Received: num_samples=None"
             )
+        check_choice("dtype", dtype, STATE_DTYPES)
         return self.sample_state.add_weight(
             shape=(self.num_samples, *shape),
             initializer=initializer,
-            dtype="float32",
+            dtype=dtype,
             trainable=False,
             aggregation="only_first_replica",
             name=name,
         )
 
     def gather_sample_state(self, variable, sample_idx):
-        """Reads the rows `sample_idx` of a per-sample variable.
+        """Reads the rows `sample_idx` of a per-sample variable, as float32.
 
         A resource gather reads only those rows; `tf.gather` on the Keras variable would
         first convert the whole `(num_samples, ...)` variable to a tensor (121x slower
-        per step with 10M samples, see REFERENCES.md).
+        per step with 10M samples, see REFERENCES.md). State stored in half precision is
+        cast up after the gather, so the update that follows runs in float32.
         """
-        return tf.nn.embedding_lookup(variable.value, sample_idx)
+        return tf.cast(tf.nn.embedding_lookup(variable.value, sample_idx), tf.float32)
 
     def scatter_sample_state(self, updates, sample_idx):
         """Writes `rows` into each per-sample `variable` at `sample_idx`, on every replica.
@@ -358,7 +373,9 @@ class SemiSupervisedModel(keras.Model):
         """
         global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int32))
         for variable, rows in updates:
-            rows = _gather_from_replicas(tf.cast(rows, variable.dtype))
+            # Gathered in float32 (collectives refuse bfloat16), rounded to the storage dtype
+            # once.
+            rows = tf.cast(_gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
             variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
 
     # --------------------------------------------------------------------- batches

@@ -58,6 +58,9 @@ def check_threshold(threshold):
 def pseudo_label_loss(logits, targets, mask, unlabeled):
     """Cross-entropy of the kept pseudo-labels, averaged over all unlabeled rows of the
     global batch (rows below the threshold count as 0, as FixMatch's `1 / (mu B)`)."""
+    # Under a mixed dtype policy the logits are half precision: the loss runs in float32, as
+    # every tfssl loss does.
+    logits = tf.cast(logits, tf.float32)
     per_sample = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
     return global_mean(per_sample * mask, weights=unlabeled)
 

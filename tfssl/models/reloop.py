@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
-from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel, check_choice, global_mean
 from tfssl.models.distillation import check_same_outputs, output_shape
 
 __all__ = ["ReLoop"]
@@ -83,13 +83,19 @@ class ReLoop(SemiSupervisedModel):
             logit).
         update_previous: Write the current predictions into the state after every step
             (only without `previous_model`). Defaults to `False`.
+        state_dtype: Storage dtype of the stored previous predictions (only without
+            `previous_model`): `"float32"`, or `"float16"` / `"bfloat16"` to halve their
+            memory. They are read and written in float32; only the stored probabilities are
+            rounded (to about 3 significant digits in float16, 2 in bfloat16). Defaults to
+            `"float32"`.
         **kwargs: `supervised_normalize`, `label_smoothing`, `supervised_objective` of
             `SemiSupervisedModel` and `keras.Model` arguments.
 
     Raises:
         ValueError: If `weight` is outside `[0, 1]`, `previous_model` is not a
             `keras.Model` or its outputs differ from the backbone's, `num_samples` is
-            missing without `previous_model`, or `update_previous` is set with one.
+            missing without `previous_model`, `update_previous` or a `state_dtype` other
+            than float32 is set with one, or `state_dtype` is unknown.
 
     Formula:
 
@@ -114,6 +120,7 @@ class ReLoop(SemiSupervisedModel):
         num_samples=None,
         num_classes=None,
         update_previous=False,
+        state_dtype="float32",
         **kwargs,
     ):
         shape = output_shape(backbone)
@@ -131,6 +138,8 @@ class ReLoop(SemiSupervisedModel):
         self.weight = float(weight)
         self.binary = binary
         self.update_previous = bool(update_previous)
+        check_choice("state_dtype", state_dtype, STATE_DTYPES)
+        self.state_dtype = state_dtype
         self.previous_model = previous_model
         if previous_model is not None:
             if not isinstance(previous_model, keras.Model):
@@ -144,10 +153,18 @@ class ReLoop(SemiSupervisedModel):
                     "`update_previous` writes per-sample state, used only without "
                     "`previous_model`. Received: update_previous=True with a previous_model"
                 )
+            if state_dtype != "float32":
+                raise ValueError(
+                    "`state_dtype` sets the storage of per-sample state, kept only without "
+                    f"`previous_model`. Received: state_dtype={state_dtype!r} with a "
+                    "previous_model"
+                )
             previous_model.trainable = False
         else:
             outputs = 1 if binary else self.num_classes
-            self.previous_predictions = self.add_sample_state("previous_predictions", (outputs,))
+            self.previous_predictions = self.add_sample_state(
+                "previous_predictions", (outputs,), dtype=state_dtype
+            )
             self.has_previous = self.add_sample_state("has_previous", ())
 
     def probabilities(self, logits):
@@ -173,7 +190,7 @@ class ReLoop(SemiSupervisedModel):
                 f"`probabilities` must have shape {tuple(self.previous_predictions.shape)}. "
                 f"Received: shape {tuple(probabilities.shape)}"
             )
-        self.previous_predictions.assign(probabilities)
+        self.previous_predictions.assign(tf.cast(probabilities, self.previous_predictions.dtype))
         self.has_previous.assign(tf.ones_like(self.has_previous))
 
     def compute_losses(self, x, sample_idx, labels):
@@ -232,6 +249,7 @@ class ReLoop(SemiSupervisedModel):
                 ),
                 "weight": self.weight,
                 "update_previous": self.update_previous,
+                "state_dtype": self.state_dtype,
             }
         )
         return config

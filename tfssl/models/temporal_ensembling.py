@@ -10,7 +10,7 @@ towards the current predictions with momentum `alpha` and written back with
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel, check_choice, global_consistency
 
 __all__ = ["TemporalEnsembling"]
 
@@ -47,7 +47,14 @@ class TemporalEnsembling(SemiSupervisedModel):
 
     Memory: the ensemble holds `num_samples * num_classes` float32 (plus one float32 count
     per sample), on the training devices and in checkpoints, never in serving exports
-    (`tfssl.export.export_saved_model`).
+    (`tfssl.export.export_saved_model`). `state_dtype="bfloat16"` or `"float16"` stores the
+    ensemble in 2 bytes a value; it is still read, averaged and corrected in float32, and
+    only the stored logits are rounded (the counts stay float32, since bfloat16 counts
+    stop at 256 and the startup-bias correction of a large `alpha` still needs them).
+
+    Mixed precision: under `keras.mixed_precision.set_dtype_policy("mixed_float16")` (or
+    `"mixed_bfloat16"`) the backbone computes in half precision; its logits are cast to
+    float32 before the target, the losses and the ensemble update, whatever `state_dtype`.
 
     Example:
 
@@ -67,6 +74,8 @@ class TemporalEnsembling(SemiSupervisedModel):
         alpha: Ensemble momentum. Defaults to `0.6` (the paper's).
         target: `"seed"` or `"paper"`, see above. Defaults to `"seed"`.
         consistency: `"mse"` or `"kl"` between softmax outputs. Defaults to `"mse"`.
+        state_dtype: Storage dtype of the ensemble, one of `"float32"`, `"float16"`,
+            `"bfloat16"` (see Memory above). Defaults to `"float32"`.
         **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
             `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel`, and
             `keras.Model` arguments.
@@ -85,6 +94,7 @@ class TemporalEnsembling(SemiSupervisedModel):
         alpha=0.6,
         target="seed",
         consistency="mse",
+        state_dtype="float32",
         **kwargs,
     ):
         super().__init__(backbone, num_samples, num_classes, **kwargs)
@@ -92,16 +102,20 @@ class TemporalEnsembling(SemiSupervisedModel):
             raise ValueError(f"`alpha` must be in [0, 1). Received: alpha={alpha}")
         check_choice("target", target, ("seed", "paper"))
         check_choice("consistency", consistency, ("mse", "kl"))
+        check_choice("state_dtype", state_dtype, STATE_DTYPES)
         self.alpha = float(alpha)
         self.target = target
         self.consistency = consistency
-        self.ensemble = self.add_sample_state("ensemble", (self.num_classes,))
+        self.state_dtype = state_dtype
+        self.ensemble = self.add_sample_state("ensemble", (self.num_classes,), dtype=state_dtype)
         self.ensemble_counts = self.add_sample_state("ensemble_counts", ())
 
     def compute_losses(self, x, sample_idx, labels):
         if sample_idx is None:
             raise ValueError("TemporalEnsembling trains on {'x': x, 'idx': idx} inputs.")
-        logits = self.backbone(x, training=True)
+        # Under a mixed dtype policy the backbone's logits are half precision: the ensemble
+        # arithmetic and the losses run in float32.
+        logits = tf.cast(self.backbone(x, training=True), tf.float32)
         previous = self.gather_sample_state(self.ensemble, sample_idx)
         counts = self.gather_sample_state(self.ensemble_counts, sample_idx)[:, None]
         if self.target == "seed":
@@ -127,5 +141,12 @@ class TemporalEnsembling(SemiSupervisedModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"alpha": self.alpha, "target": self.target, "consistency": self.consistency})
+        config.update(
+            {
+                "alpha": self.alpha,
+                "target": self.target,
+                "consistency": self.consistency,
+                "state_dtype": self.state_dtype,
+            }
+        )
         return config
