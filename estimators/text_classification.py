@@ -132,15 +132,14 @@ def load_data(args):
         args.data_dir, split=True, test_fraction=args.test_fraction, seed=0
     )
     if args.validation_size:
-        train_size = len(x) if args.train_size is None else args.train_size
-        if not 0 < args.validation_size <= len(x) - train_size:
-            raise ValueError(
-                f"--validation-size must be in [1, {len(x) - train_size}] (the training texts "
-                f"after --train-size). Received: validation_size={args.validation_size}"
-            )
-        x_test, y_test = x[-args.validation_size :], y[-args.validation_size :]
         if args.train_size is None:
             args.train_size = len(x) - args.validation_size
+        if not 0 < args.validation_size <= len(x) - args.train_size or args.train_size < 1:
+            raise ValueError(
+                f"--validation-size must be in [1, {len(x) - args.train_size}] (the training "
+                f"texts after --train-size). Received: validation_size={args.validation_size}"
+            )
+        x_test, y_test = x[-args.validation_size :], y[-args.validation_size :]
     x, y = x[: args.train_size], y[: args.train_size]
     x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     if args.num_labeled < 0:
