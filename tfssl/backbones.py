@@ -179,16 +179,24 @@ def fasttext(
     max_length=256,
     vectorizer=None,
     embeddings=None,
+    token_dropout=0.0,
     seed=None,
     name="fasttext",
 ):
     """fastText (Joulin et al., arXiv 1607.01759): the mean of n-gram embeddings, then logits.
 
     Layers: `tfssl.text.TextVectorizer` (raw strings to n-gram ids, in the graph), the one
-    `keras.layers.Embedding` (named `"embedding"`, `mask_zero=True`), dropout on its output
-    (the only noise the consistency methods get, as in the seed blog posts), a mean over the
-    tokens that ignores the padding (`tfssl.text.MaskedAveragePooling1D`; the seed's TF1
-    code averaged over the padding too), and a dense `num_classes` output (logits).
+    `keras.layers.Embedding` (named `"embedding"`, `mask_zero=True`), optionally token
+    dropout, dropout on its output (the only noise the consistency methods get, as in the
+    seed blog posts), a mean over the tokens that ignores the padding
+    (`tfssl.text.MaskedAveragePooling1D`; the seed's TF1 code averaged over the padding too),
+    and a dense `num_classes` output (logits).
+
+    Token dropout (`token_dropout > 0`, a `keras.layers.Dropout` named `"token_dropout"` with
+    `noise_shape=(None, None, 1)`) zeroes whole n-gram vectors during training and scales
+    the others by `1 / (1 - token_dropout)`, so that the mean keeps its expectation: two
+    passes then see different bags of n-grams. Dropout alone zeroes single dimensions, and a
+    mean over ~90 n-grams averages most of that noise away.
 
     Word mixup, FGM/PGD and VAT perturb `backbone.get_layer("embedding")`: its weights, or
     its output, which carries the padding mask on to the pooling.
@@ -214,7 +222,9 @@ def fasttext(
             Defaults to `None`.
         embeddings: Initial embedding matrix of shape `(vocabulary size, embedding_dim)`,
             e.g. from `tfssl.text.load_word2vec`. Defaults to `None` (random).
-        seed: Seed of the dropout. Defaults to `None`.
+        token_dropout: Rate at which whole n-grams are dropped during training; 0 adds no
+            layer. Defaults to `0.0`.
+        seed: Seed of the dropouts. Defaults to `None`.
         name: Model name. Defaults to `"fasttext"`.
 
     Returns:
@@ -226,9 +236,10 @@ def fasttext(
     """
     vectorizer = _text_vectorizer(vectorizer, num_buckets, ngrams, max_length, None)
     _check_dropout(dropout)
+    _check_dropout(token_dropout, "token_dropout")
     inputs = keras.Input(shape=(), dtype="string", name="text")
     embedding = _embedding(vectorizer, embedding_dim, embeddings)
-    tensor = embedding(vectorizer(inputs))
+    tensor = _token_dropout(embedding(vectorizer(inputs)), token_dropout, seed)
     tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
     tensor = text.MaskedAveragePooling1D(name="pooling")(tensor)
     logits = keras.layers.Dense(num_classes, name="logits")(tensor)
@@ -248,6 +259,7 @@ def textcnn(
     max_length=256,
     vectorizer=None,
     embeddings=None,
+    token_dropout=0.0,
     seed=None,
     name="textcnn",
 ):
@@ -281,7 +293,10 @@ def textcnn(
             Defaults to `None`.
         embeddings: Initial embedding matrix, e.g. from `tfssl.text.load_word2vec`.
             Defaults to `None` (random).
-        seed: Seed of the dropout. Defaults to `None`.
+        token_dropout: Rate at which whole token vectors are zeroed during training (a
+            `keras.layers.Dropout` named `"token_dropout"`, `noise_shape=(None, None, 1)`,
+            before the dropout); 0 adds no layer. Defaults to `0.0`.
+        seed: Seed of the dropouts. Defaults to `None`.
         name: Model name. Defaults to `"textcnn"`.
 
     Returns:
@@ -299,10 +314,11 @@ def textcnn(
         raise ValueError(f"`filters` must be > 0. Received: filters={filters}")
     vectorizer = _text_vectorizer(vectorizer, num_buckets, 1, max_length, max_length)
     _check_dropout(dropout)
+    _check_dropout(token_dropout, "token_dropout")
     inputs = keras.Input(shape=(), dtype="string", name="text")
     embedding = _embedding(vectorizer, embedding_dim, embeddings)
     ids = vectorizer(inputs)
-    tensor = embedding(ids)
+    tensor = _token_dropout(embedding(ids), token_dropout, seed)
     tensor = keras.layers.Dropout(dropout, seed=seed)(tensor)
     tensor = _ZeroPadding(name="zero_padding")(tensor)
     pooled = [
@@ -351,9 +367,18 @@ def _embedding(vectorizer, embedding_dim, embeddings):
     return keras.layers.Embedding(input_dim, int(embedding_dim), mask_zero=True, name="embedding")
 
 
-def _check_dropout(dropout):
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
+def _check_dropout(rate, name="dropout"):
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={rate}")
+
+
+def _token_dropout(tensor, rate, seed):
+    # One draw per (text, token), shared by the embedding's dimensions: whole tokens drop.
+    if not rate:
+        return tensor
+    return keras.layers.Dropout(rate, noise_shape=(None, None, 1), seed=seed, name="token_dropout")(
+        tensor
+    )
 
 
 @keras.saving.register_keras_serializable(package="tfssl")

@@ -1,0 +1,127 @@
+"""Tests for the text backbones' token dropout, a `.keras` round trip of a raw-string model
+and the text estimator's validation split."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from tfssl import backbones, datasets, models
+
+ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
+sys.path.insert(0, ESTIMATORS)
+
+import text_classification  # noqa: E402
+
+WORDS = np.array(["好", "差", "很", "书", "物流", "good", "bad", "the", "质量", "😀", "不"])
+
+
+def reviews(size, seed):
+    """Texts of 2-8 random words, labeled by whether "好" or "good" is among them."""
+    rng = np.random.default_rng(seed)
+    texts = np.array(
+        ["".join(rng.choice(WORDS, rng.integers(2, 9))) for _ in range(size)], dtype=object
+    )
+    labels = np.array([int("好" in t or "good" in t) for t in texts], dtype=np.int64)
+    return texts, labels
+
+
+# ----------------------------------------------------------------------- token dropout
+@pytest.mark.parametrize("build", [backbones.fasttext, backbones.textcnn])
+def test_token_dropout_drops_whole_tokens_in_training_only(build):
+    keras.utils.set_random_seed(0)
+    backbone = build(2, num_buckets=256, embedding_dim=16, token_dropout=0.5, dropout=0.0)
+    texts = np.array(["这本书的质量很好 good quality", "物流太慢了"] * 8, dtype=object)
+    embedding = backbone.get_layer("embedding")
+    ids = backbone.get_layer("vectorizer")(texts)
+    vectors = embedding(ids).numpy()
+    dropped = backbone.get_layer("token_dropout")(vectors, training=True).numpy()
+    # Each token's vector is either zero or scaled by 1 / (1 - rate), all its dimensions alike.
+    zero = np.all(dropped == 0, axis=-1)
+    np.testing.assert_allclose(dropped[~zero], 2.0 * vectors[~zero], rtol=1e-6)
+    real = ids.numpy() != 0
+    assert 0.3 < zero[real].mean() < 0.7, zero[real].mean()
+    inference = backbone.get_layer("token_dropout")(vectors, training=False).numpy()
+    np.testing.assert_array_equal(inference, vectors)
+
+
+@pytest.mark.parametrize("build", [backbones.fasttext, backbones.textcnn])
+def test_token_dropout_zero_adds_no_layer_and_bad_rates_are_named(build):
+    names = [layer.name for layer in build(2, num_buckets=64, embedding_dim=4).layers]
+    assert "token_dropout" not in names
+    for rate in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=f"token_dropout={rate}"):
+            build(2, num_buckets=64, embedding_dim=4, token_dropout=rate)
+
+
+# --------------------------------------------------------------------- .keras round trip
+def test_temporal_ensembling_on_fasttext_keras_round_trip(tmp_path):
+    keras.utils.set_random_seed(0)
+    backbone = backbones.fasttext(2, num_buckets=512, embedding_dim=8, token_dropout=0.2)
+    model = models.TemporalEnsembling(backbone, num_samples=96, alpha=0.5, ramp_up_epochs=2)
+    # Weights and ensemble state as a fit would leave them, without the cost of tracing one.
+    rng = np.random.default_rng(0)
+    for variable in [*backbone.weights, *model.sample_state.weights]:
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+    model.epoch.assign(3)
+    path = str(tmp_path / "te_fasttext.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+
+    assert isinstance(loaded, models.TemporalEnsembling)
+    assert loaded.get_config()["alpha"] == 0.5
+    assert loaded.backbone.get_layer("token_dropout").noise_shape == (None, None, 1)
+    batch = np.array(["", "😀" * 50, "好" * 20000, "这本书 good!", "差 bad 物流"], dtype=object)
+    expected = keras.ops.softmax(model(batch)).numpy()
+    np.testing.assert_allclose(keras.ops.softmax(loaded(batch)), expected, atol=1e-6)
+    # Different texts get different probabilities: the comparison above is not trivial.
+    assert np.ptp(expected[:, 0]) > 0.05
+    for saved, back in zip(model.sample_state.weights, loaded.sample_state.weights):
+        np.testing.assert_array_equal(back.numpy(), saved.numpy())
+    assert int(loaded.epoch.numpy()) == 3
+
+
+# ------------------------------------------------------------------- estimator flags
+@pytest.fixture(scope="module")
+def review_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reviews")
+    x, y = reviews(400, seed=1)
+    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
+        (folder / name).write_text("\n".join(x[y == label]) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_validation_texts_are_the_last_training_texts(review_dir):
+    parse = text_classification.build_parser().parse_args
+    argv = ["--data-dir", review_dir, "--labels", "20"]
+    (x_all, y_all), (x_test, _) = datasets.load_chinese_sentiment(review_dir, split=True)
+    (x, y_semi), (x_val, y_val) = text_classification.load_data(
+        parse(argv + ["--train-size", "100", "--validation-size", "50"])
+    )
+    np.testing.assert_array_equal(x, x_all[:100])
+    np.testing.assert_array_equal(x_val, x_all[-50:])
+    np.testing.assert_array_equal(y_val, y_all[-50:])
+    assert not set(x_val) & (set(x) | set(x_test))
+    assert np.sum(y_semi != -1) == 20
+    # Without --train-size, every other training text trains.
+    (x, _), _ = text_classification.load_data(parse(argv + ["--validation-size", "50"]))
+    np.testing.assert_array_equal(x, x_all[:-50])
+    with pytest.raises(ValueError, match="validation_size=300"):
+        text_classification.load_data(
+            parse(argv + ["--train-size", "100", "--validation-size", "300"])
+        )
+
+
+def test_script_reports_validation_accuracy(review_dir, capsys):
+    argv = ["--method", "supervised", "--labels", "20", "--data-dir", review_dir]
+    argv += ["--epochs", "1", "--batch-size", "32", "--labeled-per-batch", "8"]
+    argv += ["--supervised-batch-size", "8"]
+    argv += ["--num-buckets", "512", "--embedding-dim", "8", "--verbose", "0"]
+    argv += ["--token-dropout", "0.2", "--train-size", "150", "--validation-size", "64"]
+    accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
+    out = capsys.readouterr().out
+    assert f"text_classification[supervised] validation accuracy: {accuracy:.4f}" in out
+    assert "test accuracy" not in out
+    assert "last epoch: accuracy=" in out
