@@ -333,3 +333,22 @@ def test_unknown_names_are_refused():
         runner.plan(["nope"], ["supervised"], [0], ["runs"], False, [])
     with pytest.raises(ValueError, match="Received: 'no_such_method'"):
         runner.plan(["clean-1000"], ["no_such_method"], [0], ["runs"], False, [])
+
+
+def test_section_8_copies_the_named_parts_of_the_notes(tmp_path, monkeypatch):
+    """Each embedded part is the note's text under its `## ` heading, up to the next one,
+    headed by the given title or the part's own `### ` title, with a link to the note."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# A\n\n## Intro\nnot shown\n## Part\n### Own title\nbody 1\n"
+                                "\nbody 2\n## Later\nnot shown either\n")
+    monkeypatch.setattr(report, "_BENCHMARKS_DIR", str(tmp_path))
+    monkeypatch.setattr(report, "EMBEDDED", (("notes/a.md", "Part", None),
+                                             ("notes/a.md", "Later", "Given"),
+                                             ("notes/missing.md", "Part", None)))
+    lines = report._embedded_section("benchmarks")
+    text = "\n".join(lines)
+    assert "### Own title ([`benchmarks/notes/a.md`](benchmarks/notes/a.md))\nbody 1\n\nbody 2" \
+        in text
+    assert "### Given ([`benchmarks/notes/a.md`]" in text and "not shown either" in text
+    assert "not shown\n" not in text and "missing" not in text

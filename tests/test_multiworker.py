@@ -12,6 +12,7 @@ the same global batch.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -61,8 +62,12 @@ def train(method, strategy):
 
 
 def model_state(model):
-    """Every variable of the model and its optimizer, by path, as numpy arrays."""
-    return {v.path: v.numpy() for v in model.weights + model.optimizer.variables}
+    """Every variable of the model and its optimizer as numpy arrays, keyed by position and
+    path without Keras' uniquifying suffixes: a fresh worker process names its first layer
+    `dense`, the pytest process that ran other tests before `dense_129`."""
+    variables = model.weights + model.optimizer.variables
+    return {f"{i:03d} {re.sub(r'_[0-9]+(?=[_/]|$)', '', v.path)}": v.numpy()
+            for i, v in enumerate(variables)}
 
 
 def make_fasttext_te():

@@ -569,6 +569,49 @@ _BENCHMARKS_DIR = os.path.join(
 )
 
 
+# Measurements made by scripts outside the registry, shown in full in section 8: (the note,
+# a "## " heading of it, the title to give that part or None for its own "### " title). Each
+# part holds its own command and machine state.
+EMBEDDED = (
+    ("notes/scale.md", "Paragraph for BENCHMARKS.md", None),
+    ("notes/step_cost.md", "What each part costs (Temporal Ensembling, `train_on_batch`, "
+     "section 4's protocol)", "Step cost: what each part of the Temporal Ensembling step costs"),
+    ("notes/step_cost.md", "Before / after, × supervised (section 4's protocol)",
+     "Step cost: before and after the step-cost work, × supervised"),
+    ("notes/step_cost.md", "Keras TE step next to the seed's TF1 graph (section 3)",
+     "Step cost: the Keras Temporal Ensembling step next to the seed's TF1 graph"),
+    ("notes/mixed_precision.md", "Result",
+     "Mixed precision: a bfloat16 ensemble on the main protocol"),
+    ("notes/text.md", "For BENCHMARKS.md", None),
+)
+
+
+def _note_part(path, heading):
+    """The text under `## heading` of a note, up to its next `## ` heading."""
+    lines = open(os.path.join(_BENCHMARKS_DIR, path), encoding="utf-8").read().splitlines()
+    start = lines.index(f"## {heading}") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def _embedded_section(plots):
+    """Section 8: the parts of the script-made notes named in `EMBEDDED`, each headed by
+    its file; their numbers and commands are the notes' own."""
+    found = [entry for entry in EMBEDDED
+             if os.path.exists(os.path.join(_BENCHMARKS_DIR, entry[0]))]
+    if not found:
+        return []
+    lines = ["## 8. Scale, step cost, mixed precision and text (measured by scripts)", "",
+             "Measured by the scripts each part names, outside the run records; copied here "
+             "from the note in brackets, which has the details.", ""]
+    for path, heading, title in found:
+        part = _note_part(path, heading)
+        title = title or next(line[4:] for line in part if line.startswith("### "))
+        body = [line for line in part if not line.startswith("### ")]
+        lines += [f"### {title} ([`{plots}/{path}`]({plots}/{path}))", *body]
+    return lines + [""]
+
+
 def _notes_section(plots):
     found = [(path, text) for path, text in NOTES
              if os.path.exists(os.path.join(_BENCHMARKS_DIR, path))]
@@ -693,5 +736,6 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
     lines += _robustness_section(collect_robustness(records, quick), plots, quick)
     if not quick:
         lines += _notes_section(plots)
+        lines += _embedded_section(plots)
     lines += _references()
     return "\n".join(lines)
