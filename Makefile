@@ -25,9 +25,10 @@ data:
 demo: setup
 	$(PY) estimators/demo.py
 
-# pytest exits 5 when it collected no test: that is a failure here too.
+# pytest exits 5 when it collected no test: that is a failure here too. Two pytest workers
+# (pytest-xdist), one per core, each test file on one worker (its module fixtures run once).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 benchmark: setup
 	$(PY) estimators/benchmark.py
