@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import _common
-from tfssl import backbones, data, datasets, models
+from tfssl import backbones, data, datasets, models, text
 
 # One line per method: how to build it around the backbone. Each factory gets
 # (backbone, num_samples, args).
@@ -55,6 +55,13 @@ METHODS = {
     ),
     "pseudo": lambda backbone, num_samples, args: models.PseudoLabel(
         backbone, threshold=0.95, num_samples=num_samples, **_common.semi_supervised_kwargs(args)
+    ),
+    # FixMatch on text: the weak view is the text itself (the backbone's dropout still
+    # applies), the strong view the text with 30% of its tokens dropped (`WordDropout`).
+    "fixmatch": lambda backbone, num_samples, args: models.FixMatch(
+        backbone, weak_augment=keras.layers.Identity(),
+        strong_augment=text.WordDropout(0.3, seed=args.seed), threshold=0.95, lambda_u=1.0,
+        num_samples=num_samples, supervised_normalize=args.supervised_normalize,
     ),
     # FGM and VAT perturb the output of the backbone's one Embedding layer (the word vectors);
     # epsilon 5 on text is Miyato et al.'s (arXiv 1605.07725).

@@ -7,8 +7,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfssl import backbones, datasets, models
+from tfssl import text as text_lib
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 sys.path.insert(0, ESTIMATORS)
@@ -125,3 +127,33 @@ def test_script_reports_validation_accuracy(review_dir, capsys):
     assert f"text_classification[supervised] validation accuracy: {accuracy:.4f}" in out
     assert "test accuracy" not in out
     assert "last epoch: accuracy=" in out
+
+
+def test_word_dropout_drops_whole_tokens_in_training_only():
+    """Inference and rate 0 pass the strings unchanged, rate 1 leaves no token; otherwise
+    the vectorizer's tokens of the output are the input's minus some, about `rate` of
+    them over many tokens, and a seed repeats its draws."""
+    texts = tf.constant(["iPhone手机，很好用😀 Great phone " * 50, "", "ＡＢＣ １２３ 手机"])
+    tokens = [t.numpy().tolist() for t in text_lib.tokenize(text_lib.standardize(texts))]
+    np.testing.assert_array_equal(text_lib.WordDropout(0.5)(texts, training=False), texts)
+    np.testing.assert_array_equal(text_lib.WordDropout(0.0)(texts, training=True), texts)
+    assert text_lib.tokenize(text_lib.WordDropout(1.0)(texts, training=True)).flat_values.shape[0] == 0
+    dropped = text_lib.WordDropout(0.3, seed=3)(texts, training=True)
+    kept = [t.numpy().tolist() for t in text_lib.tokenize(text_lib.standardize(dropped))]
+    for original, left in zip(tokens, kept):
+        position = 0  # `left` is a subsequence of `original`
+        for token in left:
+            position = original.index(token, position) + 1
+    share = len(kept[0]) / len(tokens[0])
+    assert abs(share - 0.7) < 4 * np.sqrt(0.21 / len(tokens[0]))
+    again = text_lib.WordDropout(0.3, seed=3)(texts, training=True)
+    np.testing.assert_array_equal(again, dropped)
+
+
+def test_word_dropout_config_and_bad_rates():
+    layer = text_lib.WordDropout(0.25, seed=7)
+    restored = text_lib.WordDropout.from_config(layer.get_config())
+    assert (restored.rate, restored.seed) == (0.25, 7)
+    for rate in (-0.1, 1.5, "0.3", True):
+        with pytest.raises(ValueError, match=f"rate={rate!r}"):
+            text_lib.WordDropout(rate)

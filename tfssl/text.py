@@ -28,7 +28,8 @@ and symbols (`regex_split`). The SavedModel therefore holds the tensorflow-text 
 `TEXT_OPS`, and a process that loads it must `import tensorflow_text` first (TF Serving:
 a build that links the tensorflow-text ops).
 
-`MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs, and
+`MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs,
+`WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text), and
 `load_word2vec` fills an embedding matrix from a word2vec text file.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "TEXT_OPS",
     "MaskedAveragePooling1D",
     "TextVectorizer",
+    "WordDropout",
     "load_word2vec",
     "standardize",
     "tokenize",
@@ -433,6 +435,64 @@ def _as_string_array(texts):
     if array.dtype.kind == "O":
         array = np.array([t.encode("utf-8") if isinstance(t, str) else t for t in array])
     return array
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class WordDropout(keras.layers.Layer):
+    """Drops each token of a raw string with probability `rate`, in training only.
+
+    The text counterpart of an image's strong augmentation (FixMatch on text: the strong
+    view of a review is the review with some of its words, or Han characters, left out).
+    The strings are standardized and split as `TextVectorizer` does (`standardize`,
+    `tokenize`), each token is kept with probability `1 - rate`, and the kept ones are
+    joined by spaces: a `TextVectorizer` reads the result as the same tokens minus the
+    dropped ones (whitespace separates tokens and is never one), so the n-grams that
+    spanned a dropped token are replaced by n-grams of its neighbours. At inference, and
+    with `rate=0`, the strings pass unchanged.
+
+    Unlike `keras.layers.Dropout(rate, noise_shape=(None, None, 1))` on the embeddings (the
+    backbones' `token_dropout`), this works on the input, so it can make a second view of
+    the same text for a model that feeds both views through one backbone.
+
+    Example:
+
+    ```python
+    strong = tfssl.text.WordDropout(0.3, seed=0)
+    model = tfssl.models.FixMatch(tfssl.backbones.fasttext(2),
+                                  weak_augment=keras.layers.Identity(), strong_augment=strong)
+    ```
+
+    Args:
+        rate: Probability of dropping each token, in [0, 1].
+        seed: Seed of the draws. Defaults to `None` (unseeded).
+
+    Raises:
+        ValueError: If `rate` is outside [0, 1].
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"`rate` must be a number in [0, 1]. Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0:
+            return inputs
+        tokens = tokenize(standardize(inputs))
+        draws = keras.random.uniform(
+            tf.shape(tokens.flat_values), seed=self.seed_generator
+        )
+        kept = tf.ragged.boolean_mask(tokens, tokens.with_flat_values(draws >= self.rate))
+        return tf.strings.reduce_join(kept, axis=1, separator=" ")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 def _check_ngrams(ngrams):

@@ -578,6 +578,8 @@ EMBEDDED = (
      "section 4's protocol)", "Step cost: what each part of the Temporal Ensembling step costs"),
     ("notes/step_cost.md", "Before / after, × supervised (section 4's protocol)",
      "Step cost: before and after the step-cost work, × supervised"),
+    ("notes/step_cost.md", "After the work: wall time on a quiet machine, one process",
+     "Step cost after the work: supervised, TE, MT, Π and the TF1 graph in one process"),
     ("notes/step_cost.md", "Keras TE step next to the seed's TF1 graph (section 3)",
      "Step cost: the Keras Temporal Ensembling step next to the seed's TF1 graph"),
     ("notes/mixed_precision.md", "Result",
