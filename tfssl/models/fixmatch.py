@@ -46,8 +46,10 @@ class FixMatch(SemiSupervisedModel):
     the strong view `tfssl.layers.strong_augmentation()` (Keras' RandAugment drawn per
     image, then cutout), both for `(height, width, channels)` images in `[0, 1]`. On text
     there is no RandAugment: the strong view is heavier noise of the same input, such as
-    word dropout on the token ids or a higher dropout rate, and the weak view the identity
-    or light word dropout; pass them as Keras layers (`weak_augment`, `strong_augment`).
+    `tfssl.text.WordDropout` (tokens of the raw strings dropped), and the weak view the
+    identity (`keras.layers.Identity()`) or light word dropout; pass them as Keras layers
+    (`weak_augment`, `strong_augment`). `estimators/text_classification.py --method
+    fixmatch` uses the identity and `WordDropout(0.3)`.
 
     Metrics: `pseudo_label_loss`, `mask_rate` (share of the batch's unlabeled rows whose
     pseudo-label is kept) and `unsupervised_weight`; the accuracy of the pseudo-labels
