@@ -329,6 +329,32 @@ def verbose(args):
     return 1 if sys.stdout.isatty() else 2
 
 
+def fit_and_export(name, model, train, test, args, **fit_kwargs):
+    """`model.fit` for `--epochs` with the test set as validation data, the shared callbacks
+    and verbosity, then `evaluate_and_export`.
+
+    Args:
+        name: The script's name, printed before the accuracy.
+        model: The compiled model.
+        train: The training dataset.
+        test: `(x_test, y_test)`.
+        args: The parsed flags.
+        **fit_kwargs: Passed to `fit` (e.g. `steps_per_epoch`).
+
+    Returns:
+        The test accuracy as a float.
+    """
+    model.fit(
+        train,
+        epochs=args.epochs,
+        validation_data=test,
+        callbacks=callbacks(args),
+        verbose=verbose(args),
+        **fit_kwargs,
+    )
+    return evaluate_and_export(name, model, test, args)
+
+
 def evaluate_and_export(name, model, test, args):
     """Evaluates on the test set, prints `<name> test accuracy: 0.XXXX`, exports if asked
     (under `--strategy multiworker` only the chief exports: worker 0 without a chief task).

@@ -82,15 +82,10 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    model.fit(
-        train,
-        epochs=args.epochs,
+    accuracy = _common.fit_and_export(
+        "adversarial", model, train, test, args,
         steps_per_epoch=_common.steps_per_epoch(y_semi, args),
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
     )
-    accuracy = _common.evaluate_and_export("adversarial", model, test, args)
     for epsilon in args.attack_epsilons:
         attacked = robust_accuracy(model.backbone, test, epsilon, args.batch_size)
         print(f"adversarial FGM epsilon {epsilon} test accuracy: {attacked:.4f}")

@@ -105,14 +105,7 @@ def run(args):
             model = models.MutualLearning(students, temperature=args.temperature, **common)
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    model.fit(
-        train,
-        epochs=args.epochs,
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
-    )
-    return _common.evaluate_and_export(f"distillation ({args.mode})", model, test, args)
+    return _common.fit_and_export(f"distillation ({args.mode})", model, train, test, args)
 
 
 def main(argv=None):

@@ -107,14 +107,7 @@ def run(args):
             optimizer = keras.optimizers.Adam(args.learning_rate)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
 
-    model.fit(
-        train,
-        epochs=args.epochs,
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
-    )
-    return _common.evaluate_and_export("mixmatch", model, test, args)
+    return _common.fit_and_export("mixmatch", model, train, test, args)
 
 
 def main(argv=None):

@@ -51,14 +51,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    model.fit(
-        train,
-        epochs=args.epochs,
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
-    )
-    return _common.evaluate_and_export("pi_model", model, test, args)
+    return _common.fit_and_export("pi_model", model, train, test, args)
 
 
 def main(argv=None):

@@ -49,17 +49,12 @@ def run(args):
             metrics=["accuracy"],
         )
 
-    model.fit(
-        train,
+    return _common.fit_and_export(
+        "supervised", model, train, test, args,
         # tf.data shuffles the stream; Keras would warn that its default shuffle is ignored.
         shuffle=False,
-        epochs=args.epochs,
         steps_per_epoch=_common.steps_per_epoch(y_semi, args),
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
     )
-    return _common.evaluate_and_export("supervised", model, test, args)
 
 
 def main(argv=None):

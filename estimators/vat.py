@@ -62,14 +62,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    model.fit(
-        train,
-        epochs=args.epochs,
-        validation_data=test,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
-    )
-    return _common.evaluate_and_export("vat", model, test, args)
+    return _common.fit_and_export("vat", model, train, test, args)
 
 
 def main(argv=None):
