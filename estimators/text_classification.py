@@ -171,8 +171,8 @@ def run(args):
     (x, y_semi), test = load_data(args)
     if args.num_labeled < 0:
         args.num_labeled = len(y_semi)
-    # No --strategy: under a tf.distribute strategy Keras 3.15's fit first MEAN-reduces a
-    # batch of the inputs (Trainer._maybe_symbolic_build), which fails for tf.string.
+    # No --strategy flag here: text models train under a tf.distribute strategy (the base
+    # class builds from one replica's batch; README, multi-worker), but this script makes none.
     labeled_per_batch = args.labeled_per_batch if args.num_labeled < len(y_semi) else None
     train = data.make_dataset(
         x,
