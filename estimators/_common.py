@@ -204,12 +204,17 @@ def add_consistency_args(parser, max_unsupervised_weight):
         "train rows factor (which no longer balances the terms with --labeled-per-batch and "
         "--supervised-normalize labeled)",
     )
+    add_supervised_normalize_arg(parser)
+
+
+def add_supervised_normalize_arg(parser):
+    """Adds `--supervised-normalize` (`SemiSupervisedModel(supervised_normalize=...)`)."""
     parser.add_argument(
         "--supervised-normalize",
         choices=("batch", "labeled"),
         default="batch",
-        help="divide the labeled rows' cross-entropy by the batch size (the seed code and "
-        "the paper) or by the number of labeled rows (a stronger signal on short budgets)",
+        help="divide the labeled rows' loss by the batch size (the seed code and the paper) "
+        "or by the number of labeled rows (a stronger signal on short budgets)",
     )
 
 

@@ -38,12 +38,7 @@ def build_parser():
     parser.add_argument(
         "--label-smoothing", type=float, default=0.0, help="of the supervised cross-entropy"
     )
-    parser.add_argument(
-        "--supervised-normalize",
-        choices=("batch", "labeled"),
-        default="batch",
-        help="divide the labeled rows' cross-entropy by the batch size or their number",
-    )
+    _common.add_supervised_normalize_arg(parser)
     return parser
 
 

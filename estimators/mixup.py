@@ -32,12 +32,7 @@ def build_parser():
         help="backbone layers to mix at (manifold: drawn with the input each step; encoder: "
         "one layer instead of the input of the last layer)",
     )
-    parser.add_argument(
-        "--supervised-normalize",
-        choices=("batch", "labeled"),
-        default="batch",
-        help="mean of the cross-entropy over the batch (the seed code) or the labeled rows",
-    )
+    _common.add_supervised_normalize_arg(parser)
     return parser
 
 

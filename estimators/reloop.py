@@ -33,12 +33,7 @@ def build_parser():
     )
     parser.add_argument("--previous-source", choices=("model", "stored"), default="model")
     parser.add_argument("--warm-start", action="store_true", help="start from the previous weights")
-    parser.add_argument(
-        "--supervised-normalize",
-        choices=("batch", "labeled"),
-        default="batch",
-        help="divide the labeled rows' losses by the batch size or their number",
-    )
+    _common.add_supervised_normalize_arg(parser)
     return parser
 
 
