@@ -303,12 +303,14 @@ def test_keras_alone_still_fails_across_workers(two_workers):
     for report in reports:
         assert report["keras_build_error"] and KERAS_BUILD_ERROR in report["keras_build_error"], (
             "Keras' own build from a per-replica batch now works under "
-            "MultiWorkerMirroredStrategy: remove SemiSupervisedModel._maybe_symbolic_build. "
+            "MultiWorkerMirroredStrategy: remove SemiSupervisedModel._maybe_symbolic_build "
+            "and its copy in estimators/_common.across_workers. "
             f"Error: {report['keras_build_error']}"
         )
         assert report["keras_logs_error"] and KERAS_LOGS_ERROR in report["keras_logs_error"], (
             "Keras' own train step now reduces its scalar logs across workers: remove "
-            f"tfssl.models.base._distributable_logs. Error: {report['keras_logs_error']}"
+            "tfssl.models.base._distributable_logs and estimators/_common.across_workers. "
+            f"Error: {report['keras_logs_error']}"
         )
 
 
