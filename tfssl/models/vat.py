@@ -216,7 +216,8 @@ class VAT(SemiSupervisedModel):
                 rows' positions in the batch).
 
         Returns:
-            A tensor shaped like `z`, of unit L2 norm per row (zero where the gradient is).
+            A tensor shaped like `z`, of unit L2 norm per row (zero for a row whose
+            gradient is zero).
         """
         d = self._random_directions(z, sample_idx)
         fixed_z = tf.stop_gradient(z)
@@ -242,7 +243,8 @@ class VAT(SemiSupervisedModel):
             z: The tensor at the perturbation site, `(batch, ...)`.
 
         Returns:
-            A tensor of `z`'s dtype, shaped `(batch, 1, ..., 1)`.
+            A tensor of `z`'s dtype: the scalar `xi` for a float32 backbone, else shaped
+            `(batch, 1, ..., 1)`.
         """
         if self._rounding_unit is None:
             return tf.cast(self.xi, z.dtype)
