@@ -21,6 +21,7 @@ from tfssl import backbones, data, datasets, export, schedules
 __all__ = [
     "IMAGE_SHAPE",
     "NUM_CLASSES",
+    "across_workers",
     "add_consistency_args",
     "base_parser",
     "build_backbone",
@@ -159,9 +160,7 @@ def base_parser(description):
         default="none",
         help="'mirrored': tf.distribute.MirroredStrategy over the local devices; "
         "'multiworker': tf.distribute.MultiWorkerMirroredStrategy over the cluster that the "
-        "TF_CONFIG environment variable describes (run the same command on every host; "
-        "tfssl models only: Keras 3.15 fails to fit a plain Keras model there, "
-        "keras-team/keras#20585)",
+        "TF_CONFIG environment variable describes (run the same command on every host)",
     )
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
@@ -294,6 +293,59 @@ def make_strategy(args):
     if args.strategy == "multiworker":
         return _multi_worker_strategy()
     return tf.distribute.get_strategy()
+
+
+def across_workers(model):
+    """Lets a compiled plain Keras model (not a tfssl model) fit, evaluate and predict under
+    `--strategy multiworker`, as `tfssl.models.SemiSupervisedModel` does for itself.
+
+    Across workers Keras 3.15 fails twice (keras-team/keras#20585): before `fit` and
+    `evaluate` it builds the model from the MEAN over the workers of the first distributed
+    batch, which refuses the per-replica batch; after every step it reduces each log with
+    `strategy.reduce("MEAN", value, axis=0)`, which refuses a scalar. Here the model builds
+    from the first local replica's part of the batch (the build reads only its shapes and
+    dtypes), and `compute_metrics` gives each log a leading axis of one, which that
+    reduction takes away again. Both are set on this model object only; the first replaces
+    a private Keras method, as `SemiSupervisedModel._maybe_symbolic_build` does, and
+    tests/test_multiworker.py fails when Keras no longer needs it. Under any other strategy
+    (none, `MirroredStrategy`, a cluster of one worker) the model is left as it is.
+
+    Args:
+        model: A `keras.Model` built and compiled in the strategy's scope.
+
+    Returns:
+        `model`.
+    """
+    strategy = model.distribute_strategy
+    # Keras' own test for that reduction (keras.src.backend.tensorflow.trainer).
+    if not (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    ):
+        return model
+    keras_build = model._maybe_symbolic_build
+    keras_compute_metrics = model.compute_metrics
+
+    def first_local_part(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def build_from_a_local_batch(iterator=None, data_batch=None):
+        if iterator is not None and data_batch is None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(first_local_part, next(batches))
+                break
+            iterator = None
+        return keras_build(iterator=iterator, data_batch=data_batch)
+
+    def compute_metrics(x, y, y_pred, sample_weight=None):
+        logs = keras_compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
+
+    model._maybe_symbolic_build = build_from_a_local_batch
+    model.compute_metrics = compute_metrics
+    return model
 
 
 def build_backbone(args):

@@ -52,7 +52,7 @@ def run(args):
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
             )
-        return model
+        return _common.across_workers(model)
 
     model, records = tfssl.self_training(
         build_model,

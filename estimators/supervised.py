@@ -48,6 +48,7 @@ def run(args):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
+    _common.across_workers(model)
 
     return _common.fit_and_export(
         "supervised", model, train, test, args,

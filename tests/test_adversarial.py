@@ -233,6 +233,23 @@ def test_contract(method, tmp_path):
     )
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True])
+@pytest.mark.parametrize("method", ["fgm", "pgd"])
+def test_batch_without_labels_is_a_zero_step(method, run_eagerly):
+    """Graph or eager, no label gives zero loss and zero gradients: the weights stay."""
+    x, _, _ = testing.tiny_data()
+    model = models.AdversarialTraining(testing.tiny_backbone(), method=method)
+    model.compile(optimizer="sgd", run_eagerly=run_eagerly)
+    before = [w.numpy().copy() for w in model.backbone.weights]
+    logs = model.train_on_batch(
+        {"x": x[:16], "idx": np.arange(16)}, np.full(16, data.UNLABELED), return_dict=True
+    )
+    assert logs["loss"] == 0.0 and logs["adversarial_loss"] == 0.0
+    assert int(model.optimizer.iterations.numpy()) == 1
+    for weight, value in zip(model.backbone.weights, before):
+        np.testing.assert_array_equal(weight.numpy(), value, err_msg=weight.path)
+
+
 def test_fresh_process_serving_matches_predict(tmp_path):
     x, y, _ = testing.tiny_data()
     model = models.AdversarialTraining(testing.tiny_backbone(), method="pgd")

@@ -251,6 +251,22 @@ def test_report_verdicts_follow_the_intervals():
     assert "1 older records ran with settings" in report.render(records + [stale])
 
 
+def test_report_prints_a_none_or_flag_hyper_parameter(monkeypatch):
+    """A hyper-parameter left to the model's default (`None`) or a flag is printed as Python
+    writes it, numbers in `:g`; `None` used to crash the `:g` format."""
+    entry = methods.METHODS["self_training"]
+    monkeypatch.setitem(methods.METHODS, "self_training", methods.Method(**{
+        **vars(entry),
+        "hyper": {"rounds": 3, "threshold": 0.9, "per_class_top_k": None, "balance": True},
+    }))
+    records = [_fixed_record("supervised", s, a) for s, a in enumerate((0.80, 0.81))]
+    records += [_fixed_record("self_training", s, a) for s, a in enumerate((0.82, 0.81))]
+    assert records[-1]["config"]["hyper"]["per_class_top_k"] is None
+    text = report.render(records)
+    assert ("Self-training (3 rounds): balance=True, per_class_top_k=None, rounds=3, "
+            "threshold=0.9") in _section(text, "### 1.1")
+
+
 def test_pseudo_label_figures_are_averaged_per_epoch_and_compared_with_mean_teacher():
     """The per-epoch table is the mean over the seeds that hold the figures (a NaN, no kept
     row, is left out), and FixMatch (`compare_with`) is paired with Mean Teacher seed by

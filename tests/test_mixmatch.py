@@ -114,6 +114,24 @@ def test_the_guess_is_held_fixed():
     assert all(g is not None for g in tape.gradient(terms["consistency_loss"], weights))
 
 
+@pytest.mark.parametrize("run_eagerly", [False, True])
+def test_batch_of_one_kind_of_row_is_a_finite_step(run_eagerly):
+    """Graph or eager, a batch without labels has a zero supervised term and one without
+    unlabeled rows a zero consistency term; both steps apply finite weights."""
+    x, y, _ = testing.tiny_data()
+    model = models.MixMatch(
+        testing.tiny_backbone(), augment=keras.layers.GaussianNoise(0.1), ramp_up_epochs=1
+    )
+    model.compile(optimizer="sgd", run_eagerly=run_eagerly)
+    batch = {"x": x[:16], "idx": np.arange(16)}
+    unlabeled = model.train_on_batch(batch, np.full(16, data.UNLABELED), return_dict=True)
+    labeled = model.train_on_batch(batch, y[:16], return_dict=True)
+    assert unlabeled["supervised_loss"] == 0.0 and unlabeled["consistency_loss"] > 0.0
+    assert labeled["consistency_loss"] == 0.0 and labeled["supervised_loss"] > 0.0
+    assert int(model.optimizer.iterations.numpy()) == 2
+    assert all(np.all(np.isfinite(w.numpy())) for w in model.backbone.weights)
+
+
 def test_default_draw_folds_one_lambda_per_row_or_per_batch():
     for per_row, shape in ((True, (40,)), (False, ())):
         model = models.MixMatch(

@@ -3,11 +3,13 @@ MirroredStrategy.
 
 The pair of workers is this file run as a script, twice, each with its own `TF_CONFIG`: a
 process joins one cluster only, and the cluster is configured before TensorFlow starts. Each
-worker trains Temporal Ensembling and Mean Teacher, saves its weights and state, then checks
-that Keras 3 alone still fails where `SemiSupervisedModel` works around keras-team/keras#20585
-(the build from a per-replica batch, and the reduction of scalar logs). The test compares the
-two workers with each other and with one process running a one-device `MirroredStrategy` with
-the same global batch.
+worker trains Temporal Ensembling, Mean Teacher and a plain Keras model (through the
+estimators' `_common.across_workers`, as supervised.py and self_training.py), saves their weights
+and state, runs supervised.py on a tiny budget, then checks that Keras 3 alone still fails
+where `SemiSupervisedModel` and `across_workers` work around keras-team/keras#20585 (the build
+from a per-replica batch, and the reduction of scalar logs). The test compares the two workers
+with each other and with one process running a one-device `MirroredStrategy` with the same
+global batch.
 """
 
 import json
@@ -24,10 +26,14 @@ import pytest
 import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
+from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
 from tfssl import backbones, data, models, testing
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 GLOBAL_BATCH = 16
+SCRIPT_FLAGS = ["--strategy", "multiworker", "--backbone", "mlp", "--epochs", "1",
+                "--train-size", "200", "--num-labeled", "100", "--test-size", "100",
+                "--batch-size", "50"]
 EPOCHS = 2
 # Seconds the worker pair may take: about 10 s of CPU each, but the shared test machine can
 # be 15x oversubscribed. The bound is against a hang (a worker waiting for a dead peer).
@@ -57,6 +63,27 @@ def train(method, strategy):
         )
         model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
     dataset = data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
+    history = model.fit(dataset, epochs=EPOCHS, verbose=0)
+    return model, history.history
+
+
+def train_plain(strategy):
+    """A plain Keras model (the backbone, compiled as supervised.py does) trained for
+    `EPOCHS` on the tiny data's true labels under `strategy`; returns the model."""
+    sys.path.insert(0, ESTIMATORS)
+    import _common
+
+    keras.utils.set_random_seed(0)
+    x, y, _ = testing.tiny_data()
+    with strategy.scope():
+        model = testing.tiny_backbone()
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+    _common.across_workers(model)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     return model, history.history
 
@@ -93,10 +120,11 @@ def error_of(function):
     return None
 
 
-def run_worker(output_dir):
+def run_worker(output_dir, data_dir):
     # The estimators' flag, which creates the strategy before TensorFlow's first op.
     sys.path.insert(0, ESTIMATORS)
     import _common
+    import supervised
 
     args = _common.base_parser(__doc__).parse_args(["--strategy", "multiworker"])
     strategy = _common.make_strategy(args)
@@ -107,6 +135,17 @@ def run_worker(output_dir):
         report[f"{method}_loss"] = history["loss"]
         x, y, _ = testing.tiny_data()
         report[f"{method}_accuracy"] = _common.evaluate_and_export(method, model, (x, y), args)
+    model, history = train_plain(strategy)
+    np.savez(os.path.join(output_dir, "plain.npz"), **model_state(model))
+    report["plain_loss"] = history["loss"]
+    x, y, _ = testing.tiny_data()
+    report["plain_accuracy"] = _common.evaluate_and_export("plain", model, (x, y), args)
+    # self_training.py's rounds predict their pool across the workers.
+    np.save(os.path.join(output_dir, "plain_predictions.npy"), model.predict(x, verbose=0))
+    # A script end to end on a tiny budget (self_training.py builds its models alike: its
+    # run passed too, but costs 18 s more of the workers' time).
+    script_args = supervised.build_parser().parse_args(["--data-dir", data_dir, *SCRIPT_FLAGS])
+    report["supervised_accuracy"] = supervised.run(script_args)
     # Each part of the workaround undone. Both fail before any collective runs (eagerly,
     # or while tracing the step), on both workers alike, so the workers stay in step.
     own_build = models.SemiSupervisedModel._maybe_symbolic_build
@@ -135,7 +174,7 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(output_dirs):
+def _start_workers(output_dirs, data_dir):
     """Starts one worker per folder; each writes its results and its log there."""
     workers = [f"127.0.0.1:{port}" for port in _free_ports(len(output_dirs))]
     processes = []
@@ -148,7 +187,7 @@ def _start_workers(output_dirs):
         with open(os.path.join(output_dir, "log.txt"), "w") as log:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, os.path.abspath(__file__), output_dir],
+                    [sys.executable, os.path.abspath(__file__), output_dir, data_dir],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -175,10 +214,10 @@ def _wait(processes, timeout):
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
+def two_workers(tmp_path_factory, data_dir):  # noqa: F811
     """Starts the worker pair, trains the one-device reference meanwhile, waits."""
     output_dirs = [str(tmp_path_factory.mktemp(f"worker{i}")) for i in range(2)]
-    processes = _start_workers(output_dirs)
+    processes = _start_workers(output_dirs, data_dir)
     reference = {}
     try:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
@@ -187,6 +226,10 @@ def two_workers(tmp_path_factory):
             x, y, _ = testing.tiny_data()
             accuracy = model.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)
             reference[method] = (model_state(model), history["loss"], accuracy["accuracy"])
+        model, history = train_plain(strategy)
+        accuracy = model.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)
+        reference["plain"] = (model_state(model), history["loss"], accuracy["accuracy"])
+        reference["plain_predictions"] = model.predict(x, verbose=0)
     finally:
         returncodes = _wait(processes, WORKERS_TIMEOUT)
     for returncode, output_dir in zip(returncodes, output_dirs):
@@ -197,9 +240,11 @@ def two_workers(tmp_path_factory):
         with open(os.path.join(output_dir, "report.json")) as file:
             reports.append(json.load(file))
     states = [
-        {method: dict(np.load(os.path.join(d, f"{method}.npz"))) for method in METHODS}
+        {method: dict(np.load(os.path.join(d, f"{method}.npz"))) for method in [*METHODS, "plain"]}
         for d in output_dirs
     ]
+    for state, output_dir in zip(states, output_dirs):
+        state["plain_predictions"] = np.load(os.path.join(output_dir, "plain_predictions.npy"))
     return reports, states, reference
 
 
@@ -225,17 +270,47 @@ def test_two_workers_equal_each_other_and_one_device(two_workers, method):
         assert report[f"{method}_accuracy"] == pytest.approx(reference_accuracy, abs=1e-6)
 
 
+def test_a_plain_keras_model_through_across_workers_equals_one_device(two_workers):
+    """supervised.py's and self_training.py's model: Keras' own train step, built from one
+    local replica's batch, logs with a leading axis (`_common.across_workers`)."""
+    reports, states, reference = two_workers
+    reference_state, reference_loss, reference_accuracy = reference["plain"]
+    first, second = states[0]["plain"], states[1]["plain"]
+    assert sorted(first) == sorted(second) == sorted(reference_state)
+    for path, value in first.items():
+        np.testing.assert_array_equal(second[path], value, err_msg=path)
+        np.testing.assert_allclose(value, reference_state[path], rtol=0, atol=1e-5, err_msg=path)
+    for report in reports:
+        np.testing.assert_allclose(report["plain_loss"], reference_loss, rtol=0, atol=1e-5)
+        assert report["plain_accuracy"] == pytest.approx(reference_accuracy, abs=1e-6)
+    # `predict` across the workers: every row once, in order, as on one device.
+    for state in states:
+        np.testing.assert_allclose(
+            state["plain_predictions"], reference["plain_predictions"], rtol=0, atol=1e-5
+        )
+
+
+def test_supervised_script_runs_across_workers(two_workers):
+    reports, _, _ = two_workers
+    accuracies = [report["supervised_accuracy"] for report in reports]
+    # `evaluate` runs across both workers: one global result, a share of the 100 test rows.
+    assert accuracies[0] == accuracies[1]
+    assert 0.0 <= accuracies[0] <= 1.0 and round(100 * accuracies[0], 6).is_integer()
+
+
 def test_keras_alone_still_fails_across_workers(two_workers):
     reports, _, _ = two_workers
     for report in reports:
         assert report["keras_build_error"] and KERAS_BUILD_ERROR in report["keras_build_error"], (
             "Keras' own build from a per-replica batch now works under "
-            "MultiWorkerMirroredStrategy: remove SemiSupervisedModel._maybe_symbolic_build. "
+            "MultiWorkerMirroredStrategy: remove SemiSupervisedModel._maybe_symbolic_build "
+            "and its copy in estimators/_common.across_workers. "
             f"Error: {report['keras_build_error']}"
         )
         assert report["keras_logs_error"] and KERAS_LOGS_ERROR in report["keras_logs_error"], (
             "Keras' own train step now reduces its scalar logs across workers: remove "
-            f"tfssl.models.base._distributable_logs. Error: {report['keras_logs_error']}"
+            "tfssl.models.base._distributable_logs and estimators/_common.across_workers. "
+            f"Error: {report['keras_logs_error']}"
         )
 
 
@@ -249,4 +324,4 @@ def test_text_model_on_two_replicas_equals_one_device():
 
 
 if __name__ == "__main__":
-    run_worker(sys.argv[1])
+    run_worker(sys.argv[1], sys.argv[2])

@@ -205,6 +205,60 @@ def test_two_replicas_equal_one_device():
     assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
+@pytest.fixture
+def dtype_policy():
+    """Sets the global dtype policy for one test and restores the previous one after it."""
+    previous = keras.mixed_precision.dtype_policy()
+    yield keras.mixed_precision.set_dtype_policy
+    keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _fisher_direction(backbone, x, d):
+    """Per row, `H d / ||H d||` with `H = J^T (diag p - p p^T) J`, the Hessian of
+    `KL(p(x) || p(x + r))` at `r = 0` (`J` the float32 Jacobian of the logits): the
+    direction that one exact power iteration from `d` gives."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = backbone(x, training=True)
+    jacobian = tape.batch_jacobian(logits, x).numpy()
+    p = _softmax(logits.numpy())
+    jd = np.einsum("bcn,bn->bc", jacobian, d)
+    hd = np.einsum("bcn,bc->bn", jacobian, p * jd - p * np.sum(p * jd, -1, keepdims=True))
+    return hd / np.linalg.norm(hd, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("policy, unit", [("mixed_bfloat16", 2.0**-7), ("mixed_float16", 2.0**-10)])
+def test_under_mixed_precision_the_direction_survives_the_rounding(policy, unit, dtype_policy):
+    """With the default xi = 1e-6, `x + xi * d` rounds back to `x` in half precision; the
+    step is raised to 8 rounding units of the row's norm and the power iteration finds the
+    float32 Hessian's direction."""
+    x, _, _ = testing.tiny_data()
+    x = tf.constant(x)
+    idx = tf.range(len(x), dtype=tf.int64)
+    keras.utils.set_random_seed(0)
+    reference = testing.tiny_backbone()
+    float32_model = models.VAT(reference, seed=1)
+    assert float32_model.finite_difference_step(x).numpy() == np.float32(1e-6)
+    start = float32_model._random_directions(x, idx).numpy()
+    expected = _fisher_direction(reference, x, start)
+
+    dtype_policy(policy)
+    backbone = testing.tiny_backbone()
+    backbone.set_weights(reference.get_weights())
+    model = models.VAT(backbone, seed=1)
+    step = model.finite_difference_step(x).numpy()
+    np.testing.assert_allclose(
+        step[:, 0], 8 * unit * np.linalg.norm(x.numpy(), axis=-1), rtol=1e-6
+    )
+    direction = model.virtual_adversarial_direction(
+        x, model.site.inputs(x), backbone(x, training=True), idx
+    ).numpy()
+    assert np.all(np.isfinite(direction))
+    np.testing.assert_allclose(np.linalg.norm(direction, axis=-1), 1.0, rtol=1e-5)
+    cosine = np.sum(direction * expected, -1)
+    assert np.median(cosine) > 0.99 and cosine.min() > 0.5, cosine
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -210,14 +210,21 @@ def _provenance(records):
             f"time.")
 
 
+def _hyper_value(value):
+    """A hyper-parameter as the report prints it: numbers in `:g`, anything else (a string,
+    `None` for "the model's default", a flag, a tuple) as Python writes it."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return repr(value)
+
+
 def _hyper_text(result):
     parts = []
     for row in result.rows:
         hyper = next(r for r in result.records if r["method"] == row.method)["config"]
         hyper = hyper.get("hyper", {})
         if hyper and row.method != "ceiling":
-            values = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v:g}"
-                               for k, v in sorted(hyper.items()))
+            values = ", ".join(f"{k}={_hyper_value(v)}" for k, v in sorted(hyper.items()))
             parts.append(f"{row.label}: {values}")
     return ("Hyper-parameters (`benchmarking/methods.py`; no seed factor num_labeled / train "
             "rows): " + "; ".join(parts) + ".") if parts else ""

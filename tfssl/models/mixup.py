@@ -126,13 +126,14 @@ class MixupModel(SemiSupervisedModel):
         place = keras.random.randint((), 0, num_places, seed=self.mixup.seed_generator)
         return lam, index, tf.cast(place, tf.int32)
 
-    def mixed_logits(self, x, lam, index, place):
+    def mixed_logits(self, x, lam, index, place, training=True):
         """Logits of the backbone with its representation at `place` mixed."""
 
         def forward(split):
             def run():
-                hidden = split.inputs(x, training=True)
-                return split.logits(x, layers.mix_with_partners(hidden, lam, index), training=True)
+                hidden = split.inputs(x, training=training)
+                mixed = layers.mix_with_partners(hidden, lam, index)
+                return split.logits(x, mixed, training=training)
 
             return run
 
@@ -149,11 +150,17 @@ class MixupModel(SemiSupervisedModel):
         targets = layers.mix_with_partners(
             tf.one_hot(tf.boolean_mask(labels, labeled), self.num_classes), lam, index
         )
-        # A batch without labels skips the passes: batch norm would average over no rows.
-        logits_labeled = tf.cond(
-            num_labeled > 0,
-            lambda: tf.cast(self.mixed_logits(x_labeled, lam, index, place), tf.float32),
-            lambda: tf.zeros([0, self.num_classes]),
+        # A batch without labels runs the passes on its zero rows in inference mode: in
+        # training mode batch norm would average over no rows. The pass still ties the loss
+        # to the weights, so an eager step gets zero gradients, as a graph step does from
+        # `tf.cond`, instead of none.
+        logits_labeled = tf.cast(
+            tf.cond(
+                num_labeled > 0,
+                lambda: self.mixed_logits(x_labeled, lam, index, place),
+                lambda: self.mixed_logits(x_labeled, lam, index, place, training=False),
+            ),
+            tf.float32,
         )
         cross_entropy = keras.losses.categorical_crossentropy(
             targets, logits_labeled, from_logits=True

@@ -13,10 +13,22 @@ import keras
 import tensorflow as tf
 
 from tfssl import losses
-from tfssl.models.adversarial import PerturbationSite, _check_positive, _check_steps, normalize
+from tfssl.models.adversarial import (
+    PerturbationSite,
+    _check_positive,
+    _check_steps,
+    _norm,
+    normalize,
+)
 from tfssl.models.base import SemiSupervisedModel, global_mean
 
 __all__ = ["VAT"]
+
+# The relative rounding unit (machine epsilon) of the half-precision compute dtypes.
+_ROUNDING_UNITS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
+# The finite-difference step of a half-precision backbone is at least this many rounding
+# units of the row's norm (benchmarks/notes/mixed_precision.md, "VAT's xi").
+XI_FLOOR_UNITS = 8.0
 
 
 @keras.saving.register_keras_serializable(package="tfssl")
@@ -60,6 +72,16 @@ class VAT(SemiSupervisedModel):
     matmuls sum in another order (8-row instead of 16-row batches on two replicas) agree
     to about 1e-2 in the weights after a few steps; with `xi = 1e-2`, to 1e-6.
 
+    Under a mixed precision policy (`mixed_float16`, `mixed_bfloat16`) the backbone computes
+    in half precision, whose rounding unit `u` (2^-10 for float16, 2^-7 for bfloat16) is far
+    above `xi = 1e-6`: `z + xi * d` rounds back to `z` and the power iteration's direction
+    is zero or noise. So when a layer of the backbone computes in half precision, a row's
+    step is raised to `max(xi, 8 * u * ||z_row||)` (`finite_difference_step`), 8 rounding
+    units of the row's norm: on a 6-feature MLP and on the 784-pixel `mlp` the direction
+    then has a median cosine of 0.94 to 1.00 with the exact float32 one (against 0 with
+    `xi = 1e-6`; `benchmarks/notes/mixed_precision.md`, "VAT's xi"). A float32 backbone
+    uses `xi` as given.
+
     Defaults per domain (`xi` is 1e-6 in the authors' image code; 1 power iteration
     throughout):
 
@@ -89,8 +111,8 @@ class VAT(SemiSupervisedModel):
         num_samples: Number of training rows. Optional (only checks `idx` and sets the
             `num_labeled` factor of `ramp_up=True`).
         num_classes: Number of classes. Defaults to the backbone's output size.
-        xi: Length of the finite-difference step of the power iteration, `> 0`.
-            Defaults to `1e-6`.
+        xi: Length of the finite-difference step of the power iteration, `> 0`; raised
+            per row under a half-precision backbone (see above). Defaults to `1e-6`.
         epsilon: L2 length of the virtual adversarial perturbation, `> 0`. Defaults to
             `8.0` (see the table).
         power_iterations: Number of power iterations, `>= 1`. Defaults to `1`.
@@ -156,6 +178,7 @@ class VAT(SemiSupervisedModel):
         # As Keras' layers do for seed=None: a draw from Python's generator.
         self.seed = random.randint(1, 2**31 - 1) if seed is None else seed
         self.site = PerturbationSite(backbone, layer)
+        self._rounding_unit = _rounding_unit(backbone)
 
     def unsupervised_weight(self):
         if self.ramp_up:
@@ -168,19 +191,7 @@ class VAT(SemiSupervisedModel):
         supervised = self.supervised_loss(labels, logits)
         target = tf.stop_gradient(logits)
 
-        d = self._random_directions(z, sample_idx)
-        fixed_z = tf.stop_gradient(z)
-        for _ in range(self.power_iterations):
-            d = self.xi * normalize(d, "sample")
-            with tf.GradientTape() as tape:
-                tape.watch(d)
-                perturbed = self.site.logits(x, fixed_z + d, training=True)
-                # A sum, not a mean: each row's gradient is its own, whatever the batch.
-                divergence = tf.reduce_sum(
-                    losses.consistency_loss(perturbed, target, kind="kl", reduction="none")
-                )
-            d = tf.stop_gradient(tape.gradient(divergence, d))
-        r_vadv = self.epsilon * normalize(d, "sample")
+        r_vadv = self.epsilon * self.virtual_adversarial_direction(x, z, target, sample_idx)
 
         adversarial_logits = self.site.logits(x, z + r_vadv, training=True)
         vat = global_mean(
@@ -192,6 +203,55 @@ class VAT(SemiSupervisedModel):
         if self.entropy_minimization:
             terms["loss"] = terms["loss"] + self.entropy_weight * entropy
         return terms, {"logits": logits}
+
+    def virtual_adversarial_direction(self, x, z, target, sample_idx=None):
+        """The power iteration's direction: per row, the unit vector `d / ||d||` along
+        which the prediction changes the most.
+
+        Args:
+            x: The batch's inputs.
+            z: The tensor at the perturbation site (`self.site.inputs(x)`).
+            target: The logits at `z`, held fixed.
+            sample_idx: Sample indices keying the random start. Defaults to `None` (the
+                rows' positions in the batch).
+
+        Returns:
+            A tensor shaped like `z`, of unit L2 norm per row (zero for a row whose
+            gradient is zero).
+        """
+        d = self._random_directions(z, sample_idx)
+        fixed_z = tf.stop_gradient(z)
+        step = self.finite_difference_step(fixed_z)
+        for _ in range(self.power_iterations):
+            d = step * normalize(d, "sample")
+            with tf.GradientTape() as tape:
+                tape.watch(d)
+                perturbed = self.site.logits(x, fixed_z + d, training=True)
+                # A sum, not a mean: each row's gradient is its own, whatever the batch.
+                divergence = tf.reduce_sum(
+                    losses.consistency_loss(perturbed, target, kind="kl", reduction="none")
+                )
+            d = tf.stop_gradient(tape.gradient(divergence, d))
+        return normalize(d, "sample")
+
+    def finite_difference_step(self, z):
+        """The length of each row's finite-difference step: `xi`, raised under a
+        half-precision backbone to `XI_FLOOR_UNITS * u * ||z_row||` where that is larger
+        (`u` the rounding unit of the coarsest compute dtype, see the class docstring).
+
+        Args:
+            z: The tensor at the perturbation site, `(batch, ...)`.
+
+        Returns:
+            A tensor of `z`'s dtype: the scalar `xi` for a float32 backbone, else shaped
+            `(batch, 1, ..., 1)`.
+        """
+        if self._rounding_unit is None:
+            return tf.cast(self.xi, z.dtype)
+        # The norm in float32: a float16 sum of squares overflows past 65504.
+        norm = _norm(tf.cast(z, tf.float32), "sample")
+        floor = XI_FLOOR_UNITS * self._rounding_unit * norm
+        return tf.cast(tf.maximum(self.xi, floor), z.dtype)
 
     def _random_directions(self, z, sample_idx):
         """One standard normal draw per row, keyed by (seed, step, idx)."""
@@ -227,3 +287,14 @@ class VAT(SemiSupervisedModel):
             }
         )
         return config
+
+
+def _rounding_unit(backbone):
+    """The rounding unit of the coarsest half-precision compute dtype among the backbone's
+    layers, or `None` when they all compute in float32 or wider."""
+    units = [
+        _ROUNDING_UNITS[layer.compute_dtype]
+        for layer in backbone.layers
+        if layer.compute_dtype in _ROUNDING_UNITS
+    ]
+    return max(units, default=None)
