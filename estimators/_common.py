@@ -23,15 +23,19 @@ __all__ = [
     "NUM_CLASSES",
     "across_workers",
     "add_consistency_args",
+    "add_strategy_arg",
     "base_parser",
     "build_backbone",
     "callbacks",
     "evaluate_and_export",
+    "labeled_dataset",
     "load_data",
     "make_strategy",
+    "new_parser",
     "permute_rows",
     "steps_per_epoch",
     "train_dataset",
+    "train_on_labels",
     "verbose",
 ]
 
@@ -89,6 +93,32 @@ def _multi_worker_strategy():
     return _MULTI_WORKER_STRATEGY[0]
 
 
+def new_parser(description):
+    """An empty parser of the scripts' kind: `--help` shows each flag's default and keeps the
+    description's line breaks, and `--strategy multiworker` creates its strategy as soon as
+    the flags are read."""
+    return _Parser(description=description, formatter_class=_HelpFormatter)
+
+
+def add_strategy_arg(parser, restriction=None):
+    """Adds `--strategy {none,mirrored,multiworker}` (read by `make_strategy`).
+
+    Args:
+        parser: A parser from `new_parser` (which creates the multi-worker strategy early).
+        restriction: What the script cannot run under a strategy, appended to the help.
+            Defaults to `None` (nothing).
+    """
+    parser.add_argument(
+        "--strategy",
+        choices=("none", "mirrored", "multiworker"),
+        default="none",
+        help="'mirrored': tf.distribute.MirroredStrategy over the local devices; "
+        "'multiworker': tf.distribute.MultiWorkerMirroredStrategy over the cluster that the "
+        "TF_CONFIG environment variable describes (run the same command on every host)"
+        + (f"; {restriction}" if restriction else ""),
+    )
+
+
 def base_parser(description):
     """The flags of every script: data, optimisation, backbone, strategy and outputs.
 
@@ -98,7 +128,7 @@ def base_parser(description):
     Returns:
         An `argparse.ArgumentParser`; the script adds its method's flags to it.
     """
-    parser = _Parser(description=description, formatter_class=_HelpFormatter)
+    parser = new_parser(description)
     parser.add_argument(
         "--data-dir",
         help="folder with the Fashion-MNIST IDX files (default: tfssl.datasets' search path)",
@@ -154,14 +184,7 @@ def base_parser(description):
         default=1.0,
         help="filters of tfssl.backbones.conv_net relative to the papers' 128/256/512",
     )
-    parser.add_argument(
-        "--strategy",
-        choices=("none", "mirrored", "multiworker"),
-        default="none",
-        help="'mirrored': tf.distribute.MirroredStrategy over the local devices; "
-        "'multiworker': tf.distribute.MultiWorkerMirroredStrategy over the cluster that the "
-        "TF_CONFIG environment variable describes (run the same command on every host)",
-    )
+    add_strategy_arg(parser)
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
     parser.add_argument(
@@ -272,6 +295,60 @@ def train_dataset(x, y_semi, args):
         shuffle=True,
         seed=args.seed,
         labeled_per_batch=args.labeled_per_batch,
+    )
+
+
+def labeled_dataset(x, y_semi, batch_size, seed):
+    """The labeled rows alone as an endless reshuffled stream of `(x, y)` batches: the data
+    of the supervised baseline."""
+    (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
+    return (
+        tf.data.Dataset.from_tensor_slices((tf.constant(x_labeled), y_labeled))
+        .shuffle(len(x_labeled), seed=seed)
+        .repeat()
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def train_on_labels(
+    model, x, y_semi, args, steps_per_epoch, batch_size=None, epochs=None, callbacks=()
+):
+    """Trains a plain Keras model (logits out) on the labeled rows only, as the supervised
+    baseline trains: Keras' sparse cross-entropy on logits, Adam(`--learning-rate`), batches
+    of `batch_size` labeled rows from `labeled_dataset`, `steps_per_epoch` of them an epoch.
+
+    The supervised method, and the first stage of the two-stage ones (the teacher of
+    offline distillation, ReLoop's previous version). Give it the semi-supervised run's
+    steps per epoch: no method then trains longer than another.
+
+    Args:
+        model: The Keras model to compile and fit.
+        x: The training rows.
+        y_semi: Their labels, `-1` for the unlabeled rows (left out).
+        args: The parsed flags (`--learning-rate`, `--batch-size`, `--epochs`, `--seed`,
+            `--verbose`).
+        steps_per_epoch: Optimizer steps an epoch.
+        batch_size: Labeled rows a batch. Defaults to `--batch-size`.
+        epochs: Defaults to `--epochs`.
+        callbacks: `fit` callbacks.
+
+    Returns:
+        The `History` of the fit.
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model.fit(
+        labeled_dataset(x, y_semi, batch_size or args.batch_size, args.seed),
+        epochs=epochs or args.epochs,
+        steps_per_epoch=steps_per_epoch,
+        # tf.data shuffles the stream; Keras would warn that its own default shuffle is ignored.
+        shuffle=False,
+        callbacks=list(callbacks),
+        verbose=verbose(args),
     )
 
 

@@ -18,10 +18,9 @@ Example:
 """
 
 import keras
-import tensorflow as tf
 
 import _common
-from tfssl import data, models
+from tfssl import models
 
 
 def build_parser():
@@ -43,30 +42,11 @@ def build_parser():
 
 
 def train_on_labels(args, x, y_semi, test, epochs, name):
-    """A backbone trained on the labeled rows only, as `supervised.py` trains it (batches of
-    labeled rows, as many steps per epoch as the semi-supervised run); prints
-    `<name> test accuracy: 0.XXXX`."""
-    (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
-    train = (
-        tf.data.Dataset.from_tensor_slices((x_labeled, y_labeled))
-        .shuffle(len(x_labeled), seed=args.seed)
-        .repeat()
-        .batch(args.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    """A backbone trained on the labeled rows only, as `supervised.py` trains it
+    (`_common.train_on_labels`); prints `<name> test accuracy: 0.XXXX`."""
     model = _common.build_backbone(args)
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=_common.steps_per_epoch(y_semi, args),
-        # tf.data shuffles; Keras would warn that its own default shuffle=True is ignored.
-        shuffle=False,
-        verbose=_common.verbose(args),
+    _common.train_on_labels(
+        model, x, y_semi, args, _common.steps_per_epoch(y_semi, args), epochs=epochs
     )
     results = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
     print(f"{name} test accuracy: {float(results['accuracy']):.4f}")

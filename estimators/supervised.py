@@ -17,10 +17,8 @@ Example:
 """
 
 import keras
-import tensorflow as tf
 
 import _common
-from tfssl import data
 
 
 def build_parser():
@@ -31,14 +29,7 @@ def run(args):
     """Trains the baseline with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
-    train = (
-        tf.data.Dataset.from_tensor_slices((x_labeled, y_labeled))
-        .shuffle(len(x_labeled), seed=args.seed)
-        .repeat()
-        .batch(args.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    train = _common.labeled_dataset(x, y_semi, args.batch_size, args.seed)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():

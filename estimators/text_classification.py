@@ -11,7 +11,10 @@ strings.
 `--method` picks the model from `METHODS`, a table of one line per method: `supervised`
 trains the backbone on the labeled texts only, for as many steps as the semi-supervised runs
 (batches of `--supervised-batch-size` labeled texts, by default `--batch-size`); the others
-train on every text.
+train on every text. `distill` and `reloop` train in two stages, as `distillation.py --mode
+offline` and `reloop.py` do: first the supervised method's model (the teacher, the previous
+version; its accuracy is printed), then a fresh backbone with the Distiller or ReLoop loss
+against it. `mutual` trains `--students` backbones together; student 0 is evaluated.
 
 `--validation-size N` holds out the last `N` texts of the training split (never the test
 set, and never among the first `--train-size` texts) and reports the accuracy on them
@@ -22,11 +25,8 @@ Example:
     .venv/bin/python estimators/text_classification.py --method te --labels 200 --epochs 10
 """
 
-import argparse
-
 import keras
 import numpy as np
-import tensorflow as tf
 
 import _common
 from tfssl import backbones, data, datasets, models, text
@@ -71,14 +71,31 @@ METHODS = {
     "vat": lambda backbone, num_samples, args: models.VAT(
         backbone, epsilon=5.0, supervised_normalize=args.supervised_normalize
     ),
+    # Offline distillation (distillation.py --mode offline): the teacher is the supervised
+    # method's model; the unlabeled texts add only the soft term.
+    "distill": lambda backbone, num_samples, args, teacher: models.Distiller(
+        backbone, teacher, temperature=args.temperature, alpha=args.distill_alpha,
+        supervised_normalize=args.supervised_normalize,
+    ),
+    # Deep mutual learning (distillation.py --mode mutual): student 0 is evaluated.
+    "mutual": lambda backbone, num_samples, args: models.MutualLearning(
+        [backbone] + [build_backbone(args) for _ in range(args.students - 1)],
+        temperature=args.temperature, supervised_normalize=args.supervised_normalize,
+    ),
+    # ReLoop (reloop.py): the previous version is the supervised method's model.
+    "reloop": lambda backbone, num_samples, args, previous: models.ReLoop(
+        backbone, previous_model=previous, weight=args.reloop_weight,
+        supervised_normalize=args.supervised_normalize,
+    ),
 }
+# The two-stage methods: their factory also gets a backbone first trained as the supervised
+# method trains (on the labeled texts only), printed under this name.
+FIRST_STAGE = {"distill": "teacher", "reloop": "previous version"}
 NUM_CLASSES = 2
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = _common.new_parser(__doc__)
     parser.add_argument("--method", choices=sorted(METHODS), default="te")
     parser.add_argument(
         "--labels",
@@ -124,6 +141,29 @@ def build_parser():
         action="store_false",
         help="multiply the weight by num_labeled / train rows, as the seed code",
     )
+    parser.add_argument(
+        "--temperature", type=float, default=3.0, help="distill, mutual: softmax temperature T"
+    )
+    parser.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.5,
+        help="distill: weight of the labels' cross-entropy (the image benchmark's choice)",
+    )
+    parser.add_argument("--students", type=int, default=2, help="mutual: number of students")
+    parser.add_argument(
+        "--reloop-weight",
+        type=float,
+        default=0.9,
+        help="reloop: weight of the self-correction term (the image benchmark's choice)",
+    )
+    _common.add_strategy_arg(
+        parser,
+        "tfssl models only: Keras 3.15 fits no plain Keras model on string inputs under a "
+        "strategy (it averages the first batch over the replicas), so 'supervised' takes "
+        "none, and the first stage of 'distill' and 'reloop' trains on one device before "
+        "the second trains under 'mirrored' ('multiworker' is refused for them)",
+    )
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2))
@@ -167,12 +207,18 @@ def build_backbone(args):
 
 def run(args):
     """Trains `--method` with the parsed flags; returns the test accuracy."""
+    if (args.strategy != "none" and METHODS[args.method] is None) or (
+        args.strategy == "multiworker" and args.method in FIRST_STAGE
+    ):
+        raise ValueError(
+            f"--method {args.method} trains a plain Keras model, which Keras 3.15 cannot fit "
+            f"on string inputs under this strategy. Received: strategy={args.strategy!r}"
+        )
     keras.utils.set_random_seed(args.seed)
-    (x, y_semi), test = load_data(args)
+    (x, y_semi), (x_test, y_test) = load_data(args)
+    test = (np.asarray(x_test, dtype=object), y_test)
     if args.num_labeled < 0:
         args.num_labeled = len(y_semi)
-    # No --strategy flag here: text models train under a tf.distribute strategy (the base
-    # class builds from one replica's batch; README, multi-worker), but this script makes none.
     labeled_per_batch = args.labeled_per_batch if args.num_labeled < len(y_semi) else None
     train = data.make_dataset(
         x,
@@ -182,42 +228,42 @@ def run(args):
         seed=args.seed,
         labeled_per_batch=labeled_per_batch,
     )
-    backbone = build_backbone(args)
-    optimizer = keras.optimizers.Adam(args.learning_rate)
+    # Every method takes the steps of the semi-supervised run.
+    steps = int(train.cardinality())
+    split = "validation" if args.validation_size else "test"
     if METHODS[args.method] is None:
-        model = backbone
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
+        model = build_backbone(args)
+        history = _common.train_on_labels(
+            model,
+            x,
+            y_semi,
+            args,
+            steps,
+            batch_size=args.supervised_batch_size,
+            callbacks=_common.callbacks(args),
         )
     else:
-        model = METHODS[args.method](backbone, len(x), args)
-        model.compile(optimizer=optimizer, metrics=["accuracy"])
-    fit_options = {}
-    if METHODS[args.method] is None:
-        (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
-        # The dataset shuffles itself; Keras would warn that its shuffle=True is ignored.
-        fit_options.update(steps_per_epoch=int(train.cardinality()), shuffle=False)
-        train = (
-            tf.data.Dataset.from_tensor_slices((tf.constant(x_labeled), y_labeled))
-            .shuffle(len(x_labeled), seed=args.seed)
-            .repeat()
-            .batch(args.supervised_batch_size or args.batch_size)
-            .prefetch(tf.data.AUTOTUNE)
+        first_stage = []
+        if args.method in FIRST_STAGE:
+            # Outside the strategy's scope: see --strategy.
+            first = build_backbone(args)
+            _common.train_on_labels(
+                first, x, y_semi, args, steps, batch_size=args.supervised_batch_size
+            )
+            results = first.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
+            print(f"{FIRST_STAGE[args.method]} {split} accuracy: {results['accuracy']:.4f}")
+            first_stage = [first]
+        with _common.make_strategy(args).scope():
+            model = METHODS[args.method](build_backbone(args), len(x), args, *first_stage)
+            model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        history = model.fit(
+            train,
+            epochs=args.epochs,
+            callbacks=_common.callbacks(args),
+            verbose=_common.verbose(args),
         )
-    history = model.fit(
-        train,
-        epochs=args.epochs,
-        callbacks=_common.callbacks(args),
-        verbose=_common.verbose(args),
-        **fit_options,
-    )
     # The last epoch's mean loss terms: how much the consistency term weighs.
     print("last epoch: " + ", ".join(f"{k}={v[-1]:.4g}" for k, v in history.history.items()))
-    x_test, y_test = test
-    test = (np.asarray(x_test, dtype=object), y_test)
-    split = "validation" if args.validation_size else "test"
     if isinstance(model, models.MeanTeacher):
         # The teacher is evaluated below; the student shows how far the teacher lags.
         student = model.serving_model("student").predict(test[0], verbose=0)

@@ -25,7 +25,10 @@ COMMON = (
     "--embedding-dim 32 --batch-size 128 --labeled-per-batch 64 --supervised-batch-size 64 "
     "--max-unsupervised-weight 10 --verbose 0"
 ).split()
-METHODS = ("supervised", "pi", "te", "mt", "mixup", "pseudo", "fixmatch", "vat", "fgm")
+METHODS = (
+    "supervised", "pi", "te", "mt", "mixup", "pseudo", "fixmatch", "vat", "fgm", "distill",
+    "mutual", "reloop",
+)
 RUNS = {method: (method, "200", []) for method in METHODS}
 # The ceiling is the supervised run with every training label, 4 epochs of 24 batches of 128.
 RUNS["ceiling"] = ("supervised", "-1", ["--supervised-batch-size", "128"])
