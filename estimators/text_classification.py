@@ -114,6 +114,21 @@ def build_parser():
     parser.add_argument(
         "--token-dropout", type=float, default=0.0, help="rate of whole n-grams dropped"
     )
+    parser.add_argument(
+        "--pretrain-embeddings",
+        action="store_true",
+        help="initialise the embeddings with tfssl.text.pretrain_embeddings (PPMI + SVD of "
+        "n-gram co-occurrences) on training texts, without their labels",
+    )
+    parser.add_argument(
+        "--pretrain-size",
+        type=int,
+        help="texts of --pretrain-embeddings: the first N of the training split, never the "
+        "validation texts (default: the --train-size texts the run trains on)",
+    )
+    parser.add_argument(
+        "--embeddings", metavar="FILE", help="initial embeddings from a word2vec text file"
+    )
     parser.add_argument("--alpha", type=float, default=0.6, help="TE's ensemble momentum")
     parser.add_argument("--ema-decay", type=float, default=0.99, help="MT's teacher decay")
     _common.add_consistency_args(parser, max_unsupervised_weight=10.0)
@@ -147,6 +162,14 @@ def load_data(args):
                 f"texts after --train-size). Received: validation_size={args.validation_size}"
             )
         x_test, y_test = x[-args.validation_size :], y[-args.validation_size :]
+    if args.pretrain_size is not None:
+        unseen = len(x) - (args.validation_size or 0)
+        if not 0 < args.pretrain_size <= unseen:
+            raise ValueError(
+                f"--pretrain-size must be in [1, {unseen}] (the training texts before the "
+                f"validation texts). Received: pretrain_size={args.pretrain_size}"
+            )
+        args.pretrain_texts = x[: args.pretrain_size]
     x, y = x[: args.train_size], y[: args.train_size]
     x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     if args.num_labeled < 0:
@@ -154,15 +177,31 @@ def load_data(args):
     return (x, data.mask_labels(y, args.num_labeled, seed=args.seed)), (x_test, y_test)
 
 
-def build_backbone(args):
+def build_backbone(args, pretrain_texts=None):
+    """The backbone of `--backbone`, its embeddings from `--embeddings` or pretrained on
+    `pretrain_texts` with `--pretrain-embeddings`."""
     build = backbones.fasttext if args.backbone == "fasttext" else backbones.textcnn
-    return build(
+    backbone = build(
         NUM_CLASSES,
         num_buckets=args.num_buckets,
         embedding_dim=args.embedding_dim,
         dropout=args.dropout,
         token_dropout=args.token_dropout,
     )
+    if args.embeddings and args.pretrain_embeddings:
+        raise ValueError("Pass --embeddings FILE or --pretrain-embeddings, not both.")
+    if not (args.embeddings or args.pretrain_embeddings):
+        return backbone
+    vectorizer = next(layer for layer in backbone.layers if isinstance(layer, text.TextVectorizer))
+    if args.embeddings:
+        matrix = text.load_word2vec(args.embeddings, vectorizer, seed=args.seed)
+    else:
+        matrix = text.pretrain_embeddings(
+            pretrain_texts, vectorizer, args.embedding_dim, seed=args.seed
+        )
+    # The one Embedding layer (backbones.fasttext/textcnn name it), as `embeddings=` sets it.
+    backbone.get_layer("embedding").set_weights([matrix])
+    return backbone
 
 
 def run(args):
@@ -182,7 +221,7 @@ def run(args):
         seed=args.seed,
         labeled_per_batch=labeled_per_batch,
     )
-    backbone = build_backbone(args)
+    backbone = build_backbone(args, getattr(args, "pretrain_texts", x))
     optimizer = keras.optimizers.Adam(args.learning_rate)
     if METHODS[args.method] is None:
         model = backbone
