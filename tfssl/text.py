@@ -29,8 +29,10 @@ and symbols (`regex_split`). The SavedModel therefore holds the tensorflow-text 
 a build that links the tensorflow-text ops).
 
 `MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs,
-`WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text), and
-`load_word2vec` fills an embedding matrix from a word2vec text file.
+`WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text),
+`load_word2vec` fills an embedding matrix from a word2vec text file, and
+`pretrain_embeddings` learns one from unlabeled texts (PPMI of n-gram co-occurrences and a
+truncated SVD) when no pretrained file is at hand.
 """
 
 import keras
@@ -495,14 +497,17 @@ def pretrain_embeddings(
             "`power_iterations` must be an integer >= 0. "
             f"Received: power_iterations={power_iterations!r}"
         )
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)):
-        raise ValueError(f"`smoothing` must be a number in (0, 1]. Received: smoothing={smoothing!r}")
-    if not 0 < smoothing <= 1:
-        raise ValueError(f"`smoothing` must be a number in (0, 1]. Received: smoothing={smoothing!r}")
+    number = isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
+    if not number or not 0 < smoothing <= 1:
+        raise ValueError(
+            f"`smoothing` must be a number in (0, 1]. Received: smoothing={smoothing!r}"
+        )
     texts = _as_string_array(texts)
     size = vectorizer.vocabulary_size()
-    positions = [_ngram_id_positions(texts[i : i + batch_size], vectorizer)
-                 for i in range(0, len(texts), batch_size)]
+    positions = [
+        _ngram_id_positions(texts[i : i + batch_size], vectorizer)
+        for i in range(0, len(texts), batch_size)
+    ]
     frequency = np.zeros(size, np.int64)
     for batch in positions:
         for ids in batch:
