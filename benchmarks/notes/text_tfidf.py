@@ -54,6 +54,14 @@ class TfIdfReplacement(keras.layers.Layer):
 
     def __init__(self, tokens, idf, probabilities, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
+        # Plain lists in the config: Mean Teacher's teacher is a clone_model of the backbone.
+        self.config = {
+            "tokens": [str(t) for t in tokens],
+            "idf": [float(v) for v in idf],
+            "probabilities": [float(v) for v in probabilities],
+            "rate": rate,
+            "seed": seed,
+        }
         self.tokens = tf.constant(list(tokens), dtype=tf.string)
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(self.tokens, tf.constant(idf, tf.float32)),
@@ -85,6 +93,9 @@ class TfIdfReplacement(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **self.config}
 
 
 parser = argparse.ArgumentParser()
