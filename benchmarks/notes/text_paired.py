@@ -7,6 +7,8 @@ grouped by setting (the line without its seed, accuracy and time); within a sett
 method is compared seed by seed with `supervised` of the same setting, or of the setting
 `--reference` names (a substring of it), with the Student-t interval of
 `estimators/benchmarking/stats.py` (`mean d ± t_{0.975, n-1} std(d) / sqrt(n)`).
+`--baseline SUBSTRING` then also compares each method with the same method of that setting
+(e.g. pretrained against random embeddings).
 """
 
 import argparse
@@ -24,6 +26,7 @@ LINE = re.compile(r"RESULT seed=(\d+) run=(\S+) (.*?)accuracy=([0-9.]+)")
 parser = argparse.ArgumentParser()
 parser.add_argument("logs", nargs="+")
 parser.add_argument("--reference", help="setting whose supervised runs every method is paired with")
+parser.add_argument("--baseline", help="setting whose runs of the same method each is paired with")
 flags = parser.parse_args()
 results = collections.defaultdict(dict)  # (setting, run) -> {seed: accuracy}
 for path in flags.logs:
@@ -52,3 +55,12 @@ for setting in settings:
             line += (f"  vs supervised: {points} points, mean {100 * paired.mean:+.2f} "
                      f"[{100 * paired.low:+.2f}, {100 * paired.high:+.2f}] {paired.verdict}")
         print(line)
+        if flags.baseline:
+            base = next(s for s in settings if flags.baseline in s)
+            same = results.get((base, run), {})
+            if base != setting and set(accuracies) & set(same):
+                paired = stats.paired_difference(accuracies, same)
+                points = " / ".join(f"{100 * d:+.1f}" for d in paired.differences)
+                print(f"{'':12s} vs {run} of {base}: {points} points, mean "
+                      f"{100 * paired.mean:+.2f} [{100 * paired.low:+.2f}, "
+                      f"{100 * paired.high:+.2f}] {paired.verdict}")
