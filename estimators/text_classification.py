@@ -17,6 +17,10 @@ train on every text.
 set, and never among the first `--train-size` texts) and reports the accuracy on them
 instead of the test accuracy: settings are chosen on those.
 
+`--pretrain-embeddings` starts the backbone's embeddings from `tfssl.text.pretrain_embeddings`
+(PPMI and SVD of the n-gram co-occurrences of the training texts, labels unused; never the
+validation or test texts), `--embeddings FILE` from a word2vec text file.
+
 Example:
 
     .venv/bin/python estimators/text_classification.py --method te --labels 200 --epochs 10
@@ -148,7 +152,9 @@ def build_parser():
 def load_data(args):
     """`((x, y_semi), (x_test, y_test))`: texts as object arrays, `-1` for hidden labels.
 
-    With `--validation-size N`, `(x_test, y_test)` are the last `N` training texts.
+    With `--validation-size N`, `(x_test, y_test)` are the last `N` training texts. Sets
+    `args.pretrain_texts`, the texts of `--pretrain-embeddings`: the first `--pretrain-size`
+    training texts, by default `x`.
     """
     (x, y), (x_test, y_test) = datasets.load_chinese_sentiment(
         args.data_dir, split=True, test_fraction=args.test_fraction, seed=0
@@ -171,6 +177,8 @@ def load_data(args):
             )
         args.pretrain_texts = x[: args.pretrain_size]
     x, y = x[: args.train_size], y[: args.train_size]
+    if args.pretrain_size is None:
+        args.pretrain_texts = x
     x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     if args.num_labeled < 0:
         return (x, y), (x_test, y_test)
@@ -221,7 +229,7 @@ def run(args):
         seed=args.seed,
         labeled_per_batch=labeled_per_batch,
     )
-    backbone = build_backbone(args, getattr(args, "pretrain_texts", x))
+    backbone = build_backbone(args, args.pretrain_texts)
     optimizer = keras.optimizers.Adam(args.learning_rate)
     if METHODS[args.method] is None:
         model = backbone
