@@ -20,6 +20,10 @@ against it. `mutual` trains `--students` backbones together; student 0 is evalua
 set, and never among the first `--train-size` texts) and reports the accuracy on them
 instead of the test accuracy: settings are chosen on those.
 
+`--pretrain-embeddings` starts the backbone's embeddings from `tfssl.text.pretrain_embeddings`
+(PPMI and SVD of the n-gram co-occurrences of the training texts, labels unused; never the
+validation or test texts), `--embeddings FILE` from a word2vec text file.
+
 Example:
 
     .venv/bin/python estimators/text_classification.py --method te --labels 200 --epochs 10
@@ -131,6 +135,21 @@ def build_parser():
     parser.add_argument(
         "--token-dropout", type=float, default=0.0, help="rate of whole n-grams dropped"
     )
+    parser.add_argument(
+        "--pretrain-embeddings",
+        action="store_true",
+        help="initialise the embeddings with tfssl.text.pretrain_embeddings (PPMI + SVD of "
+        "n-gram co-occurrences) on training texts, without their labels",
+    )
+    parser.add_argument(
+        "--pretrain-size",
+        type=int,
+        help="texts of --pretrain-embeddings: the first N of the training split, never the "
+        "validation texts (default: the --train-size texts the run trains on)",
+    )
+    parser.add_argument(
+        "--embeddings", metavar="FILE", help="initial embeddings from a word2vec text file"
+    )
     parser.add_argument("--alpha", type=float, default=0.6, help="TE's ensemble momentum")
     parser.add_argument("--ema-decay", type=float, default=0.99, help="MT's teacher decay")
     _common.add_consistency_args(parser, max_unsupervised_weight=10.0)
@@ -173,7 +192,9 @@ def build_parser():
 def load_data(args):
     """`((x, y_semi), (x_test, y_test))`: texts as object arrays, `-1` for hidden labels.
 
-    With `--validation-size N`, `(x_test, y_test)` are the last `N` training texts.
+    With `--validation-size N`, `(x_test, y_test)` are the last `N` training texts. Sets
+    `args.pretrain_texts`, the texts of `--pretrain-embeddings`: the first `--pretrain-size`
+    training texts, by default `x`.
     """
     (x, y), (x_test, y_test) = datasets.load_chinese_sentiment(
         args.data_dir, split=True, test_fraction=args.test_fraction, seed=0
@@ -187,7 +208,17 @@ def load_data(args):
                 f"texts after --train-size). Received: validation_size={args.validation_size}"
             )
         x_test, y_test = x[-args.validation_size :], y[-args.validation_size :]
+    if args.pretrain_size is not None:
+        unseen = len(x) - (args.validation_size or 0)
+        if not 0 < args.pretrain_size <= unseen:
+            raise ValueError(
+                f"--pretrain-size must be in [1, {unseen}] (the training texts before the "
+                f"validation texts). Received: pretrain_size={args.pretrain_size}"
+            )
+        args.pretrain_texts = x[: args.pretrain_size]
     x, y = x[: args.train_size], y[: args.train_size]
+    if args.pretrain_size is None:
+        args.pretrain_texts = x
     x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     if args.num_labeled < 0:
         return (x, y), (x_test, y_test)
@@ -195,6 +226,8 @@ def load_data(args):
 
 
 def build_backbone(args):
+    """The backbone of `--backbone`, its embeddings from `args.initial_embeddings` (set by
+    `run`; random when absent or `None`)."""
     build = backbones.fasttext if args.backbone == "fasttext" else backbones.textcnn
     return build(
         NUM_CLASSES,
@@ -202,7 +235,28 @@ def build_backbone(args):
         embedding_dim=args.embedding_dim,
         dropout=args.dropout,
         token_dropout=args.token_dropout,
+        embeddings=getattr(args, "initial_embeddings", None),
     )
+
+
+def initial_embeddings(args, pretrain_texts=None):
+    """The initial embedding matrix of every backbone of the run, computed once: read from
+    `--embeddings`, pretrained on `pretrain_texts` with `--pretrain-embeddings`, else `None`
+    (random)."""
+    if args.embeddings and args.pretrain_embeddings:
+        raise ValueError(
+            "Pass --embeddings FILE or --pretrain-embeddings, not both. Received: "
+            f"embeddings={args.embeddings!r}, pretrain_embeddings=True"
+        )
+    if not (args.embeddings or args.pretrain_embeddings):
+        return None
+    # The hashing of the backbone the flags build (the matrix rows follow its ids).
+    args.initial_embeddings = None
+    backbone = build_backbone(args)
+    vectorizer = next(layer for layer in backbone.layers if isinstance(layer, text.TextVectorizer))
+    if args.embeddings:
+        return text.load_word2vec(args.embeddings, vectorizer, seed=args.seed)
+    return text.pretrain_embeddings(pretrain_texts, vectorizer, args.embedding_dim, seed=args.seed)
 
 
 def run(args):
@@ -228,6 +282,7 @@ def run(args):
         seed=args.seed,
         labeled_per_batch=labeled_per_batch,
     )
+    args.initial_embeddings = initial_embeddings(args, args.pretrain_texts)
     # Every method takes the steps of the semi-supervised run.
     steps = int(train.cardinality())
     split = "validation" if args.validation_size else "test"

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from serving_utils import serve_in_fresh_process
-from tfssl import backbones, data, export, models, text
+from tfssl import backbones, data, datasets, export, models, text
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 sys.path.insert(0, ESTIMATORS)
@@ -159,6 +159,104 @@ def test_load_word2vec_bad_line(tmp_path):
         text.load_word2vec(path, text.TextVectorizer(num_buckets=10))
 
 
+# ------------------------------------------------------------- pretrained embeddings
+PRETRAIN_TEXTS = ["很好很好 good", "很差 bad", "好 good 很好", "差 bad bad", "good 好", "bad 差 很差"]
+
+
+def numpy_cooccurrence(texts, vectorizer, window):
+    """The docstring's counts, pair by pair: n-grams whose starts are 1..window apart."""
+    starts = []  # per text, (start, n-gram) of every n-gram
+    for row in text.tokenize(text.standardize(tf.constant(texts))).to_list():
+        tokens = [token.decode("utf-8") for token in row]
+        starts.append(
+            [
+                (i, " ".join(tokens[i : i + width]))
+                for width in vectorizer.ngrams
+                for i in range(len(tokens) - width + 1)
+            ]
+        )
+    ngrams = sorted({ngram for row in starts for _, ngram in row})
+    ids = dict(zip(ngrams, vectorizer.token_ids(ngrams)))
+    size = vectorizer.vocabulary_size()
+    counts = np.zeros((size, size))
+    for row in starts:
+        for i, a in row:
+            for j, b in row:
+                if 1 <= abs(i - j) <= window:
+                    counts[ids[a], ids[b]] += 1
+    return counts
+
+
+def numpy_ppmi(counts, smoothing):
+    context = counts.sum(axis=0) ** smoothing
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(counts * context.sum() / (counts.sum(axis=1)[:, None] * context[None, :]))
+    return np.where(counts > 0, np.maximum(pmi, 0.0), 0.0)
+
+
+def gram(vectors):
+    """W W^T, which does not depend on the signs or rotation of the singular vectors."""
+    return vectors @ vectors.T
+
+
+def test_pretrain_embeddings_is_the_svd_of_the_ppmi_of_ngram_cooccurrences():
+    vectorizer = text.TextVectorizer(vocabulary=["很", "好", "差", "good", "bad", "很 好", "很 差"])
+    ppmi = numpy_ppmi(numpy_cooccurrence(PRETRAIN_TEXTS, vectorizer, window=2), 0.75)
+    # The OOV id 1 is an n-gram too ("好 good" and the like), the padding id 0 is not.
+    seen = np.arange(1, vectorizer.vocabulary_size())
+    u, s, _ = np.linalg.svd(ppmi[np.ix_(seen, seen)])
+    matrix = text.pretrain_embeddings(PRETRAIN_TEXTS, vectorizer, dim=len(seen), window=2)
+    assert matrix.shape == (len(seen) + 1, len(seen)) and matrix.dtype == np.float32
+    np.testing.assert_allclose(gram(matrix[seen]), gram(u * np.sqrt(s)), atol=1e-5)
+    np.testing.assert_array_equal(matrix[0], 0.0)
+
+
+def test_pretrain_embeddings_randomized_svd_and_max_ngrams():
+    rng = np.random.default_rng(0)
+    words = [chr(0x4E00 + i) for i in range(60)]  # one Han character, one token each
+    # Even texts use the first 20 characters only: those are the most frequent.
+    texts = ["".join(rng.choice(words[: 20 + 40 * (i % 2)], size=12)) for i in range(200)]
+    vectorizer = text.TextVectorizer(vocabulary=words, ngrams=1)
+    counts = numpy_cooccurrence(texts, vectorizer, window=3)
+    seen = vectorizer.token_ids(words)
+    matrix = text.pretrain_embeddings(texts, vectorizer, dim=5, window=3, smoothing=1.0)
+    assert matrix.shape == (62, 5)
+    # 5 + 10 oversampled columns < 60 ids: the randomized SVD. W = U sqrt(S), so the squared
+    # column norms are the top singular values.
+    top = np.linalg.svd(numpy_ppmi(counts, 1.0)[np.ix_(seen, seen)], compute_uv=False)[:5]
+    np.testing.assert_allclose(np.sum(matrix[seen] ** 2, axis=0), top, rtol=1e-3)
+    # The OOV id never occurs: a random row. Padding: zero.
+    assert np.all(matrix[1] != 0.0) and np.all(matrix[0] == 0.0)
+
+    # max_ngrams=20: the counts among the 20 most frequent ids alone, the others random.
+    few = text.pretrain_embeddings(texts, vectorizer, dim=20, window=3, max_ngrams=20)
+    frequent = seen[:20]
+    u, s, _ = np.linalg.svd(numpy_ppmi(counts[np.ix_(frequent, frequent)], 0.75))
+    np.testing.assert_allclose(gram(few[frequent]), gram(u * np.sqrt(s)), atol=1e-5)
+    others = few[seen[20:]]
+    assert 0.5 < others.std() / few[frequent].std() < 2.0 and np.all(others != 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dim": 0}, "dim=0"),
+        ({"dim": 4, "window": 0}, "window=0"),
+        ({"dim": 4, "smoothing": 0.0}, "smoothing=0.0"),
+        ({"dim": 4, "power_iterations": -1}, "power_iterations=-1"),
+        ({"dim": 4, "max_ngrams": 2.5}, "max_ngrams=2.5"),
+    ],
+)
+def test_pretrain_embeddings_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        text.pretrain_embeddings(PRETRAIN_TEXTS, text.TextVectorizer(num_buckets=64), **kwargs)
+
+
+def test_pretrain_embeddings_needs_cooccurring_ngrams():
+    with pytest.raises(ValueError, match="window=1"):
+        text.pretrain_embeddings(["好", "", "差"], text.TextVectorizer(num_buckets=64), 4, window=1)
+
+
 # ------------------------------------------------------------------------------- data
 def test_make_dataset_takes_string_arrays():
     x = np.array(["好", "", "😀" * 50, "mixed 中文"], dtype=object)
@@ -263,3 +361,33 @@ def test_text_classification_script_runs_every_method(method, review_dir, tmp_pa
     assert 0.0 <= accuracy <= 1.0
     assert f"text_classification[{method}] test accuracy" in capsys.readouterr().out
     assert os.path.isfile(os.path.join(tmp_path, "1", "saved_model.pb"))
+
+def test_text_classification_pretrain_embeddings_flags(review_dir, tmp_path):
+    argv = ["--labels", "20", "--data-dir", review_dir, "--num-buckets", "512"]
+    args = text_classification.build_parser().parse_args(
+        argv + ["--embedding-dim", "8", "--pretrain-embeddings", "--pretrain-size", "250"]
+    )
+    (x, _), _ = text_classification.load_data(args)
+    args.initial_embeddings = text_classification.initial_embeddings(args, args.pretrain_texts)
+    backbone = text_classification.build_backbone(args)
+    (all_x, _), _ = datasets.load_chinese_sentiment(review_dir, split=True)
+    expected = text.pretrain_embeddings(all_x[:250], text.TextVectorizer(num_buckets=512), 8)
+    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], expected)
+    # Never the validation texts: they are the last ones of the training split.
+    args = text_classification.build_parser().parse_args(
+        argv + ["--pretrain-size", str(len(all_x)), "--validation-size", "10"]
+    )
+    with pytest.raises(ValueError, match=f"pretrain_size={len(all_x)}"):
+        text_classification.load_data(args)
+    path = tmp_path / "vectors.txt"
+    path.write_text("好 1 0 0 0 0 0 0 0\n", encoding="utf-8")
+    args = text_classification.build_parser().parse_args(
+        argv + ["--embedding-dim", "8", "--embeddings", str(path)]
+    )
+    args.initial_embeddings = text_classification.initial_embeddings(args)
+    embedding = text_classification.build_backbone(args).get_layer("embedding")
+    bucket = text.TextVectorizer(num_buckets=512).token_ids(["好"])[0]
+    np.testing.assert_array_equal(embedding.get_weights()[0][bucket], [1, 0, 0, 0, 0, 0, 0, 0])
+    args.pretrain_embeddings = True
+    with pytest.raises(ValueError, match="not both"):
+        text_classification.initial_embeddings(args, x)

@@ -29,8 +29,10 @@ and symbols (`regex_split`). The SavedModel therefore holds the tensorflow-text 
 a build that links the tensorflow-text ops).
 
 `MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs,
-`WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text), and
-`load_word2vec` fills an embedding matrix from a word2vec text file.
+`WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text),
+`load_word2vec` fills an embedding matrix from a word2vec text file, and
+`pretrain_embeddings` learns one from unlabeled texts (PPMI of n-gram co-occurrences and a
+truncated SVD) when no pretrained file is at hand.
 """
 
 import keras
@@ -45,6 +47,7 @@ __all__ = [
     "TextVectorizer",
     "WordDropout",
     "load_word2vec",
+    "pretrain_embeddings",
     "standardize",
     "tokenize",
 ]
@@ -404,6 +407,205 @@ def load_word2vec(path, vectorizer, seed=0):
     matrix[found] = sums[found] / counts[found, None]
     matrix[0] = 0.0
     return matrix.astype(np.float32)
+
+
+def pretrain_embeddings(
+    texts,
+    vectorizer,
+    dim,
+    window=5,
+    max_ngrams=20000,
+    smoothing=0.75,
+    power_iterations=4,
+    batch_size=2048,
+    seed=0,
+):
+    """N-gram vectors for `vectorizer`'s ids from unlabeled texts: PPMI and a truncated SVD.
+
+    The pretrained embeddings of a semi-supervised text model, learnt in the corpus (no
+    download): an n-gram that occurs in no labeled text still gets a vector near those of
+    the n-grams it appears with. Co-occurrence counts are made over the vectorizer's own
+    ids (hash buckets or vocabulary ids, so collisions are those the model sees): two
+    n-grams of any of the vectorizer's widths co-occur when their first tokens are 1 to
+    `window` tokens apart in a text (after `standardize`, `tokenize` and the vectorizer's
+    `max_length`). Only the `max_ngrams` most frequent ids get a vector from the counts.
+
+    The counts become a positive pointwise mutual information matrix with the context
+    distribution smoothed by `smoothing` (Levy, Goldberg and Dagan), and the vectors are its
+    top `dim` left singular vectors scaled by the square root of the singular values, from
+    a randomized SVD (Halko, Martinsson and Tropp) with TensorFlow's sparse matmul; when
+    `dim` plus the oversampling reaches the number of ids, the SVD is exact. Rows that get
+    no vector (ids never seen in `texts`, or beyond `max_ngrams`) are drawn from a normal
+    distribution with the standard deviation of the others, as in `load_word2vec`; the
+    padding row 0 is zero.
+
+    Use only training texts (labeled and unlabeled), never validation or test texts.
+
+    Formula:
+
+    ```
+    c[i, j]  = number of pairs (n-gram i, n-gram j), starts 1..window tokens apart
+    PPMI[i, j] = max(0, log(c[i, j] * sum_j' c_a[j'] / (c[i, :].sum() * c_a[j])))
+                 with c_a[j] = c[:, j].sum() ** smoothing
+    PPMI ~ U S V^T (top dim),  vectors = U sqrt(S)
+    ```
+
+    Example:
+
+    ```python
+    vectorizer = tfssl.text.TextVectorizer(num_buckets=16384)
+    matrix = tfssl.text.pretrain_embeddings(train_texts, vectorizer, dim=32)
+    backbone = tfssl.backbones.fasttext(2, vectorizer=vectorizer, embedding_dim=32,
+                                        embeddings=matrix)
+    ```
+
+    Args:
+        texts: Array of strings: training texts only.
+        vectorizer: The `TextVectorizer` whose ids the rows follow (adapted, in lookup mode).
+        dim: Size of the vectors, a positive integer.
+        window: Largest distance in tokens between the starts of two co-occurring n-grams.
+            Defaults to `5`.
+        max_ngrams: Most frequent ids that get a vector from the counts. Defaults to `20000`.
+        smoothing: Exponent of the context counts, in (0, 1]; 1 is plain PPMI. Defaults to
+            `0.75`.
+        power_iterations: Power iterations of the randomized SVD. Defaults to `4`.
+        batch_size: Texts tokenized and counted at a time. Defaults to `2048`.
+        seed: Seed of the SVD's random projection and of the rows drawn at random.
+            Defaults to `0`.
+
+    Returns:
+        A float32 array of shape `(vectorizer.vocabulary_size(), dim)`.
+
+    Raises:
+        ValueError: If an argument is out of range, or no two n-grams of `texts` co-occur.
+
+    References:
+        - Levy, Goldberg and Dagan, "Improving Distributional Similarity with Lessons
+          Learned from Word Embeddings", TACL 2015 (PPMI, context smoothing, `U sqrt(S)`).
+        - Halko, Martinsson and Tropp, "Finding Structure with Randomness", arXiv 0909.4061.
+    """
+    for name, value in (
+        ("dim", dim),
+        ("window", window),
+        ("max_ngrams", max_ngrams),
+        ("batch_size", batch_size),
+    ):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if not _is_int(power_iterations) or power_iterations < 0:
+        raise ValueError(
+            "`power_iterations` must be an integer >= 0. "
+            f"Received: power_iterations={power_iterations!r}"
+        )
+    number = isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
+    if not number or not 0 < smoothing <= 1:
+        raise ValueError(
+            f"`smoothing` must be a number in (0, 1]. Received: smoothing={smoothing!r}"
+        )
+    texts = _as_string_array(texts)
+    size = vectorizer.vocabulary_size()
+    positions = [
+        _ngram_id_positions(texts[i : i + batch_size], vectorizer)
+        for i in range(0, len(texts), batch_size)
+    ]
+    frequency = np.zeros(size, np.int64)
+    for batch in positions:
+        for ids in batch:
+            frequency += np.bincount(ids[ids > 0], minlength=size)
+    frequency[0] = 0
+    kept = np.argsort(-frequency, kind="stable")[: min(max_ngrams, np.count_nonzero(frequency))]
+    compact = np.full(size, -1, np.int64)
+    compact[kept] = np.arange(len(kept))
+    rows, cols, counts = _cooccurrence(positions, compact, len(kept), window)
+    if not len(counts):
+        raise ValueError(
+            f"No two n-grams of the {len(texts)} texts are within window={window} tokens of "
+            "each other: there is nothing to learn vectors from."
+        )
+    ppmi = _ppmi(rows, cols, counts, len(kept), smoothing)
+    vectors = _truncated_svd_vectors(*ppmi, len(kept), dim, power_iterations, seed)
+    scale = float(np.std(vectors)) or 0.1
+    matrix = np.random.default_rng(seed).normal(0.0, scale, (size, dim))
+    matrix[kept] = vectors
+    matrix[0] = 0.0
+    return matrix.astype(np.float32)
+
+
+def _ngram_id_positions(texts, vectorizer):
+    """Per width, a `(texts, tokens)` array of the id of the n-gram starting there, or 0."""
+    tokens = tokenize(standardize(tf.constant(texts)), vectorizer.max_length)
+    length = max(1, int(tf.reduce_max(tokens.row_lengths())) if len(texts) else 1)
+    grids = []
+    for width in vectorizer.ngrams:
+        ngrams = tf.strings.ngrams(tokens, ngram_width=width, separator=" ")
+        ids = tf.cast(vectorizer.ids(ngrams.flat_values), tf.int64).numpy()
+        rows = ngrams.value_rowids().numpy()
+        starts = np.arange(len(ids)) - ngrams.row_starts().numpy()[rows]
+        grid = np.zeros((len(texts), length), np.int64)
+        grid[rows, starts] = ids
+        grids.append(grid)
+    return grids
+
+
+def _cooccurrence(positions, compact, num_ids, window):
+    """`(rows, cols, counts)` of the symmetric co-occurrence counts of the compact ids."""
+    keys, weights = [], []
+    for grids in positions:
+        pairs = []
+        for distance in range(1, window + 1):
+            for left in grids:
+                for right in grids:
+                    if distance >= left.shape[1]:
+                        continue
+                    a = compact[left[:, :-distance]]
+                    b = compact[right[:, distance:]]
+                    both = (a >= 0) & (b >= 0)
+                    a, b = a[both], b[both]
+                    pairs += [a * num_ids + b, b * num_ids + a]
+        if pairs:
+            batch_keys, batch_counts = np.unique(np.concatenate(pairs), return_counts=True)
+            keys.append(batch_keys)
+            weights.append(batch_counts)
+    if not keys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    keys, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate(weights))
+    return keys // num_ids, keys % num_ids, counts
+
+
+def _ppmi(rows, cols, counts, num_ids, smoothing):
+    row_sums = np.bincount(rows, weights=counts, minlength=num_ids)
+    context = np.bincount(cols, weights=counts, minlength=num_ids) ** smoothing
+    pmi = np.log(counts * context.sum() / (row_sums[rows] * context[cols]))
+    positive = pmi > 0
+    return rows[positive], cols[positive], pmi[positive]
+
+
+def _truncated_svd_vectors(rows, cols, values, num_ids, dim, power_iterations, seed):
+    """`U[:, :dim] sqrt(S[:dim])` of the sparse `num_ids x num_ids` matrix, zero-padded to dim."""
+    oversampled = dim + 10
+    if oversampled >= num_ids:
+        dense = np.zeros((num_ids, num_ids))
+        dense[rows, cols] = values
+        u, s, _ = np.linalg.svd(dense)
+    else:
+        matrix = tf.sparse.reorder(
+            tf.sparse.SparseTensor(np.stack([rows, cols], axis=1), values, (num_ids, num_ids))
+        )
+        probe = np.random.default_rng(seed).normal(size=(num_ids, oversampled))
+        basis, _ = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, probe).numpy())
+        for _ in range(power_iterations):
+            back = tf.sparse.sparse_dense_matmul(matrix, basis, adjoint_a=True).numpy()
+            basis, _ = np.linalg.qr(back)
+            basis, _ = np.linalg.qr(tf.sparse.sparse_dense_matmul(matrix, basis).numpy())
+        # B = basis^T M is small: its SVD gives M's top singular triplets.
+        projected = tf.sparse.sparse_dense_matmul(matrix, basis, adjoint_a=True).numpy().T
+        u_small, s, _ = np.linalg.svd(projected, full_matrices=False)
+        u = basis @ u_small
+    vectors = np.zeros((num_ids, dim))
+    rank = min(dim, len(s))
+    vectors[:, :rank] = u[:, :rank] * np.sqrt(s[:rank])
+    return vectors
 
 
 def _read_word2vec(path):

@@ -33,17 +33,18 @@ RUNS = {method: (method, "200", []) for method in METHODS}
 # The ceiling is the supervised run with every training label, 4 epochs of 24 batches of 128.
 RUNS["ceiling"] = ("supervised", "-1", ["--supervised-batch-size", "128"])
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--seeds", nargs="+", default=["0", "1"])
-parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
-parser.add_argument("--flags", default="", help="estimator flags appended to the protocol's")
-flags = parser.parse_args()
-extra = shlex.split(flags.flags)
-for seed in flags.seeds:
-    for name in flags.runs:
-        method, labels, own = RUNS[name]
-        argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
-        start = time.time()
-        accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-        print(f"RESULT seed={seed} run={name} flags={flags.flags!r} accuracy={accuracy:.4f} "
-              f"seconds={time.time() - start:.0f}", flush=True)
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", nargs="+", default=["0", "1"])
+    parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--flags", default="", help="estimator flags appended to the protocol's")
+    flags = parser.parse_args()
+    extra = shlex.split(flags.flags)
+    for seed in flags.seeds:
+        for name in flags.runs:
+            method, labels, own = RUNS[name]
+            argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
+            start = time.time()
+            accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
+            print(f"RESULT seed={seed} run={name} flags={flags.flags!r} accuracy={accuracy:.4f} "
+                  f"seconds={time.time() - start:.0f}", flush=True)
