@@ -23,6 +23,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tfssl._labels import UNLABELED, check_labels, check_lengths, is_int
+
 __all__ = [
     "UNLABELED",
     "from_dataset",
@@ -35,7 +37,6 @@ __all__ = [
     "write_tfrecords",
 ]
 
-UNLABELED = -1
 _SPEC_FILE = "tfssl_rows.json"
 # The dtypes that `tf.io.decode_raw` reads.
 _RAW_DTYPES = (
@@ -85,8 +86,8 @@ def mask_labels(y, num_labeled, seed, balanced=True):
             balanced, `num_labeled` is not a multiple of the number of classes or a class has
             too few rows.
     """
-    y = _check_labels(y)
-    if not _is_int(num_labeled):
+    y = check_labels(y)
+    if not is_int(num_labeled):
         raise ValueError(f"num_labeled must be an integer. Received: num_labeled={num_labeled!r}")
     candidates = np.flatnonzero(y != UNLABELED)
     if not 0 <= num_labeled <= len(candidates):
@@ -154,13 +155,13 @@ def noisy_labels(y_semi, rate, seed, num_classes=None):
         ValueError: If `y_semi` is not a 1-D integer array or holds a value below -1,
             `rate` is outside `[0, 1]`, or `num_classes` is below 2 or not above every label.
     """
-    y_semi = _check_labels(y_semi)
+    y_semi = check_labels(y_semi)
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"`rate` must be in [0, 1]. Received: rate={rate}")
     labeled = np.flatnonzero(y_semi != UNLABELED)
     if num_classes is None:
         num_classes = int(y_semi.max()) + 1 if len(labeled) else 2
-    if not _is_int(num_classes) or num_classes < 2 or num_classes <= y_semi.max():
+    if not is_int(num_classes) or num_classes < 2 or num_classes <= y_semi.max():
         raise ValueError(
             f"`num_classes` must be an integer >= 2 and above every label (max "
             f"{y_semi.max()}). Received: num_classes={num_classes!r}"
@@ -195,8 +196,8 @@ def split_labeled(x, y):
             `len(x) != len(y)`.
     """
     x = np.asarray(x)
-    y = _check_labels(y)
-    _check_lengths(x, y)
+    y = check_labels(y)
+    check_lengths(x, y)
     labeled = y != UNLABELED
     return (x[labeled], y[labeled]), x[~labeled]
 
@@ -268,11 +269,11 @@ def make_dataset(
     x = np.asarray(x)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x must hold at least one row. Received: x.shape={x.shape}")
-    if not _is_int(batch_size) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
     if y is not None:
-        y = _check_labels(y)
-        _check_lengths(x, y)
+        y = check_labels(y)
+        check_lengths(x, y)
     if labeled_per_batch is None:
         num_rows, chunk = len(x), batch_size
     else:
@@ -281,7 +282,7 @@ def make_dataset(
         labeled = np.flatnonzero(y != UNLABELED)
         unlabeled = np.flatnonzero(y == UNLABELED)
         k = labeled_per_batch
-        if not _is_int(k) or not 0 < k < batch_size:
+        if not is_int(k) or not 0 < k < batch_size:
             raise ValueError(
                 f"labeled_per_batch must be an integer in (0, batch_size={batch_size}). "
                 f"Received: labeled_per_batch={labeled_per_batch!r}"
@@ -439,7 +440,7 @@ def from_dataset(
             "cardinality (a repeat()? repeat the batched result instead)."
         )
     if num_samples is not None:
-        if not _is_int(num_samples) or num_samples <= 0:
+        if not is_int(num_samples) or num_samples <= 0:
             raise ValueError(
                 f"num_samples must be a positive integer. Received: num_samples={num_samples!r}"
             )
@@ -502,12 +503,12 @@ def write_tfrecords(rows, directory, num_shards=1):
             `rows` does not yield single rows `(x, y)` with an integer scalar `y` or `x`
             alone, or yields no row.
     """
-    if not _is_int(num_shards) or num_shards <= 0:
+    if not is_int(num_shards) or num_shards <= 0:
         raise ValueError(f"num_shards must be a positive integer. Received: {num_shards=}")
     if not isinstance(rows, tf.data.Dataset):
         if isinstance(rows, tuple) and len(rows) == 2:
-            _check_lengths(rows[0], rows[1])
-            rows = (np.asarray(rows[0]), _check_labels(rows[1]))
+            check_lengths(rows[0], rows[1])
+            rows = (np.asarray(rows[0]), check_labels(rows[1]))
         rows = tf.data.Dataset.from_tensor_slices(rows)
     has_labels = _check_rows(rows)
     x_spec = rows.element_spec[0] if has_labels else rows.element_spec
@@ -722,9 +723,9 @@ def _batch_rows(
     Rows are `(idx, x[, y])`, or records that `parse_batch` turns into such batches after
     batching (without `labeled_per_batch`).
     """
-    if not _is_int(batch_size) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
-    if not _is_int(shuffle_buffer) or shuffle_buffer <= 0:
+    if not is_int(shuffle_buffer) or shuffle_buffer <= 0:
         raise ValueError(
             f"shuffle_buffer must be a positive integer. Received: {shuffle_buffer=}"
         )
@@ -732,7 +733,7 @@ def _batch_rows(
     if k is not None:
         if not has_labels:
             raise ValueError("labeled_per_batch needs rows (x, y). Received rows without y.")
-        if not _is_int(k) or not 0 < k < batch_size:
+        if not is_int(k) or not 0 < k < batch_size:
             raise ValueError(
                 f"labeled_per_batch must be an integer in (0, batch_size={batch_size}). "
                 f"Received: labeled_per_batch={k!r}"
@@ -812,10 +813,6 @@ def _seeds(seed):
     return tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(3))
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _rows(rows):
     return tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
 
@@ -824,24 +821,3 @@ def _shuffled(dataset, size, shuffle, seed):
     if shuffle:
         dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     return dataset
-
-
-def _check_labels(y):
-    y = np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(
-            f"y must be a 1-D array of integer labels. Received: y with shape {y.shape} and "
-            f"dtype {y.dtype}"
-        )
-    bad = y < UNLABELED
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(
-            f"Labels must be class ids >= 0 or UNLABELED ({UNLABELED}). Received: y[{row}]={y[row]}"
-        )
-    return y.astype(np.int64)
-
-
-def _check_lengths(x, y):
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length. Received: {len(x)=}, {len(y)=}")
