@@ -235,7 +235,7 @@ def test_keras_alone_still_fails_across_workers(two_workers):
         )
         assert report["keras_logs_error"] and KERAS_LOGS_ERROR in report["keras_logs_error"], (
             "Keras' own train step now reduces its scalar logs across workers: remove "
-            f"tfssl.models.base._distributable_logs. Error: {report['keras_logs_error']}"
+            f"tfssl.models._replicas.distributable_logs. Error: {report['keras_logs_error']}"
         )
 
 

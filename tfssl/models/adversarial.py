@@ -16,7 +16,8 @@ import keras
 import tensorflow as tf
 
 from tfssl.models._graph import Split, embedding_name
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_sum
+from tfssl.models._replicas import global_sum
+from tfssl.models.base import SemiSupervisedModel, check_choice
 
 __all__ = ["AdversarialTraining", "PerturbationSite", "adversarial_inputs", "normalize"]
 

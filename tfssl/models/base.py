@@ -31,6 +31,13 @@ import tensorflow as tf
 from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
+from tfssl.models._replicas import (
+    distributable_logs,
+    gather_from_replicas,
+    global_consistency,
+    global_mean,
+    global_sum,
+)
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
@@ -60,59 +67,6 @@ class _EpochCounter(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.epoch.assign(epoch)
-
-
-def global_sum(value):
-    """Sums `value` over the replicas of the current strategy (identity on one device).
-
-    Args:
-        value: A tensor, this replica's part.
-
-    Returns:
-        The sum over the replicas in sync, the same on every replica.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _gather_from_replicas(value):
-    """Concatenates `value` along axis 0 over the replicas (identity on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_gather(value, axis=0)
-
-
-def global_mean(per_sample_values, weights=None):
-    """Mean over the global batch, as seen from one replica.
-
-    Returns this replica's share, `sum(local values) / global count`: the gradients that
-    `apply_gradients` sums over replicas are then those of the mean over the global batch.
-
-    Args:
-        per_sample_values: Tensor of shape `(batch,)`.
-        weights: Optional `(batch,)` weights; the denominator is then their global sum
-            (0 gives a mean of 0, never NaN).
-
-    Returns:
-        A scalar tensor: this replica's share of the global mean.
-    """
-    per_sample_values = tf.cast(per_sample_values, tf.float32)
-    if weights is None:
-        weights = tf.ones_like(per_sample_values)
-    weights = tf.cast(weights, tf.float32)
-    total_weight = global_sum(tf.reduce_sum(weights))
-    return tf.math.divide_no_nan(tf.reduce_sum(per_sample_values * weights), total_weight)
-
-
-def global_consistency(logits, target_logits, kind):
-    """Consistency between softmax outputs (`"mse"` or `"kl"`), averaged over the global
-    batch. Gradients flow as the caller lets them (stop the target's where the method
-    holds it fixed)."""
-    per_sample = losses_lib.consistency_loss(logits, target_logits, kind=kind, reduction="none")
-    return global_mean(per_sample)
 
 
 @keras.saving.register_keras_serializable(package="tfssl")
@@ -371,11 +325,11 @@ class SemiSupervisedModel(keras.Model):
             updates: List of `(variable, rows)` pairs; `rows` has one row per `sample_idx`.
             sample_idx: `(batch,)` indices of this replica's rows.
         """
-        global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int32))
+        global_idx = gather_from_replicas(tf.cast(sample_idx, tf.int32))
         for variable, rows in updates:
             # Gathered in float32 (collectives refuse bfloat16), rounded to the storage dtype
             # once.
-            rows = tf.cast(_gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
+            rows = tf.cast(gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
             variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
 
     # --------------------------------------------------------------------- batches
@@ -443,7 +397,7 @@ class SemiSupervisedModel(keras.Model):
             # In range, the indices fit int32, which all_gather needs (int64 fails under
             # MultiWorkerMirroredStrategy).
             with tf.control_dependencies(range_checks):
-                global_idx = _gather_from_replicas(tf.cast(local_idx, tf.int32))
+                global_idx = gather_from_replicas(tf.cast(local_idx, tf.int32))
             checks += range_checks + [
                 tf.debugging.Assert(
                     tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
@@ -547,13 +501,13 @@ class SemiSupervisedModel(keras.Model):
         it. Unknown entries are taken out of the counts: for `"f1"` their target and
         probability are 0, for `"sigmoid_f1"` their logit is `-inf` (sigmoid 0).
         """
-        targets = _gather_from_replicas(targets)
+        targets = gather_from_replicas(targets)
         if self.supervised_objective == "f1":
-            probabilities = _gather_from_replicas(tf.sigmoid(logits) * known)
+            probabilities = gather_from_replicas(tf.sigmoid(logits) * known)
             loss = losses_lib.f1_loss(targets, probabilities)
         else:
             masked_logits = tf.where(known > 0, logits, tf.fill(tf.shape(logits), -np.inf))
-            loss = losses_lib.sigmoid_f1_loss(targets, _gather_from_replicas(masked_logits))
+            loss = losses_lib.sigmoid_f1_loss(targets, gather_from_replicas(masked_logits))
         context = tf.distribute.get_replica_context()
         replicas = 1 if context is None else context.num_replicas_in_sync
         return loss / replicas
@@ -890,7 +844,7 @@ class SemiSupervisedModel(keras.Model):
             for k, v in compiled.items()
             if k not in self.loss_trackers and k != self.skipped_steps.name
         }
-        return _distributable_logs({**compiled, **logs})
+        return distributable_logs({**compiled, **logs})
 
     def get_config(self):
         config = super().get_config()
@@ -917,22 +871,6 @@ class SemiSupervisedModel(keras.Model):
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
 
-
-def _distributable_logs(logs):
-    """`logs` as Keras can reduce them over the replicas of the current strategy.
-
-    Across workers Keras 3 reduces every log with `strategy.reduce("MEAN", value, axis=0)`
-    (keras-team/keras#20585), which refuses a scalar: there each log gets a leading axis of
-    one, and the reduction gives back the mean over the replicas in the log's own shape.
-    """
-    strategy = tf.distribute.get_strategy()
-    # Keras' own test for that reduction (keras.src.backend.tensorflow.trainer).
-    across_workers = isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
-    if not across_workers:
-        return logs
-    return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
 
 
 def _resets_in_graph(metric):

@@ -8,7 +8,8 @@ between the two predictions, plus the cross-entropy of the labeled samples).
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models._replicas import global_consistency
+from tfssl.models.base import SemiSupervisedModel, check_choice
 
 __all__ = ["PiModel"]
 

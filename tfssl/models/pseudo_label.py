@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl.data import UNLABELED
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_mean
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel, check_choice
 
 __all__ = ["PseudoLabel", "PseudoLabelMonitor", "pseudo_label_targets"]
 

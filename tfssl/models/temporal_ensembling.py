@@ -10,7 +10,8 @@ towards the current predictions with momentum `alpha` and written back with
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models._replicas import global_consistency
+from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel, check_choice
 
 __all__ = ["TemporalEnsembling"]
 
