@@ -31,6 +31,7 @@ import tensorflow as tf
 from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
+from tfssl.models._batches import check_batch, split_inputs
 from tfssl.models._checks import (
     check_choice,
     check_label_smoothing,
@@ -321,7 +322,7 @@ class SemiSupervisedModel(keras.Model):
             )
         if labels is None:
             raise ValueError("tfssl models need labels (use -1 for unlabeled rows).")
-        x, sample_idx = _split_inputs(inputs)
+        x, sample_idx = split_inputs(inputs)
         labels = tf.cast(labels, tf.int32)
         if not (
             self.supervised_objective in MULTILABEL_OBJECTIVES
@@ -329,55 +330,7 @@ class SemiSupervisedModel(keras.Model):
             and labels.shape[-1] != 1
         ):
             labels = tf.reshape(labels, [-1])
-        checks = [
-            tf.debugging.assert_greater_equal(
-                labels,
-                UNLABELED,
-                message="labels must be >= -1 (-1 = unlabeled); labels:",
-                summarize=64,
-            ),
-            tf.debugging.assert_less(
-                labels,
-                self.num_classes,
-                message=f"labels must be < num_classes={self.num_classes}; labels:",
-                summarize=64,
-            ),
-        ]
-        if sample_idx is not None and self.num_samples is not None:
-            local_idx = tf.cast(sample_idx, tf.int64)
-            range_checks = [
-                tf.debugging.assert_greater_equal(
-                    local_idx,
-                    tf.constant(0, tf.int64),
-                    message=f"idx outside [0, {self.num_samples}); idx:",
-                    summarize=64,
-                ),
-                tf.debugging.assert_less(
-                    local_idx,
-                    tf.constant(self.num_samples, tf.int64),
-                    message=f"idx outside [0, {self.num_samples}); idx:",
-                    summarize=64,
-                ),
-            ]
-            # In range, the indices fit int32, which all_gather needs (int64 fails under
-            # MultiWorkerMirroredStrategy).
-            with tf.control_dependencies(range_checks):
-                global_idx = gather_from_replicas(tf.cast(local_idx, tf.int32))
-            checks += range_checks + [
-                tf.debugging.Assert(
-                    tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
-                    [
-                        "duplicate idx in one global batch (per-sample state would be "
-                        "updated twice); idx:",
-                        global_idx,
-                    ],
-                    summarize=64,
-                ),
-            ]
-        with tf.control_dependencies(checks):
-            labels = tf.identity(labels)
-            if sample_idx is not None:
-                sample_idx = tf.identity(sample_idx)
+        labels, sample_idx = check_batch(labels, sample_idx, self.num_classes, self.num_samples)
         return x, sample_idx, labels
 
     def metric_inputs(self, labels, logits):
@@ -521,7 +474,7 @@ class SemiSupervisedModel(keras.Model):
 
     # ----------------------------------------------------------------- keras hooks
     def call(self, inputs, training=False):
-        x, _ = _split_inputs(inputs)
+        x, _ = split_inputs(inputs)
         return self.serving_model()(x, training=False)
 
     def serving_model(self, which="default"):
@@ -875,7 +828,7 @@ def _sums_finite(gradients):
 def _batch_idx(data, finite_rows):
     """The batch's `idx` as int64 when it has one (checked or not), else -1 per row."""
     inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    _, idx = _split_inputs(inputs)
+    _, idx = split_inputs(inputs)
     if idx is None:
         return -tf.ones_like(finite_rows, tf.int64)
     return tf.cast(tf.reshape(idx, [-1]), tf.int64)
@@ -921,12 +874,3 @@ class _SampleState(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.built = True
-
-
-def _split_inputs(inputs):
-    """`{"x", "idx"}` dict or plain `x` -> `(x, idx or None)`."""
-    if isinstance(inputs, dict):
-        if "x" not in inputs:
-            raise ValueError(f"Input dicts need an 'x' key. Received keys: {sorted(inputs)}")
-        return inputs["x"], inputs.get("idx")
-    return inputs, None
