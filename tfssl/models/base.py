@@ -39,6 +39,7 @@ from tfssl.models._checks import (
     check_sample_counts,
     resolve_num_classes,
 )
+from tfssl.models._nonfinite import check_finite, raise_nonfinite_error, restore_values
 from tfssl.models._replicas import (
     distributable_logs,
     gather_from_replicas,
@@ -65,10 +66,6 @@ MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
 # Storage dtypes of per-sample state. The half-precision ones halve its memory; it is read
 # and updated in float32 whatever it is stored in.
 STATE_DTYPES = ("float32", "float16", "bfloat16")
-
-# Values of each tensor that a non-finite step's error prints.
-_REPORTED_VALUES = 1000
-
 
 class _EpochCounter(keras.callbacks.Callback):
     """Writes the current epoch into `model.epoch` so `train_step` can read it."""
@@ -608,7 +605,7 @@ class SemiSupervisedModel(keras.Model):
         if self.on_nonfinite == "raise":
             # XLA compiles an assertion to nothing: the refused step fails here.
             strategy = tf.distribute.get_strategy()
-            tf.cond(finite, lambda: None, lambda: _raise_nonfinite(strategy, report))
+            tf.cond(finite, lambda: None, lambda: raise_nonfinite_error(strategy, report))
         return logs
 
     def _guarded_step(self, data, x, sample_idx, labels, raise_nonfinite):
@@ -623,7 +620,7 @@ class SemiSupervisedModel(keras.Model):
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        finite, report = self._check_finite(data, x, terms["loss"], gradients)
+        finite, report = check_finite(data, x, terms["loss"], gradients, self.optimizer)
         tf.distribute.get_replica_context().merge_call(
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
@@ -648,27 +645,6 @@ class SemiSupervisedModel(keras.Model):
         """
         return list(self.backbone.non_trainable_weights)
 
-    def _check_finite(self, data, x, loss, gradients):
-        """Whether the step is finite on every replica, and what this replica saw."""
-        finite_rows = _finite_rows(x)
-        finite_loss = tf.math.is_finite(loss)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # Overflowing gradients are routine under loss scaling: that optimizer skips
-            # them and lowers its scale itself.
-            finite_gradients = tf.constant(True)
-        else:
-            finite_gradients = _sums_finite(gradients)
-        local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
-        # One replica's bad batch refuses the step of all, so their copies stay identical.
-        finite = tf.equal(global_sum(1.0 - tf.cast(local, tf.float32)), 0.0)
-        report = {
-            "idx": _batch_idx(data, finite_rows),
-            "finite_rows": finite_rows,
-            "finite_loss": finite_loss,
-            "finite_gradients": finite_gradients,
-        }
-        return finite, report
-
     def _apply_or_refuse(
         self, strategy, finite, gradients, sample_idx, outputs, layer_state, report,
         raise_nonfinite=True,
@@ -685,13 +661,10 @@ class SemiSupervisedModel(keras.Model):
             )
 
         def refuse():
-            restored = [
-                strategy.extended.update(v.value, _assign, args=(saved,), group=False)
-                for v, saved in zip(self.forward_pass_state(), layer_state)
-            ]
+            restored = restore_values(strategy, self.forward_pass_state(), layer_state)
             if self.on_nonfinite == "raise" and raise_nonfinite:
                 with tf.control_dependencies(tf.nest.flatten(restored)):
-                    _raise_nonfinite(strategy, report)
+                    raise_nonfinite_error(strategy, report)
 
         tf.cond(finite, apply, refuse)
 
@@ -794,78 +767,6 @@ class SemiSupervisedModel(keras.Model):
 def _resets_in_graph(metric):
     """Whether `metric` is Keras' or tfssl's, whose `reset_state` only assigns variables."""
     return type(metric).__module__.split(".")[0] in ("keras", "tfssl")
-
-
-def _finite_rows(x):
-    """`(batch,)` booleans: whether every floating value of a row of `x` is finite."""
-    # Eager steps (run_eagerly, train_on_batch) may hand numpy arrays: convert first.
-    tensors = [tf.convert_to_tensor(t) for t in tf.nest.flatten(x)]
-    flags = [
-        tf.reduce_all(tf.reshape(tf.math.is_finite(t), [tf.shape(t)[0], -1]), axis=1)
-        for t in tensors
-        if t.dtype.is_floating
-    ]
-    if not flags:
-        return tf.ones([tf.shape(tensors[0])[0]], tf.bool)
-    return tf.reduce_all(tf.stack(flags), axis=0)
-
-
-def _sums_finite(gradients):
-    """Whether the sum of each gradient (`None` or `IndexedSlices` too) is finite.
-
-    A sum is NaN or infinite when one of its terms is, so one fused reduction per variable
-    finds any non-finite value without an elementwise temporary. A finite gradient whose
-    sums overflow float32 (|sum| > 3.4e38) counts as non-finite too.
-    """
-    sums = [
-        tf.reduce_sum(tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32))
-        for g in gradients
-        if g is not None
-    ]
-    return tf.math.is_finite(tf.add_n(sums))
-
-
-def _batch_idx(data, finite_rows):
-    """The batch's `idx` as int64 when it has one (checked or not), else -1 per row."""
-    inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    _, idx = split_inputs(inputs)
-    if idx is None:
-        return -tf.ones_like(finite_rows, tf.int64)
-    return tf.cast(tf.reshape(idx, [-1]), tf.int64)
-
-
-def _assign(variable, value):
-    return variable.assign(value)
-
-
-def _raise_nonfinite(strategy, report):
-    """Fails the step with the global batch's `idx` (or row positions), the rows whose
-    input is not finite and the replicas whose loss or gradients are not."""
-    parts = strategy.experimental_local_results(report)
-    finite_rows = tf.concat([part["finite_rows"] for part in parts], axis=0)
-    idx = tf.concat([part["idx"] for part in parts], axis=0)
-    positions = tf.range(tf.size(finite_rows, out_type=tf.int64), dtype=tf.int64)
-    # Without `idx` in the batch, rows are named by their position in the global batch.
-    idx = tf.where(idx < 0, positions, idx)
-    bad_rows = tf.reshape(tf.where(tf.logical_not(finite_rows)), [-1])
-    tf.debugging.Assert(
-        False,
-        [
-            "Non-finite training step: nothing was updated (on_nonfinite='raise'; pass "
-            "on_nonfinite='skip' to skip such steps). Batch idx (or row positions when the "
-            "batch has no idx):",
-            idx,
-            "rows (positions in the batch) whose input is not finite:",
-            bad_rows,
-            "their idx:",
-            tf.gather(idx, bad_rows),
-            "finite loss per replica:",
-            tf.stack([part["finite_loss"] for part in parts]),
-            "finite gradients per replica:",
-            tf.stack([part["finite_gradients"] for part in parts]),
-        ],
-        summarize=_REPORTED_VALUES,
-    )
 
 
 class _SampleState(keras.layers.Layer):
