@@ -25,10 +25,8 @@ follows the optimizer step).
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
 from tfssl.models._batches import check_batch, split_inputs
@@ -47,6 +45,11 @@ from tfssl.models._replicas import (
     global_mean,
     global_sum,
 )
+from tfssl.models._supervised import (
+    MULTILABEL_OBJECTIVES,
+    SUPERVISED_OBJECTIVES,
+    objective_loss,
+)
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
@@ -57,11 +60,6 @@ __all__ = [
     "global_consistency",
     "global_mean",
 ]
-
-# Objectives of the supervised term. The first reads integer labels `(batch,)` and a softmax;
-# the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
-SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
-MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
 
 # Storage dtypes of per-sample state. The half-precision ones halve its memory; it is read
 # and updated in float32 whatever it is stored in.
@@ -370,62 +368,14 @@ class SemiSupervisedModel(keras.Model):
         Returns:
             A scalar: this replica's share of the global batch's supervised loss.
         """
-        logits = tf.cast(logits, tf.float32)
-        if self.supervised_objective == "crossentropy":
-            labeled = labels != UNLABELED
-            if self.label_smoothing:
-                # Keras' own loss, so the smoothing is Keras' to the last detail.
-                one_hot = tf.one_hot(tf.where(labeled, labels, 0), self.num_classes)
-                per_sample = keras.losses.categorical_crossentropy(
-                    one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing
-                )
-                per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
-            else:
-                per_sample = losses_lib.masked_sparse_categorical_crossentropy(
-                    labels, logits, normalize="none"
-                )
-            row_weights = tf.cast(labeled, tf.float32)
-        else:
-            # unpack_batch flattens the labels: multi-hot rows are restored here.
-            labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits))
-            known = tf.cast(labels != UNLABELED, tf.float32)
-            targets = tf.cast(tf.maximum(labels, 0), tf.float32) * known
-            if self.supervised_objective != "binary_crossentropy":
-                return self._f1_supervised_loss(targets, known, logits)
-            # Keras' loss on a trailing axis of one: elementwise values, masked per entry.
-            per_entry = keras.losses.binary_crossentropy(
-                targets[..., None],
-                logits[..., None],
-                from_logits=True,
-                label_smoothing=self.label_smoothing,
-            )
-            per_sample = tf.reduce_sum(per_entry * known, axis=-1) / tf.cast(
-                tf.shape(logits)[-1], tf.float32
-            )
-            row_weights = tf.reduce_max(known, axis=-1)
-        if self.supervised_normalize == "batch":
-            return global_mean(per_sample)
-        return global_mean(per_sample, weights=row_weights)
-
-    def _f1_supervised_loss(self, targets, known, logits):
-        """The soft macro-F1 loss of the global batch, this replica's share of it.
-
-        F1 is a statistic of the whole batch, not a mean of per-sample values: the rows of
-        every replica are all-gathered (the gather passes gradients back to each replica's
-        rows) so that every replica computes the global batch's F1, and returns `1 / R` of
-        it. Unknown entries are taken out of the counts: for `"f1"` their target and
-        probability are 0, for `"sigmoid_f1"` their logit is `-inf` (sigmoid 0).
-        """
-        targets = gather_from_replicas(targets)
-        if self.supervised_objective == "f1":
-            probabilities = gather_from_replicas(tf.sigmoid(logits) * known)
-            loss = losses_lib.f1_loss(targets, probabilities)
-        else:
-            masked_logits = tf.where(known > 0, logits, tf.fill(tf.shape(logits), -np.inf))
-            loss = losses_lib.sigmoid_f1_loss(targets, gather_from_replicas(masked_logits))
-        context = tf.distribute.get_replica_context()
-        replicas = 1 if context is None else context.num_replicas_in_sync
-        return loss / replicas
+        return objective_loss(
+            labels,
+            logits,
+            self.supervised_objective,
+            self.num_classes,
+            label_smoothing=self.label_smoothing,
+            normalize=self.supervised_normalize,
+        )
 
     def unsupervised_weight(self):
         """The seed's weight: ramp-up(epoch) x max weight x num_labeled / num_samples."""
