@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl import backbones, data, datasets, models
-from tfssl.models import base
+from tfssl.models._replicas import global_sum
 
 METHODS = {
     "pi_model": lambda backbone, n: models.PiModel(backbone),
@@ -41,7 +41,7 @@ def unchecked_train_step(self, data_batch):
     logs = {}
     for name, value in terms.items():
         if name in self.loss_terms:
-            value = base.global_sum(value)
+            value = global_sum(value)
         self.loss_trackers[name].update_state(value)
         logs[name] = self.loss_trackers[name].result()
     labeled = tf.cast(labels != data.UNLABELED, tf.float32)

@@ -309,7 +309,7 @@ def test_keras_alone_still_fails_across_workers(two_workers):
         )
         assert report["keras_logs_error"] and KERAS_LOGS_ERROR in report["keras_logs_error"], (
             "Keras' own train step now reduces its scalar logs across workers: remove "
-            "tfssl.models.base._distributable_logs and estimators/_common.across_workers. "
+            "tfssl.models._replicas.distributable_logs and estimators/_common.across_workers. "
             f"Error: {report['keras_logs_error']}"
         )
 

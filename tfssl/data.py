@@ -14,14 +14,16 @@ unlabeled rows, as the Mean Teacher reference code's `TwoStreamBatchSampler` doe
 `make_dataset` holds the arrays as graph constants (2 GB at most, all on every worker). Larger
 data streams: `from_dataset` numbers the rows of any `tf.data.Dataset` (a generator, a file
 reader) with `Dataset.enumerate` before sharding them per worker, and `write_tfrecords` /
-`from_tfrecords` store each row's `idx` in its record, so workers read disjoint files.
+`from_tfrecords` store each row's `idx` in its record, so workers read disjoint files. These
+live in `tfssl._streams` and `tfssl._tfrecords` and are re-exported here.
 """
-
-import json
-import os
 
 import numpy as np
 import tensorflow as tf
+
+from tfssl._labels import UNLABELED, check_labels, check_lengths, is_int
+from tfssl._streams import from_dataset
+from tfssl._tfrecords import from_tfrecords, tfrecords_info, write_tfrecords
 
 __all__ = [
     "UNLABELED",
@@ -34,22 +36,6 @@ __all__ = [
     "tfrecords_info",
     "write_tfrecords",
 ]
-
-UNLABELED = -1
-_SPEC_FILE = "tfssl_rows.json"
-# The dtypes that `tf.io.decode_raw` reads.
-_RAW_DTYPES = (
-    tf.float16,
-    tf.bfloat16,
-    tf.float32,
-    tf.float64,
-    tf.int8,
-    tf.int16,
-    tf.int32,
-    tf.int64,
-    tf.uint8,
-    tf.uint16,
-)
 
 
 def mask_labels(y, num_labeled, seed, balanced=True):
@@ -85,8 +71,8 @@ def mask_labels(y, num_labeled, seed, balanced=True):
             balanced, `num_labeled` is not a multiple of the number of classes or a class has
             too few rows.
     """
-    y = _check_labels(y)
-    if not _is_int(num_labeled):
+    y = check_labels(y)
+    if not is_int(num_labeled):
         raise ValueError(f"num_labeled must be an integer. Received: num_labeled={num_labeled!r}")
     candidates = np.flatnonzero(y != UNLABELED)
     if not 0 <= num_labeled <= len(candidates):
@@ -154,13 +140,13 @@ def noisy_labels(y_semi, rate, seed, num_classes=None):
         ValueError: If `y_semi` is not a 1-D integer array or holds a value below -1,
             `rate` is outside `[0, 1]`, or `num_classes` is below 2 or not above every label.
     """
-    y_semi = _check_labels(y_semi)
+    y_semi = check_labels(y_semi)
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"`rate` must be in [0, 1]. Received: rate={rate}")
     labeled = np.flatnonzero(y_semi != UNLABELED)
     if num_classes is None:
         num_classes = int(y_semi.max()) + 1 if len(labeled) else 2
-    if not _is_int(num_classes) or num_classes < 2 or num_classes <= y_semi.max():
+    if not is_int(num_classes) or num_classes < 2 or num_classes <= y_semi.max():
         raise ValueError(
             f"`num_classes` must be an integer >= 2 and above every label (max "
             f"{y_semi.max()}). Received: num_classes={num_classes!r}"
@@ -195,8 +181,8 @@ def split_labeled(x, y):
             `len(x) != len(y)`.
     """
     x = np.asarray(x)
-    y = _check_labels(y)
-    _check_lengths(x, y)
+    y = check_labels(y)
+    check_lengths(x, y)
     labeled = y != UNLABELED
     return (x[labeled], y[labeled]), x[~labeled]
 
@@ -268,11 +254,11 @@ def make_dataset(
     x = np.asarray(x)
     if x.ndim == 0 or len(x) == 0:
         raise ValueError(f"x must hold at least one row. Received: x.shape={x.shape}")
-    if not _is_int(batch_size) or batch_size <= 0:
+    if not is_int(batch_size) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
     if y is not None:
-        y = _check_labels(y)
-        _check_lengths(x, y)
+        y = check_labels(y)
+        check_lengths(x, y)
     if labeled_per_batch is None:
         num_rows, chunk = len(x), batch_size
     else:
@@ -281,7 +267,7 @@ def make_dataset(
         labeled = np.flatnonzero(y != UNLABELED)
         unlabeled = np.flatnonzero(y == UNLABELED)
         k = labeled_per_batch
-        if not _is_int(k) or not 0 < k < batch_size:
+        if not is_int(k) or not 0 < k < batch_size:
             raise ValueError(
                 f"labeled_per_batch must be an integer in (0, batch_size={batch_size}). "
                 f"Received: labeled_per_batch={labeled_per_batch!r}"
@@ -337,485 +323,6 @@ def make_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def from_dataset(
-    dataset,
-    num_samples=None,
-    batch_size=100,
-    shuffle=False,
-    seed=None,
-    shuffle_buffer=10_000,
-    drop_remainder=False,
-    labeled_per_batch=None,
-    input_context=None,
-):
-    """Batches a `tf.data.Dataset` of rows, giving each row a globally unique `idx`.
-
-    The path for data that `make_dataset` cannot hold as graph constants (about 2 GB at
-    most, and every worker would hold all of it): a generator, files, or any pipeline that
-    yields one row at a time. Elements are `({"x": x_batch, "idx": idx_batch}, y_batch)`, as
-    from `make_dataset`, or only the dict when the rows carry no label.
-
-    `dataset` yields single rows `(x, y)`, `y` an integer scalar (`UNLABELED` for unlabeled
-    rows), or `x` alone, **in the same order at every iteration**: tfssl numbers the rows
-    with `Dataset.enumerate`, so `idx` is a row's position in that order and a row keeps its
-    index, and its per-sample state, from epoch to epoch. Shuffle here (`shuffle=True`), not
-    in `dataset`. Rows are numbered before they are sharded or shuffled, so `idx` stays
-    unique across workers.
-
-    Shuffling uses a buffer of `shuffle_buffer` rows (`Dataset.shuffle`), a new order each
-    epoch: uniform over the epoch only when the buffer holds every row. With
-    `labeled_per_batch=k`, the rows are split into an unlabeled and a labeled stream
-    (`Dataset.filter`, so `dataset` is read twice at once); the labeled rows, few by
-    assumption, are cached in memory after their first pass and drawn as in `make_dataset`
-    (`k` distinct rows a batch, reshuffled when used up). Before the first batch the labeled
-    stream reads `dataset` until its buffer holds `min(shuffle_buffer, labeled rows)` rows.
-    The epoch's length is then unknown to tf.data (a filter), and `fit` learns it in the
-    first epoch.
-
-    A generator that yields one row a call pays Python's cost per row (about 5,000 rows of
-    784 floats per CPU second here, `benchmarks/notes/scale.md`); one that yields chunks of
-    rows, unbatched by tf.data (`Dataset.from_generator(...).unbatch()`), delivered 11 times
-    as many, about as many as TFRecord shards.
-
-    Distribution: with `input_context` (from
-    `strategy.distribute_datasets_from_function`), this worker keeps every
-    `num_input_pipelines`-th row (`Dataset.shard`, after numbering) and batches
-    `batch_size / num_replicas_in_sync` rows (`k / num_replicas_in_sync` labeled); each
-    worker still reads all of `dataset` and drops the rest, so prefer `from_tfrecords` for
-    files. Workers may then hold one row more or less: repeat the dataset and pass
-    `steps_per_epoch` to `fit`, as TensorFlow advises for multi-worker input. Without
-    `input_context`, a multi-worker strategy's `experimental_distribute_dataset` (what `fit`
-    calls) shards the batches by data (`AutoShardPolicy.DATA`, never by file: file sharding
-    would number each worker's files from 0): every worker must then draw the same shuffle,
-    so pass a `seed`.
-
-    Example:
-
-    ```python
-    def rows():  # 10 million rows, never in memory at once
-        for i in range(10_000_000):
-            yield np.full(784, i % 7, np.float32), (i % 10 if i % 1000 == 0 else -1)
-
-    source = tf.data.Dataset.from_generator(rows, output_signature=(
-        tf.TensorSpec((784,), tf.float32), tf.TensorSpec((), tf.int64)))
-    train = tfssl.data.from_dataset(
-        source, num_samples=10_000_000, batch_size=100, shuffle=True, seed=0)
-    model = tfssl.models.TemporalEnsembling(backbone, num_samples=10_000_000)
-    ```
-
-    Args:
-        dataset: A `tf.data.Dataset` of single rows `(x, y)` or `x`, finite and in a fixed
-            order.
-        num_samples: The number of rows of `dataset`. tf.data checks it while reading
-            (`tf.data.experimental.assert_cardinality`): a dataset that yields more or fewer
-            rows fails at that point. Needed for a generator (whose length tf.data cannot
-            know) when the model keeps per-sample state. Defaults to `None`: the dataset's
-            own cardinality, possibly unknown.
-        batch_size: Rows per global batch. Defaults to `100`.
-        shuffle: Whether to shuffle the rows anew each epoch. Defaults to `False`.
-        seed: Seed of the shuffles. Defaults to `None`.
-        shuffle_buffer: Rows in the shuffle buffer. Defaults to `10_000`.
-        drop_remainder: Whether to drop an epoch's last, smaller batch. Defaults to `False`.
-        labeled_per_batch: Number `k` of labeled rows in every batch, `0 < k < batch_size`;
-            the rows must carry labels, and each worker's shard at least `k` labeled rows.
-            Defaults to `None`, which batches all rows in one stream.
-        input_context: A `tf.distribute.InputContext` to shard for one worker. Defaults to
-            `None`.
-
-    Returns:
-        A `tf.data.Dataset` of batches.
-
-    Raises:
-        ValueError: If `dataset` does not yield single rows `(x, y)` with an integer scalar
-            `y` or `x` alone, is infinite, or has a known length other than `num_samples`;
-            if `num_samples`, `batch_size`, `shuffle_buffer` or `labeled_per_batch` is out
-            of range, or the batch sizes do not divide among the replicas.
-    """
-    has_labels = _check_rows(dataset)
-    cardinality = int(dataset.cardinality())
-    if cardinality == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(
-            "dataset must be finite: tfssl numbers its rows. Received a dataset with infinite "
-            "cardinality (a repeat()? repeat the batched result instead)."
-        )
-    if num_samples is not None:
-        if not _is_int(num_samples) or num_samples <= 0:
-            raise ValueError(
-                f"num_samples must be a positive integer. Received: num_samples={num_samples!r}"
-            )
-        if cardinality >= 0 and cardinality != num_samples:
-            raise ValueError(
-                f"num_samples must equal the dataset's {cardinality} rows. Received: "
-                f"num_samples={num_samples}"
-            )
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_samples))
-    rows = dataset.enumerate()
-    if has_labels:
-        rows = rows.map(lambda idx, row: (idx, row[0], tf.cast(row[1], tf.int64)))
-    if input_context is not None:
-        rows = rows.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return _batch_rows(
-        rows,
-        has_labels,
-        batch_size,
-        shuffle,
-        _seeds(seed)[:2],
-        shuffle_buffer,
-        drop_remainder,
-        labeled_per_batch,
-        input_context,
-    )
-
-
-def write_tfrecords(rows, directory, num_shards=1):
-    """Writes rows to TFRecord shards in which every record stores its `idx`.
-
-    Row `i` (in the order of `rows`) becomes a `tf.train.Example` with the features `idx`
-    (`int64`, `i`), `x` (`bytes`) and, when the rows carry labels, `y` (`int64`). `x` holds
-    the row's raw little-endian bytes when its dtype is numeric and its shape fixed (read back
-    for a whole batch at once with `tf.io.decode_raw`), else `tf.io.serialize_tensor` of the
-    row (text, for instance). It goes to shard `i % num_shards`, so
-    the shards hold nearly equal numbers of rows. `directory/tfssl_rows.json` lists the
-    shards, the row count and `x`'s dtype and shape for `from_tfrecords`. Because each
-    record carries its index, workers can read disjoint files and the indices stay unique.
-    Files of an earlier write that the new list does not name are ignored.
-
-    Example:
-
-    ```python
-    tfssl.data.write_tfrecords((x, y_semi), "/data/fashion", num_shards=8)
-    train = tfssl.data.from_tfrecords("/data/fashion", batch_size=100, shuffle=True, seed=0)
-    ```
-
-    Args:
-        rows: A `tf.data.Dataset` of single rows `(x, y)` or `x` (streamed, never held in
-            memory), or arrays `(x, y)` or `x` with one row per entry.
-        directory: Folder to write into; created when missing.
-        num_shards: Number of files, at least the number of workers that will read them.
-            Defaults to `1`.
-
-    Returns:
-        The number of rows written.
-
-    Raises:
-        ValueError: If `num_shards` is not a positive integer, the arrays' lengths differ, or
-            `rows` does not yield single rows `(x, y)` with an integer scalar `y` or `x`
-            alone, or yields no row.
-    """
-    if not _is_int(num_shards) or num_shards <= 0:
-        raise ValueError(f"num_shards must be a positive integer. Received: {num_shards=}")
-    if not isinstance(rows, tf.data.Dataset):
-        if isinstance(rows, tuple) and len(rows) == 2:
-            _check_lengths(rows[0], rows[1])
-            rows = (np.asarray(rows[0]), _check_labels(rows[1]))
-        rows = tf.data.Dataset.from_tensor_slices(rows)
-    has_labels = _check_rows(rows)
-    x_spec = rows.element_spec[0] if has_labels else rows.element_spec
-    raw = x_spec.dtype in _RAW_DTYPES and x_spec.shape.is_fully_defined()
-    if not has_labels:
-        rows = rows.map(lambda x: (x, tf.constant(UNLABELED, tf.int64)))
-    if not raw:
-        rows = rows.map(lambda x, y: (tf.io.serialize_tensor(x), y))
-    little_endian = np.dtype(x_spec.dtype.as_numpy_dtype).newbyteorder("<")
-    os.makedirs(directory, exist_ok=True)
-    files = [f"rows-{shard:05d}-of-{num_shards:05d}.tfrecord" for shard in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(os.path.join(directory, name)) for name in files]
-    num_rows = 0
-    try:
-        for idx, (x, label) in enumerate(rows.as_numpy_iterator()):
-            x_bytes = x.astype(little_endian).tobytes() if raw else x
-            feature = {
-                "idx": tf.train.Feature(int64_list=tf.train.Int64List(value=[idx])),
-                "x": tf.train.Feature(bytes_list=tf.train.BytesList(value=[x_bytes])),
-            }
-            if has_labels:
-                feature["y"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writers[idx % num_shards].write(example.SerializeToString())
-            num_rows = idx + 1
-    finally:
-        for writer in writers:
-            writer.close()
-    if num_rows == 0:
-        raise ValueError("rows must hold at least one row. Received an empty dataset.")
-    spec = {
-        "num_samples": num_rows,
-        "files": files,
-        "x_dtype": x_spec.dtype.name,
-        "x_shape": x_spec.shape.as_list(),
-        "x_encoding": "raw" if raw else "serialized_tensor",
-        "has_labels": has_labels,
-    }
-    with open(os.path.join(directory, _SPEC_FILE), "w") as file:
-        json.dump(spec, file, indent=1)
-    return num_rows
-
-
-def from_tfrecords(
-    directory,
-    batch_size=100,
-    shuffle=False,
-    seed=None,
-    shuffle_buffer=10_000,
-    drop_remainder=False,
-    labeled_per_batch=None,
-    input_context=None,
-):
-    """Batches the rows that `write_tfrecords` wrote, with the `idx` stored in each record.
-
-    Elements are as from `make_dataset`. The shards are read interleaved (up to 16 files at
-    once); with `shuffle=True` the file order is shuffled too, and rows go through a buffer
-    of `shuffle_buffer` rows. `labeled_per_batch` works as in `from_dataset`.
-
-    With `input_context` (from `strategy.distribute_datasets_from_function`), this worker
-    reads only every `num_input_pipelines`-th file, so each row is read by one worker; the
-    stored indices stay globally unique. Without it, a strategy's
-    `experimental_distribute_dataset` shards the batches by data, which needs a `seed` when
-    shuffling (see `from_dataset`). The number of rows is checked while reading
-    (`tf.data.experimental.assert_cardinality`), so a missing or truncated shard fails.
-
-    Example:
-
-    ```python
-    tfssl.data.write_tfrecords(source_rows, "/data/big", num_shards=64)
-    num_samples = tfssl.data.tfrecords_info("/data/big")["num_samples"]
-    train = strategy.distribute_datasets_from_function(
-        lambda context: tfssl.data.from_tfrecords(
-            "/data/big", batch_size=256, shuffle=True, seed=0, input_context=context))
-    ```
-
-    Args:
-        directory: The folder `write_tfrecords` wrote.
-        batch_size: Rows per global batch. Defaults to `100`.
-        shuffle: Whether to shuffle files and rows anew each epoch. Defaults to `False`.
-        seed: Seed of the shuffles. Defaults to `None`.
-        shuffle_buffer: Rows in the shuffle buffer. Defaults to `10_000`.
-        drop_remainder: Whether to drop an epoch's last, smaller batch. Defaults to `False`.
-        labeled_per_batch: As in `from_dataset`. Defaults to `None`.
-        input_context: A `tf.distribute.InputContext` to shard for one worker. Defaults to
-            `None`.
-
-    Returns:
-        A `tf.data.Dataset` of batches.
-
-    Raises:
-        ValueError: If `directory` holds no `tfssl_rows.json`, there are fewer shards than
-            input pipelines, or an argument is out of range as in `from_dataset`.
-    """
-    info = tfrecords_info(directory)
-    num_files = len(info["files"])
-    shards = list(range(num_files))
-    if input_context is not None:
-        pipelines = input_context.num_input_pipelines
-        if num_files < pipelines:
-            raise ValueError(
-                f"Each input pipeline needs a shard of its own: {directory} holds {num_files} "
-                f"shards for num_input_pipelines={pipelines}. Write at least {pipelines} with "
-                "write_tfrecords(num_shards=...)."
-            )
-        shards = shards[input_context.input_pipeline_id :: pipelines]
-    # Row i went to shard i % num_files.
-    num_rows = sum(len(range(shard, info["num_samples"], num_files)) for shard in shards)
-    seeds = _seeds(seed)
-    files = tf.data.Dataset.from_tensor_slices(
-        [os.path.join(directory, info["files"][shard]) for shard in shards]
-    )
-    if shuffle:
-        files = files.shuffle(len(shards), seed=seeds[2], reshuffle_each_iteration=True)
-    has_labels = info["has_labels"]
-    features = {
-        "idx": tf.io.FixedLenFeature([], tf.int64),
-        "x": tf.io.FixedLenFeature([], tf.string),
-    }
-    if has_labels:
-        features["y"] = tf.io.FixedLenFeature([], tf.int64)
-    x_spec = tf.TensorSpec(info["x_shape"], tf.as_dtype(info["x_dtype"]))
-
-    def parse(records):
-        """Parses a 1-D batch of records into `(idx, x[, y])` batches."""
-        parsed = tf.io.parse_example(records, features)
-        if info["x_encoding"] == "raw":
-            x = tf.reshape(tf.io.decode_raw(parsed["x"], x_spec.dtype), [-1, *x_spec.shape])
-        else:
-            x = tf.map_fn(
-                lambda row: tf.ensure_shape(tf.io.parse_tensor(row, x_spec.dtype), x_spec.shape),
-                parsed["x"],
-                fn_output_signature=x_spec,
-            )
-        return (parsed["idx"], x, parsed["y"]) if has_labels else (parsed["idx"], x)
-
-    # A bounded cycle keeps thousands of shards from being opened at once.
-    records = files.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(shards), 16),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    records = records.apply(tf.data.experimental.assert_cardinality(num_rows))
-    if labeled_per_batch is None:
-        # Shuffling the serialized records and parsing whole batches costs a fraction of
-        # parsing row by row (tf.io.parse_example is vectorized).
-        rows, parse_batch = records, parse
-    else:
-        # Splitting labeled from unlabeled rows needs each row's label first.
-        rows = records.map(
-            lambda record: tuple(part[0] for part in parse(record[None])),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        parse_batch = None
-    return _batch_rows(
-        rows,
-        has_labels,
-        batch_size,
-        shuffle,
-        seeds[:2],
-        shuffle_buffer,
-        drop_remainder,
-        labeled_per_batch,
-        input_context,
-        parse_batch,
-    )
-
-
-def tfrecords_info(directory):
-    """Reads what `write_tfrecords` recorded about its shards.
-
-    Example:
-
-    ```python
-    num_samples = tfssl.data.tfrecords_info("/data/big")["num_samples"]
-    ```
-
-    Args:
-        directory: The folder `write_tfrecords` wrote.
-
-    Returns:
-        A dict with `num_samples`, `files` (shard names), `x_dtype`, `x_shape` (`None` for
-        a dimension of varying size) and `has_labels`.
-
-    Raises:
-        ValueError: If `directory` holds no `tfssl_rows.json`.
-    """
-    path = os.path.join(directory, _SPEC_FILE)
-    if not os.path.exists(path):
-        raise ValueError(
-            f"{path} does not exist: write the shards with tfssl.data.write_tfrecords. "
-            f"Received: directory={directory!r}"
-        )
-    with open(path) as file:
-        return json.load(file)
-
-
-def _batch_rows(
-    rows,
-    has_labels,
-    batch_size,
-    shuffle,
-    seeds,
-    shuffle_buffer,
-    drop_remainder,
-    labeled_per_batch,
-    input_context,
-    parse_batch=None,
-):
-    """Shuffles and batches rows into `({"x", "idx"}[, y])` batches.
-
-    Rows are `(idx, x[, y])`, or records that `parse_batch` turns into such batches after
-    batching (without `labeled_per_batch`).
-    """
-    if not _is_int(batch_size) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer. Received: {batch_size=}")
-    if not _is_int(shuffle_buffer) or shuffle_buffer <= 0:
-        raise ValueError(
-            f"shuffle_buffer must be a positive integer. Received: {shuffle_buffer=}"
-        )
-    k = labeled_per_batch
-    if k is not None:
-        if not has_labels:
-            raise ValueError("labeled_per_batch needs rows (x, y). Received rows without y.")
-        if not _is_int(k) or not 0 < k < batch_size:
-            raise ValueError(
-                f"labeled_per_batch must be an integer in (0, batch_size={batch_size}). "
-                f"Received: labeled_per_batch={k!r}"
-            )
-    if input_context is not None:
-        replicas = input_context.num_replicas_in_sync
-        if k is not None and k % replicas:
-            raise ValueError(
-                f"labeled_per_batch must divide among the num_replicas_in_sync={replicas} "
-                f"replicas. Received: labeled_per_batch={k}"
-            )
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-        k = None if k is None else k // replicas
-
-    def shuffled(stream, seed):
-        if shuffle:
-            return stream.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        return stream
-
-    if k is None:
-        batches = shuffled(rows, seeds[0]).batch(batch_size, drop_remainder=drop_remainder)
-        if parse_batch is not None:
-            batches = batches.map(parse_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        unlabeled = rows.filter(lambda idx, x, y: tf.equal(y, UNLABELED))
-        labeled = rows.filter(lambda idx, x, y: tf.not_equal(y, UNLABELED)).cache()
-        unlabeled = shuffled(unlabeled, seeds[0]).batch(batch_size - k, drop_remainder)
-        if shuffle:
-            # As in make_dataset: batching before repeating keeps a batch's k rows distinct.
-            labeled = shuffled(labeled, seeds[1]).batch(k, drop_remainder=True).repeat()
-        else:
-            labeled = labeled.repeat().batch(k)
-        batches = tf.data.Dataset.zip(unlabeled, labeled).map(
-            lambda first, second: tuple(tf.concat(pair, 0) for pair in zip(first, second))
-        )
-    if has_labels:
-        batches = batches.map(lambda idx, x, y: ({"x": x, "idx": idx}, y))
-    else:
-        batches = batches.map(lambda idx, x: {"x": x, "idx": idx})
-    options = tf.data.Options()
-    # Sharded here already, or else by data: sharding a source's files would restart the
-    # numbering at 0 on every worker.
-    policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = (
-        policy.DATA if input_context is None else policy.OFF
-    )
-    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def _check_rows(dataset):
-    """Returns whether `dataset` yields `(x, y)` rows (else `x` rows); refuses other shapes."""
-    if not isinstance(dataset, tf.data.Dataset):
-        raise ValueError(
-            f"dataset must be a tf.data.Dataset. Received: dataset of type {type(dataset)}"
-        )
-    spec = dataset.element_spec
-    if isinstance(spec, tf.TensorSpec):
-        return False
-    if (
-        isinstance(spec, tuple)
-        and len(spec) == 2
-        and all(isinstance(part, tf.TensorSpec) for part in spec)
-        and spec[1].dtype.is_integer
-        and spec[1].shape.rank == 0
-    ):
-        return True
-    raise ValueError(
-        "dataset must yield single rows (x, y) with an integer scalar y, or x alone (unbatch "
-        f"a batched dataset). Received: element_spec={spec}"
-    )
-
-
-def _seeds(seed):
-    """Three seeds derived from one (rows, labeled stream, files), or `None`s."""
-    if seed is None:
-        return (None, None, None)
-    return tuple(int(s) for s in np.random.SeedSequence(seed).generate_state(3))
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _rows(rows):
     return tf.data.Dataset.from_tensor_slices(rows.astype(np.int64))
 
@@ -824,24 +331,3 @@ def _shuffled(dataset, size, shuffle, seed):
     if shuffle:
         dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     return dataset
-
-
-def _check_labels(y):
-    y = np.asarray(y)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(
-            f"y must be a 1-D array of integer labels. Received: y with shape {y.shape} and "
-            f"dtype {y.dtype}"
-        )
-    bad = y < UNLABELED
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ValueError(
-            f"Labels must be class ids >= 0 or UNLABELED ({UNLABELED}). Received: y[{row}]={y[row]}"
-        )
-    return y.astype(np.int64)
-
-
-def _check_lengths(x, y):
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same length. Received: {len(x)=}, {len(y)=}")

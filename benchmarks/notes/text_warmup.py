@@ -21,10 +21,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "estimato
 
 import text_classification  # noqa: E402
 from text_bench import COMMON, RUNS  # noqa: E402
-from tfssl.models import base  # noqa: E402
+from tfssl.models import _trainer  # noqa: E402
 
 
-class DelayedEpochCounter(base._EpochCounter):
+class DelayedEpochCounter(_trainer._EpochCounter):
     """Writes `max(0, epoch - start)` into `model.epoch`, the epoch the ramp-up reads."""
 
     def __init__(self, start):

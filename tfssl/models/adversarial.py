@@ -15,8 +15,10 @@ over the whole batch, add the adversarial gradient to the clean one and restore 
 import keras
 import tensorflow as tf
 
+from tfssl.models._checks import check_choice
 from tfssl.models._graph import Split, embedding_name
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_sum
+from tfssl.models._replicas import global_sum
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["AdversarialTraining", "PerturbationSite", "adversarial_inputs", "normalize"]
 

@@ -3,34 +3,45 @@
 Every semi-supervised method in `tfssl.models` is a `SemiSupervisedModel`: a `keras.Model`
 that wraps a backbone (any Keras model mapping inputs to logits) and trains on batches of
 `({"x": x, "idx": idx}, y)` where `y == -1` marks an unlabeled row. This module holds what the
-methods share, once:
+methods share, once, with the parts a method never touches in private modules beside it:
 
-- unpacking and validating a batch (sample indices in range and unique, labels in range);
-- the masked supervised cross-entropy and the ramped-up unsupervised weight of the seed code,
-  `ramp_up(epoch) * max_unsupervised_weight * num_labeled / num_samples`;
+- unpacking and validating a batch (sample indices in range and unique, labels in range;
+  `_batches`);
+- the masked supervised loss (`_supervised`) and the ramped-up unsupervised weight of the
+  seed code, `ramp_up(epoch) * max_unsupervised_weight * num_labeled / num_samples`;
 - the epoch counter the ramp-up reads (set by a callback that `fit` adds);
 - one `keras.metrics.Mean` per loss term, reset every epoch;
 - per-sample state (`(num_samples, ...)` variables such as Temporal Ensembling's ensemble):
   a resource gather that reads only the batch's rows and a scatter that, under a
   `tf.distribute` strategy, applies the same all-gathered update on every replica;
 - normalisation by the *global* batch so that a run on several replicas equals one device
-  with the same global batch;
+  with the same global batch (`_replicas`);
 - a step whose floating inputs, loss or gradients are not finite writes nothing (no weight,
   optimizer slot, per-sample state or teacher): it raises or is skipped (`on_nonfinite`), on
-  every replica alike.
+  every replica alike (`_nonfinite`);
+- the training and evaluation steps themselves, `compile` and `fit` (`_trainer`, a mixin as
+  Keras' own `Trainer` is one of `keras.Model`), and the constructor's checks (`_checks`).
 
 A method overrides `compute_losses` (the paper's loss, as a dict of named terms) and, when it
 keeps state beside the weights, `update_state_after_step` (the ensemble or teacher update that
 follows the optimizer step).
 """
-
 import keras
-import numpy as np
 import tensorflow as tf
 
-from tfssl import losses as losses_lib
 from tfssl import schedules
 from tfssl.data import UNLABELED
+from tfssl.models._batches import check_batch, split_inputs
+from tfssl.models._checks import (
+    check_choice,
+    check_label_smoothing,
+    check_positive_int,
+    check_sample_counts,
+    resolve_num_classes,
+)
+from tfssl.models._replicas import gather_from_replicas, global_consistency, global_mean
+from tfssl.models._supervised import MULTILABEL_OBJECTIVES, SUPERVISED_OBJECTIVES, objective_loss
+from tfssl.models._trainer import Trainer
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
@@ -42,81 +53,13 @@ __all__ = [
     "global_mean",
 ]
 
-# Objectives of the supervised term. The first reads integer labels `(batch,)` and a softmax;
-# the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
-SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
-MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
-
 # Storage dtypes of per-sample state. The half-precision ones halve its memory; it is read
 # and updated in float32 whatever it is stored in.
 STATE_DTYPES = ("float32", "float16", "bfloat16")
 
-# Values of each tensor that a non-finite step's error prints.
-_REPORTED_VALUES = 1000
-
-
-class _EpochCounter(keras.callbacks.Callback):
-    """Writes the current epoch into `model.epoch` so `train_step` can read it."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.epoch.assign(epoch)
-
-
-def global_sum(value):
-    """Sums `value` over the replicas of the current strategy (identity on one device).
-
-    Args:
-        value: A tensor, this replica's part.
-
-    Returns:
-        The sum over the replicas in sync, the same on every replica.
-    """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
-def _gather_from_replicas(value):
-    """Concatenates `value` along axis 0 over the replicas (identity on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_gather(value, axis=0)
-
-
-def global_mean(per_sample_values, weights=None):
-    """Mean over the global batch, as seen from one replica.
-
-    Returns this replica's share, `sum(local values) / global count`: the gradients that
-    `apply_gradients` sums over replicas are then those of the mean over the global batch.
-
-    Args:
-        per_sample_values: Tensor of shape `(batch,)`.
-        weights: Optional `(batch,)` weights; the denominator is then their global sum
-            (0 gives a mean of 0, never NaN).
-
-    Returns:
-        A scalar tensor: this replica's share of the global mean.
-    """
-    per_sample_values = tf.cast(per_sample_values, tf.float32)
-    if weights is None:
-        weights = tf.ones_like(per_sample_values)
-    weights = tf.cast(weights, tf.float32)
-    total_weight = global_sum(tf.reduce_sum(weights))
-    return tf.math.divide_no_nan(tf.reduce_sum(per_sample_values * weights), total_weight)
-
-
-def global_consistency(logits, target_logits, kind):
-    """Consistency between softmax outputs (`"mse"` or `"kl"`), averaged over the global
-    batch. Gradients flow as the caller lets them (stop the target's where the method
-    holds it fixed)."""
-    per_sample = losses_lib.consistency_loss(logits, target_logits, kind=kind, reduction="none")
-    return global_mean(per_sample)
-
 
 @keras.saving.register_keras_serializable(package="tfssl")
-class SemiSupervisedModel(keras.Model):
+class SemiSupervisedModel(Trainer, keras.Model):
     """Base class of the tfssl semi-supervised models.
 
     Wraps `backbone` and trains it on `({"x": x, "idx": idx}, y)` batches, `y == -1` for
@@ -220,60 +163,18 @@ class SemiSupervisedModel(keras.Model):
                 f"Received: backbone={backbone!r}"
             )
         check_choice("supervised_objective", supervised_objective, SUPERVISED_OBJECTIVES)
-        if (
-            isinstance(label_smoothing, bool)
-            or not isinstance(label_smoothing, (int, float))
-            or not 0.0 <= label_smoothing <= 1.0
-        ):
-            raise ValueError(
-                f"`label_smoothing` must be a number in [0, 1]. "
-                f"Received: label_smoothing={label_smoothing!r}"
-            )
-        if label_smoothing and supervised_objective in ("f1", "sigmoid_f1"):
-            raise ValueError(
-                f"`label_smoothing` applies to the cross-entropy objectives, not to "
-                f"supervised_objective={supervised_objective!r}. "
-                f"Received: label_smoothing={label_smoothing}"
-            )
-        if supervised_objective in MULTILABEL_OBJECTIVES and _is_one_logit(backbone):
-            # One sigmoid logit is a binary classifier: two classes, labels 0 and 1 (the
-            # label check reads num_classes as the bound).
-            if num_classes not in (None, 2):
-                raise ValueError(
-                    "A one-logit backbone with a sigmoid objective is a binary classifier: "
-                    f"`num_classes` must be 2 or None. Received: num_classes={num_classes}"
-                )
-            num_classes = 2
-        else:
-            num_classes = _check_num_classes(backbone, num_classes)
-        if num_samples is not None:
-            _check_positive_int("num_samples", num_samples)
-            if num_samples >= 2**31:
-                # Indices are all-gathered as int32 (int64 all_gather fails under
-                # MultiWorkerMirroredStrategy).
-                raise ValueError(
-                    f"`num_samples` must be below 2**31. Received: num_samples={num_samples}"
-                )
-        if num_labeled is not None:
-            _check_positive_int("num_labeled", num_labeled)
-            if num_samples is None:
-                raise ValueError(
-                    "`num_labeled` sets the seed's weight factor num_labeled / num_samples "
-                    f"and needs `num_samples`. Received: num_labeled={num_labeled}, "
-                    "num_samples=None"
-                )
-            if num_labeled > num_samples:
-                raise ValueError(
-                    f"`num_labeled` must be in (0, num_samples={num_samples}]. "
-                    f"Received: num_labeled={num_labeled}"
-                )
+        check_label_smoothing(label_smoothing, supervised_objective)
+        num_classes = resolve_num_classes(
+            backbone, num_classes, sigmoid=supervised_objective in MULTILABEL_OBJECTIVES
+        )
+        check_sample_counts(num_samples, num_labeled)
         if max_unsupervised_weight < 0:
             raise ValueError(
                 f"`max_unsupervised_weight` must be >= 0. "
                 f"Received: max_unsupervised_weight={max_unsupervised_weight}"
             )
         check_choice("ramp_up_method", ramp_up_method, schedules.RAMP_UP_METHODS)
-        _check_positive_int("ramp_up_epochs", ramp_up_epochs)
+        check_positive_int("ramp_up_epochs", ramp_up_epochs)
         check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
         check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         self.backbone = backbone
@@ -371,11 +272,11 @@ class SemiSupervisedModel(keras.Model):
             updates: List of `(variable, rows)` pairs; `rows` has one row per `sample_idx`.
             sample_idx: `(batch,)` indices of this replica's rows.
         """
-        global_idx = _gather_from_replicas(tf.cast(sample_idx, tf.int32))
+        global_idx = gather_from_replicas(tf.cast(sample_idx, tf.int32))
         for variable, rows in updates:
             # Gathered in float32 (collectives refuse bfloat16), rounded to the storage dtype
             # once.
-            rows = tf.cast(_gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
+            rows = tf.cast(gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
             variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
 
     # --------------------------------------------------------------------- batches
@@ -402,7 +303,7 @@ class SemiSupervisedModel(keras.Model):
             )
         if labels is None:
             raise ValueError("tfssl models need labels (use -1 for unlabeled rows).")
-        x, sample_idx = _split_inputs(inputs)
+        x, sample_idx = split_inputs(inputs)
         labels = tf.cast(labels, tf.int32)
         if not (
             self.supervised_objective in MULTILABEL_OBJECTIVES
@@ -410,55 +311,7 @@ class SemiSupervisedModel(keras.Model):
             and labels.shape[-1] != 1
         ):
             labels = tf.reshape(labels, [-1])
-        checks = [
-            tf.debugging.assert_greater_equal(
-                labels,
-                UNLABELED,
-                message="labels must be >= -1 (-1 = unlabeled); labels:",
-                summarize=64,
-            ),
-            tf.debugging.assert_less(
-                labels,
-                self.num_classes,
-                message=f"labels must be < num_classes={self.num_classes}; labels:",
-                summarize=64,
-            ),
-        ]
-        if sample_idx is not None and self.num_samples is not None:
-            local_idx = tf.cast(sample_idx, tf.int64)
-            range_checks = [
-                tf.debugging.assert_greater_equal(
-                    local_idx,
-                    tf.constant(0, tf.int64),
-                    message=f"idx outside [0, {self.num_samples}); idx:",
-                    summarize=64,
-                ),
-                tf.debugging.assert_less(
-                    local_idx,
-                    tf.constant(self.num_samples, tf.int64),
-                    message=f"idx outside [0, {self.num_samples}); idx:",
-                    summarize=64,
-                ),
-            ]
-            # In range, the indices fit int32, which all_gather needs (int64 fails under
-            # MultiWorkerMirroredStrategy).
-            with tf.control_dependencies(range_checks):
-                global_idx = _gather_from_replicas(tf.cast(local_idx, tf.int32))
-            checks += range_checks + [
-                tf.debugging.Assert(
-                    tf.equal(tf.size(tf.unique(global_idx).y), tf.size(global_idx)),
-                    [
-                        "duplicate idx in one global batch (per-sample state would be "
-                        "updated twice); idx:",
-                        global_idx,
-                    ],
-                    summarize=64,
-                ),
-            ]
-        with tf.control_dependencies(checks):
-            labels = tf.identity(labels)
-            if sample_idx is not None:
-                sample_idx = tf.identity(sample_idx)
+        labels, sample_idx = check_batch(labels, sample_idx, self.num_classes, self.num_samples)
         return x, sample_idx, labels
 
     def metric_inputs(self, labels, logits):
@@ -501,62 +354,14 @@ class SemiSupervisedModel(keras.Model):
         Returns:
             A scalar: this replica's share of the global batch's supervised loss.
         """
-        logits = tf.cast(logits, tf.float32)
-        if self.supervised_objective == "crossentropy":
-            labeled = labels != UNLABELED
-            if self.label_smoothing:
-                # Keras' own loss, so the smoothing is Keras' to the last detail.
-                one_hot = tf.one_hot(tf.where(labeled, labels, 0), self.num_classes)
-                per_sample = keras.losses.categorical_crossentropy(
-                    one_hot, logits, from_logits=True, label_smoothing=self.label_smoothing
-                )
-                per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
-            else:
-                per_sample = losses_lib.masked_sparse_categorical_crossentropy(
-                    labels, logits, normalize="none"
-                )
-            row_weights = tf.cast(labeled, tf.float32)
-        else:
-            # unpack_batch flattens the labels: multi-hot rows are restored here.
-            labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits))
-            known = tf.cast(labels != UNLABELED, tf.float32)
-            targets = tf.cast(tf.maximum(labels, 0), tf.float32) * known
-            if self.supervised_objective != "binary_crossentropy":
-                return self._f1_supervised_loss(targets, known, logits)
-            # Keras' loss on a trailing axis of one: elementwise values, masked per entry.
-            per_entry = keras.losses.binary_crossentropy(
-                targets[..., None],
-                logits[..., None],
-                from_logits=True,
-                label_smoothing=self.label_smoothing,
-            )
-            per_sample = tf.reduce_sum(per_entry * known, axis=-1) / tf.cast(
-                tf.shape(logits)[-1], tf.float32
-            )
-            row_weights = tf.reduce_max(known, axis=-1)
-        if self.supervised_normalize == "batch":
-            return global_mean(per_sample)
-        return global_mean(per_sample, weights=row_weights)
-
-    def _f1_supervised_loss(self, targets, known, logits):
-        """The soft macro-F1 loss of the global batch, this replica's share of it.
-
-        F1 is a statistic of the whole batch, not a mean of per-sample values: the rows of
-        every replica are all-gathered (the gather passes gradients back to each replica's
-        rows) so that every replica computes the global batch's F1, and returns `1 / R` of
-        it. Unknown entries are taken out of the counts: for `"f1"` their target and
-        probability are 0, for `"sigmoid_f1"` their logit is `-inf` (sigmoid 0).
-        """
-        targets = _gather_from_replicas(targets)
-        if self.supervised_objective == "f1":
-            probabilities = _gather_from_replicas(tf.sigmoid(logits) * known)
-            loss = losses_lib.f1_loss(targets, probabilities)
-        else:
-            masked_logits = tf.where(known > 0, logits, tf.fill(tf.shape(logits), -np.inf))
-            loss = losses_lib.sigmoid_f1_loss(targets, _gather_from_replicas(masked_logits))
-        context = tf.distribute.get_replica_context()
-        replicas = 1 if context is None else context.num_replicas_in_sync
-        return loss / replicas
+        return objective_loss(
+            labels,
+            logits,
+            self.supervised_objective,
+            self.num_classes,
+            label_smoothing=self.label_smoothing,
+            normalize=self.supervised_normalize,
+        )
 
     def unsupervised_weight(self):
         """The seed's weight: ramp-up(epoch) x max weight x num_labeled / num_samples."""
@@ -602,7 +407,7 @@ class SemiSupervisedModel(keras.Model):
 
     # ----------------------------------------------------------------- keras hooks
     def call(self, inputs, training=False):
-        x, _ = _split_inputs(inputs)
+        x, _ = split_inputs(inputs)
         return self.serving_model()(x, training=False)
 
     def serving_model(self, which="default"):
@@ -620,152 +425,6 @@ class SemiSupervisedModel(keras.Model):
             )
         return self.backbone
 
-    def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
-        """Configures training. No loss is needed: the method defines it.
-
-        Args:
-            optimizer: A Keras optimizer or its name. Defaults to `"adam"`.
-            metrics: Metrics computed on the labeled rows, e.g. `["accuracy"]` (passed to
-                Keras as `weighted_metrics`, weighted by the labeled mask).
-            jit_compile: `True` compiles the step with XLA, except the batch checks, which
-                run before it without XLA (see the class docstring). One replica only:
-                refused under a strategy with several. Ignored with `run_eagerly=True`.
-                Meant for GPUs: on CPU it was no faster, and 9x slower for Temporal
-                Ensembling with dropout or noise layers (benchmarks/notes/step_cost.md).
-                Defaults to `False`.
-            **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
-
-        Raises:
-            ValueError: For a `loss`, a `jit_compile` other than a bool or `None`, or
-                `jit_compile=True` under a strategy with several replicas.
-        """
-        if jit_compile not in (True, False, None):
-            raise ValueError(
-                f"`jit_compile` must be True or False (tfssl models compile all but the batch "
-                f"checks with XLA, so there is no 'auto'). Received: jit_compile={jit_compile!r}"
-            )
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if jit_compile and replicas > 1:
-            # The compiled step is a tf.function nested in each replica's step, and
-            # MirroredStrategy refuses a merge_call (optimizer, state) inside one.
-            raise ValueError(
-                "`jit_compile=True` runs on one replica; this model's strategy has "
-                f"{replicas}. Received: jit_compile={jit_compile!r}"
-            )
-        if kwargs.get("loss") is not None:
-            raise ValueError(
-                f"{type(self).__name__} defines its own loss. Received: loss={kwargs['loss']!r}"
-            )
-        kwargs.pop("loss", None)
-        # Keras applies sample weights only to `weighted_metrics`: the metrics go there so
-        # that the labeled mask (the sample weight of `compute_metrics`) applies to them.
-        weighted_metrics = list(metrics or []) + list(kwargs.pop("weighted_metrics", None) or [])
-        # Keras' own XLA would compile the checks too: the step compiles itself instead.
-        super().compile(
-            optimizer=optimizer,
-            weighted_metrics=weighted_metrics or None,
-            jit_compile=False,
-            **kwargs,
-        )
-        self._jit_step = bool(jit_compile) and not self.run_eagerly
-        self._compiled_step = None
-
-    def get_compile_config(self):
-        """The arguments of `compile`, saved in `.keras` files."""
-        config = super().get_compile_config()
-        if config is not None and self._jit_step:
-            config["jit_compile"] = True
-        return config
-
-    def compile_from_config(self, config):
-        """Re-compiles from `get_compile_config()` when a `.keras` file is loaded."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            # Creates the slots so the saved optimizer state can be loaded into them.
-            self.optimizer.build(self.trainable_variables)
-
-    def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
-        if args and isinstance(args[0], tf.data.Dataset):
-            # A tfssl dataset is shuffled by tf.data; Keras would warn that its own
-            # default shuffle=True is ignored.
-            kwargs.setdefault("shuffle", False)
-        callbacks = list(callbacks or [])
-        if not any(isinstance(callback, _EpochCounter) for callback in callbacks):
-            callbacks.append(_EpochCounter())
-        return super().fit(*args, callbacks=callbacks, **kwargs)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras' build before `fit`/`evaluate`, from the first local replica's batch.
-
-        Under a strategy, Keras 3 builds from the MEAN over the replicas of the first
-        distributed batch, which fails for string inputs (text models) and, eagerly, under
-        `MultiWorkerMirroredStrategy` (keras-team/keras#20585). The build reads only the
-        batch's shapes and dtypes, which every replica's part has: it is given the first
-        local replica's part instead. tests/test_multiworker.py fails when Keras no longer
-        needs this.
-        """
-        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
-            strategy = self._distribute_strategy
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda value: strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues)
-                    else value,
-                    next(batches),
-                )
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def train_step(self, data):
-        x, sample_idx, labels = self.unpack_batch(data)
-        if not self._jit_step:
-            logs, _, _ = self._guarded_step(data, x, sample_idx, labels, raise_nonfinite=True)
-            return logs
-        # The checks above stay outside XLA; the compiled step reads their checked outputs
-        # (`labels`, `sample_idx`), so it runs only once they have passed.
-        if self._compiled_step is None:
-            self._compiled_step = tf.function(
-                self._guarded_step, jit_compile=True, autograph=False
-            )
-        logs, finite, report = self._compiled_step(
-            data, x, sample_idx, labels, raise_nonfinite=False
-        )
-        if self.on_nonfinite == "raise":
-            # XLA compiles an assertion to nothing: the refused step fails here.
-            strategy = tf.distribute.get_strategy()
-            tf.cond(finite, lambda: None, lambda: _raise_nonfinite(strategy, report))
-        return logs
-
-    def _guarded_step(self, data, x, sample_idx, labels, raise_nonfinite):
-        """The step after the batch checks: `(logs, finite, report)`. It applies nothing
-        unless the step is `finite`, and fails then if `raise_nonfinite` and the model
-        raises."""
-        # Batch normalisation writes its moving statistics in the forward pass, before the
-        # loss is known: a refused step puts these values back.
-        layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
-        with tf.GradientTape() as tape:
-            terms, outputs = self.compute_losses(x, sample_idx, labels)
-            loss = self.optimizer.scale_loss(terms["loss"])
-        trainable_weights = self.backbone.trainable_weights
-        gradients = tape.gradient(loss, trainable_weights)
-        finite, report = self._check_finite(data, x, terms["loss"], gradients)
-        tf.distribute.get_replica_context().merge_call(
-            self._apply_or_refuse,
-            args=(finite, gradients, sample_idx, outputs, layer_state, report),
-            kwargs={"raise_nonfinite": raise_nonfinite},
-        )
-        if self.on_nonfinite == "raise":
-            # A refused step fails: its metrics are never read.
-            return self._update_metrics(terms, labels, outputs["logits"]), finite, report
-        # Keras sums a metric's replicas when it reads it: one replica counts the step.
-        first_replica = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
-        self.skipped_steps.update_state(tf.cast(~finite & first_replica, tf.float32))
-        logs = self._update_metrics(terms, labels, outputs["logits"], finite=finite)
-        return logs, finite, report
-
     def forward_pass_state(self):
         """The variables that the training forward pass itself writes (batch-norm moving
         statistics): saved before the pass and put back when the step is refused.
@@ -775,122 +434,6 @@ class SemiSupervisedModel(keras.Model):
             networks write state in their training pass adds theirs.
         """
         return list(self.backbone.non_trainable_weights)
-
-    def _check_finite(self, data, x, loss, gradients):
-        """Whether the step is finite on every replica, and what this replica saw."""
-        finite_rows = _finite_rows(x)
-        finite_loss = tf.math.is_finite(loss)
-        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-            # Overflowing gradients are routine under loss scaling: that optimizer skips
-            # them and lowers its scale itself.
-            finite_gradients = tf.constant(True)
-        else:
-            finite_gradients = _sums_finite(gradients)
-        local = tf.reduce_all(finite_rows) & finite_loss & finite_gradients
-        # One replica's bad batch refuses the step of all, so their copies stay identical.
-        finite = tf.equal(global_sum(1.0 - tf.cast(local, tf.float32)), 0.0)
-        report = {
-            "idx": _batch_idx(data, finite_rows),
-            "finite_rows": finite_rows,
-            "finite_loss": finite_loss,
-            "finite_gradients": finite_gradients,
-        }
-        return finite, report
-
-    def _apply_or_refuse(
-        self, strategy, finite, gradients, sample_idx, outputs, layer_state, report,
-        raise_nonfinite=True,
-    ):
-        """Applies the step on every replica if `finite`, else restores the layers' state
-        and raises (when the model raises and `raise_nonfinite`) or skips. Runs in
-        cross-replica context: a `tf.cond` in replica context cannot hold the optimizer's
-        `merge_call` (Keras' LossScaleOptimizer decides the same way)."""
-        finite = strategy.experimental_local_results(finite)[0]
-
-        def apply():
-            strategy.extended.call_for_each_replica(
-                self._apply_step, args=(gradients, sample_idx, outputs)
-            )
-
-        def refuse():
-            restored = [
-                strategy.extended.update(v.value, _assign, args=(saved,), group=False)
-                for v, saved in zip(self.forward_pass_state(), layer_state)
-            ]
-            if self.on_nonfinite == "raise" and raise_nonfinite:
-                with tf.control_dependencies(tf.nest.flatten(restored)):
-                    _raise_nonfinite(strategy, report)
-
-        tf.cond(finite, apply, refuse)
-
-    def _apply_step(self, gradients, sample_idx, outputs):
-        self.optimizer.apply_gradients(zip(gradients, self.backbone.trainable_weights))
-        self.update_state_after_step(sample_idx, outputs)
-
-    def reset_metrics(self):
-        """Zeroes the metrics, Keras' own in one graph call.
-
-        `train_on_batch` resets the metrics before every step; one eager assignment per
-        metric variable (a loss tracker per term) then cost more than the step's loss terms
-        themselves. Metrics of other libraries reset themselves, in case their
-        `reset_state` does more than assign.
-        """
-        metrics = [m for m in self.metrics if _resets_in_graph(m)]
-        for metric in self.metrics:
-            if metric not in metrics:
-                metric.reset_state()
-        if self.run_eagerly or self.distribute_strategy.num_replicas_in_sync > 1:
-            for metric in metrics:
-                metric.reset_state()
-            return
-        # Compiled metrics create their variables at their first update: trace again then.
-        key = tuple(id(v) for m in metrics for v in m.variables)
-        if self._metric_reset is None or self._metric_reset[0] != key:
-
-            def reset():
-                for metric in metrics:
-                    metric.reset_state()
-
-            self._metric_reset = (key, tf.function(reset, autograph=False))
-        self._metric_reset[1]()
-
-    def test_step(self, data):
-        x, _, labels = self.unpack_batch(data)
-        logits = self(x, training=False)
-        supervised = self.supervised_loss(labels, logits)
-        return self._update_metrics(
-            {"loss": supervised, "supervised_loss": supervised}, labels, logits
-        )
-
-    def _update_metrics(self, terms, labels, logits, finite=None):
-        """Tracks the loss terms and the compiled metrics (on labeled rows); returns logs.
-
-        A skipping model's step that was not `finite` adds nothing to them.
-        """
-        weight = None if finite is None else tf.cast(finite, tf.float32)
-        logs = {}
-        for name, value in terms.items():
-            if name in self.loss_terms:
-                # Each replica holds its share of the global mean: the sum is the global value.
-                value = global_sum(value)
-            if finite is not None:
-                value = tf.where(finite, value, tf.zeros_like(value))
-            self.loss_trackers[name].update_state(value, sample_weight=weight)
-            logs[name] = self.loss_trackers[name].result()
-        targets, predictions, labeled = self.metric_inputs(labels, logits)
-        if finite is not None:
-            logs[self.skipped_steps.name] = self.skipped_steps.result()
-            labeled *= weight
-            predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
-        compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
-        # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
-        # step did not compute (evaluation has no consistency term) are left out.
-        compiled = {
-            k: v
-            for k, v in compiled.items()
-            if k not in self.loss_trackers and k != self.skipped_steps.name
-        }
-        return _distributable_logs({**compiled, **logs})
 
     def get_config(self):
         config = super().get_config()
@@ -918,160 +461,9 @@ class SemiSupervisedModel(keras.Model):
         return cls(**config)
 
 
-def _distributable_logs(logs):
-    """`logs` as Keras can reduce them over the replicas of the current strategy.
-
-    Across workers Keras 3 reduces every log with `strategy.reduce("MEAN", value, axis=0)`
-    (keras-team/keras#20585), which refuses a scalar: there each log gets a leading axis of
-    one, and the reduction gives back the mean over the replicas in the log's own shape.
-    """
-    strategy = tf.distribute.get_strategy()
-    # Keras' own test for that reduction (keras.src.backend.tensorflow.trainer).
-    across_workers = isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
-    if not across_workers:
-        return logs
-    return {name: tf.expand_dims(value, 0) for name, value in logs.items()}
-
-
-def _resets_in_graph(metric):
-    """Whether `metric` is Keras' or tfssl's, whose `reset_state` only assigns variables."""
-    return type(metric).__module__.split(".")[0] in ("keras", "tfssl")
-
-
-def _finite_rows(x):
-    """`(batch,)` booleans: whether every floating value of a row of `x` is finite."""
-    # Eager steps (run_eagerly, train_on_batch) may hand numpy arrays: convert first.
-    tensors = [tf.convert_to_tensor(t) for t in tf.nest.flatten(x)]
-    flags = [
-        tf.reduce_all(tf.reshape(tf.math.is_finite(t), [tf.shape(t)[0], -1]), axis=1)
-        for t in tensors
-        if t.dtype.is_floating
-    ]
-    if not flags:
-        return tf.ones([tf.shape(tensors[0])[0]], tf.bool)
-    return tf.reduce_all(tf.stack(flags), axis=0)
-
-
-def _sums_finite(gradients):
-    """Whether the sum of each gradient (`None` or `IndexedSlices` too) is finite.
-
-    A sum is NaN or infinite when one of its terms is, so one fused reduction per variable
-    finds any non-finite value without an elementwise temporary. A finite gradient whose
-    sums overflow float32 (|sum| > 3.4e38) counts as non-finite too.
-    """
-    sums = [
-        tf.reduce_sum(tf.cast(g.values if isinstance(g, tf.IndexedSlices) else g, tf.float32))
-        for g in gradients
-        if g is not None
-    ]
-    return tf.math.is_finite(tf.add_n(sums))
-
-
-def _batch_idx(data, finite_rows):
-    """The batch's `idx` as int64 when it has one (checked or not), else -1 per row."""
-    inputs, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    _, idx = _split_inputs(inputs)
-    if idx is None:
-        return -tf.ones_like(finite_rows, tf.int64)
-    return tf.cast(tf.reshape(idx, [-1]), tf.int64)
-
-
-def _assign(variable, value):
-    return variable.assign(value)
-
-
-def _raise_nonfinite(strategy, report):
-    """Fails the step with the global batch's `idx` (or row positions), the rows whose
-    input is not finite and the replicas whose loss or gradients are not."""
-    parts = strategy.experimental_local_results(report)
-    finite_rows = tf.concat([part["finite_rows"] for part in parts], axis=0)
-    idx = tf.concat([part["idx"] for part in parts], axis=0)
-    positions = tf.range(tf.size(finite_rows, out_type=tf.int64), dtype=tf.int64)
-    # Without `idx` in the batch, rows are named by their position in the global batch.
-    idx = tf.where(idx < 0, positions, idx)
-    bad_rows = tf.reshape(tf.where(tf.logical_not(finite_rows)), [-1])
-    tf.debugging.Assert(
-        False,
-        [
-            "Non-finite training step: nothing was updated (on_nonfinite='raise'; pass "
-            "on_nonfinite='skip' to skip such steps). Batch idx (or row positions when the "
-            "batch has no idx):",
-            idx,
-            "rows (positions in the batch) whose input is not finite:",
-            bad_rows,
-            "their idx:",
-            tf.gather(idx, bad_rows),
-            "finite loss per replica:",
-            tf.stack([part["finite_loss"] for part in parts]),
-            "finite gradients per replica:",
-            tf.stack([part["finite_gradients"] for part in parts]),
-        ],
-        summarize=_REPORTED_VALUES,
-    )
-
-
 class _SampleState(keras.layers.Layer):
     """Holds the `(num_samples, ...)` variables of a model; it has no computation."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.built = True
-
-
-def _split_inputs(inputs):
-    """`{"x", "idx"}` dict or plain `x` -> `(x, idx or None)`."""
-    if isinstance(inputs, dict):
-        if "x" not in inputs:
-            raise ValueError(f"Input dicts need an 'x' key. Received keys: {sorted(inputs)}")
-        return inputs["x"], inputs.get("idx")
-    return inputs, None
-
-
-def check_choice(name, value, choices):
-    """Raises a `ValueError` naming `value` unless it is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
-
-
-def _check_num_classes(backbone, num_classes):
-    """The number of classes: the backbone's output size, which `num_classes` must match."""
-    try:
-        output_shape = tuple(backbone.output_shape)
-    except (AttributeError, ValueError):
-        # A subclassed backbone that was never called has no known output shape.
-        output_shape = None
-    if output_shape is not None and (len(output_shape) != 2 or output_shape[-1] is None):
-        raise ValueError(
-            "The backbone must map inputs to logits of shape (batch, num_classes). "
-            f"Received: backbone output shape {output_shape}"
-        )
-    backbone_classes = None if output_shape is None else int(output_shape[-1])
-    if num_classes is None:
-        if backbone_classes is None:
-            raise ValueError(
-                "`num_classes` could not be read from the backbone (its output shape is not "
-                "known before it is called): pass `num_classes`. Received: num_classes=None"
-            )
-        return backbone_classes
-    _check_positive_int("num_classes", num_classes)
-    if backbone_classes is not None and num_classes != backbone_classes:
-        raise ValueError(
-            f"`num_classes` must equal the backbone's output size {backbone_classes}. "
-            f"Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
-
-
-def _is_one_logit(backbone):
-    """Whether the backbone's known output shape is `(batch, 1)`."""
-    try:
-        return tuple(backbone.output_shape)[1:] == (1,)
-    except (AttributeError, ValueError):
-        return False
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")

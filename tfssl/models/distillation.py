@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from tfssl import losses as losses_lib
-from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["Distiller", "MutualLearning"]
 

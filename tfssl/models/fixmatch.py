@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tfssl import layers as layers_lib
 from tfssl.data import UNLABELED
-from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.pseudo_label import check_threshold, pseudo_label_loss, pseudo_label_targets
 
 __all__ = ["FixMatch"]

@@ -10,7 +10,9 @@ import keras
 import tensorflow as tf
 
 from tfssl import schedules
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models._checks import check_choice
+from tfssl.models._replicas import global_consistency
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["MeanTeacher"]
 

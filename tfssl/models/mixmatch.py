@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tfssl import layers, losses
 from tfssl.data import UNLABELED
-from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["MixMatch"]
 

@@ -15,8 +15,10 @@ import tensorflow as tf
 
 from tfssl import layers
 from tfssl.data import UNLABELED
+from tfssl.models._checks import check_choice
 from tfssl.models._graph import Split, embedding_name, layer_of
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_mean
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["MixupModel"]
 

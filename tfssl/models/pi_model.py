@@ -8,7 +8,9 @@ between the two predictions, plus the cross-entropy of the labeled samples).
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models._checks import check_choice
+from tfssl.models._replicas import global_consistency
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["PiModel"]
 

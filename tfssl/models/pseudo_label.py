@@ -16,7 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl.data import UNLABELED
-from tfssl.models.base import SemiSupervisedModel, check_choice, global_mean
+from tfssl.models._checks import check_choice
+from tfssl.models._replicas import global_mean
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["PseudoLabel", "PseudoLabelMonitor", "pseudo_label_targets"]
 

@@ -10,7 +10,9 @@ towards the current predictions with momentum `alpha` and written back with
 import keras
 import tensorflow as tf
 
-from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel, check_choice, global_consistency
+from tfssl.models._checks import check_choice
+from tfssl.models._replicas import global_consistency
+from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel
 
 __all__ = ["TemporalEnsembling"]
 

@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfssl import losses
+from tfssl.models._replicas import global_mean
 from tfssl.models.adversarial import (
     PerturbationSite,
     _check_positive,
@@ -20,7 +21,7 @@ from tfssl.models.adversarial import (
     _norm,
     normalize,
 )
-from tfssl.models.base import SemiSupervisedModel, global_mean
+from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["VAT"]
 

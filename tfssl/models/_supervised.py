@@ -1,0 +1,99 @@
+"""The supervised objectives of the tfssl models, over the global batch.
+
+`SemiSupervisedModel.supervised_loss` computes the supervised term on the labeled rows
+with `objective_loss`, for one of `SUPERVISED_OBJECTIVES`: the softmax cross-entropy of
+integer labels (`-1` unlabeled), or for multi-hot labels (`-1` an unknown entry) one sigmoid
+cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
+batch's value, so a run on several replicas equals one device. `tfssl.models.base`
+re-exports the two tuples.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfssl import losses as losses_lib
+from tfssl.data import UNLABELED
+from tfssl.models._replicas import gather_from_replicas, global_mean
+
+# Objectives of the supervised term. The first reads integer labels `(batch,)` and a softmax;
+# the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
+SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
+MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
+
+
+def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, normalize="batch"):
+    """The supervised term on the labeled rows, over the global batch: this replica's share.
+
+    Args:
+        labels: Integer labels `(batch,)`, or for the multi-label objectives multi-hot
+            labels `(batch, num_classes)` (or flattened); `-1` marks unlabeled rows
+            (entries).
+        logits: `(batch, outputs)` logits.
+        objective: One of `SUPERVISED_OBJECTIVES`.
+        num_classes: Number of classes (the one-hot depth of smoothed cross-entropy).
+        label_smoothing: Smoothing of the cross-entropy targets, with Keras' semantics.
+            Defaults to `0.0`.
+        normalize: `"batch"` divides by the global batch size, `"labeled"` by its number
+            of labeled rows; the F1 objectives ignore it. Defaults to `"batch"`.
+
+    Returns:
+        A scalar: this replica's share of the global batch's supervised loss.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if objective == "crossentropy":
+        labeled = labels != UNLABELED
+        if label_smoothing:
+            # Keras' own loss, so the smoothing is Keras' to the last detail.
+            one_hot = tf.one_hot(tf.where(labeled, labels, 0), num_classes)
+            per_sample = keras.losses.categorical_crossentropy(
+                one_hot, logits, from_logits=True, label_smoothing=label_smoothing
+            )
+            per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
+        else:
+            per_sample = losses_lib.masked_sparse_categorical_crossentropy(
+                labels, logits, normalize="none"
+            )
+        row_weights = tf.cast(labeled, tf.float32)
+    else:
+        # unpack_batch flattens the labels: multi-hot rows are restored here.
+        labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits))
+        known = tf.cast(labels != UNLABELED, tf.float32)
+        targets = tf.cast(tf.maximum(labels, 0), tf.float32) * known
+        if objective != "binary_crossentropy":
+            return _f1_loss(targets, known, logits, objective)
+        # Keras' loss on a trailing axis of one: elementwise values, masked per entry.
+        per_entry = keras.losses.binary_crossentropy(
+            targets[..., None],
+            logits[..., None],
+            from_logits=True,
+            label_smoothing=label_smoothing,
+        )
+        per_sample = tf.reduce_sum(per_entry * known, axis=-1) / tf.cast(
+            tf.shape(logits)[-1], tf.float32
+        )
+        row_weights = tf.reduce_max(known, axis=-1)
+    if normalize == "batch":
+        return global_mean(per_sample)
+    return global_mean(per_sample, weights=row_weights)
+
+
+def _f1_loss(targets, known, logits, objective):
+    """The soft macro-F1 loss of the global batch, this replica's share of it.
+
+    F1 is a statistic of the whole batch, not a mean of per-sample values: the rows of
+    every replica are all-gathered (the gather passes gradients back to each replica's
+    rows) so that every replica computes the global batch's F1, and returns `1 / R` of
+    it. Unknown entries are taken out of the counts: for `"f1"` their target and
+    probability are 0, for `"sigmoid_f1"` their logit is `-inf` (sigmoid 0).
+    """
+    targets = gather_from_replicas(targets)
+    if objective == "f1":
+        probabilities = gather_from_replicas(tf.sigmoid(logits) * known)
+        loss = losses_lib.f1_loss(targets, probabilities)
+    else:
+        masked_logits = tf.where(known > 0, logits, tf.fill(tf.shape(logits), -np.inf))
+        loss = losses_lib.sigmoid_f1_loss(targets, gather_from_replicas(masked_logits))
+    context = tf.distribute.get_replica_context()
+    replicas = 1 if context is None else context.num_replicas_in_sync
+    return loss / replicas
