@@ -33,18 +33,25 @@ RUNS = {method: (method, "200", []) for method in METHODS}
 # The ceiling is the supervised run with every training label, 4 epochs of 24 batches of 128.
 RUNS["ceiling"] = ("supervised", "-1", ["--supervised-batch-size", "128"])
 
+def run_all(seeds, runs, flags_text, tag=""):
+    """Runs `runs` for each seed with the protocol's flags and `flags_text` appended, printing
+    one `RESULT` line per run (`tag` is written before the flags, e.g. the setting of a
+    variant script); `text_paired.py` reads these lines."""
+    extra = shlex.split(flags_text)
+    for seed in seeds:
+        for name in runs:
+            method, labels, own = RUNS[name]
+            argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
+            start = time.time()
+            accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
+            print(f"RESULT seed={seed} run={name} {tag + ' ' if tag else ''}flags={flags_text!r} "
+                  f"accuracy={accuracy:.4f} seconds={time.time() - start:.0f}", flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", nargs="+", default=["0", "1"])
     parser.add_argument("--runs", nargs="+", choices=sorted(RUNS), default=list(RUNS))
     parser.add_argument("--flags", default="", help="estimator flags appended to the protocol's")
     flags = parser.parse_args()
-    extra = shlex.split(flags.flags)
-    for seed in flags.seeds:
-        for name in flags.runs:
-            method, labels, own = RUNS[name]
-            argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
-            start = time.time()
-            accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-            print(f"RESULT seed={seed} run={name} flags={flags.flags!r} accuracy={accuracy:.4f} "
-                  f"seconds={time.time() - start:.0f}", flush=True)
+    run_all(flags.seeds, flags.runs, flags.flags)

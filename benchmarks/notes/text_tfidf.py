@@ -19,9 +19,7 @@ count in the text); tokens are the tokenizer's (Han characters, words), not word
 import argparse
 import collections
 import os
-import shlex
 import sys
-import time
 
 import keras
 import numpy as np
@@ -30,7 +28,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "estimators"))
 
 import text_classification  # noqa: E402
-from text_bench import COMMON, RUNS  # noqa: E402
+from text_bench import RUNS, run_all  # noqa: E402
 from tfssl import text  # noqa: E402
 
 
@@ -125,15 +123,4 @@ def noisy_backbone(args):
 
 text_classification.load_data = load_data_and_statistics
 text_classification.build_backbone = noisy_backbone
-extra = shlex.split(flags.flags)
-for seed in flags.seeds:
-    for name in flags.runs:
-        method, labels, own = RUNS[name]
-        argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
-        start = time.time()
-        accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-        print(
-            f"RESULT seed={seed} run={name} tfidf_rate={flags.rate} flags={flags.flags!r} "
-            f"accuracy={accuracy:.4f} seconds={time.time() - start:.0f}",
-            flush=True,
-        )
+run_all(flags.seeds, flags.runs, flags.flags, tag=f"tfidf_rate={flags.rate}")

@@ -13,14 +13,12 @@ subclass (`fit` adds its own only when none is given).
 
 import argparse
 import os
-import shlex
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "estimators"))
 
 import text_classification  # noqa: E402
-from text_bench import COMMON, RUNS  # noqa: E402
+from text_bench import RUNS, run_all  # noqa: E402
 from tfssl.models import _trainer  # noqa: E402
 
 
@@ -46,15 +44,4 @@ text_classification._common.callbacks = lambda args: [
     *callbacks(args),
     DelayedEpochCounter(flags.start),
 ]
-extra = shlex.split(flags.flags)
-for seed in flags.seeds:
-    for name in flags.runs:
-        method, labels, own = RUNS[name]
-        argv = ["--method", method, "--labels", labels, "--seed", seed, *COMMON, *own, *extra]
-        start = time.time()
-        accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-        print(
-            f"RESULT seed={seed} run={name} start={flags.start} flags={flags.flags!r} "
-            f"accuracy={accuracy:.4f} seconds={time.time() - start:.0f}",
-            flush=True,
-        )
+run_all(flags.seeds, flags.runs, flags.flags, tag=f"start={flags.start}")
