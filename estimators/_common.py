@@ -79,18 +79,26 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         known, unknown = super().parse_known_args(args, namespace)
         if getattr(known, "strategy", None) == "multiworker":
-            _multi_worker_strategy()
+            _process_strategy("multiworker")
         return known, unknown
 
 
-_MULTI_WORKER_STRATEGY = []
+_STRATEGIES = {}
 
 
-def _multi_worker_strategy():
-    """The process's one `MultiWorkerMirroredStrategy` (a process joins one cluster)."""
-    if not _MULTI_WORKER_STRATEGY:
-        _MULTI_WORKER_STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
-    return _MULTI_WORKER_STRATEGY[0]
+def _process_strategy(kind):
+    """The process's one strategy of `kind` (`"mirrored"` or `"multiworker"`), created on
+    first use. A process joins one cluster, and a second `MirroredStrategy` over the same
+    devices restarts the collective instance keys, so that its collectives collide with the
+    first one's ("Collective instance N expected type ..."): several runs in one process
+    (`benchmarks/notes/text_bench.py`, `demo.py`) share one."""
+    if kind not in _STRATEGIES:
+        _STRATEGIES[kind] = (
+            tf.distribute.MirroredStrategy()
+            if kind == "mirrored"
+            else tf.distribute.MultiWorkerMirroredStrategy()
+        )
+    return _STRATEGIES[kind]
 
 
 def new_parser(description):
@@ -365,10 +373,8 @@ def make_strategy(args):
 
     Build and compile the model inside `strategy.scope()` either way.
     """
-    if args.strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if args.strategy == "multiworker":
-        return _multi_worker_strategy()
+    if args.strategy in ("mirrored", "multiworker"):
+        return _process_strategy(args.strategy)
     return tf.distribute.get_strategy()
 
 
@@ -518,4 +524,4 @@ def _is_chief(args):
     only (every worker holds the same model), else always."""
     if getattr(args, "strategy", "none") != "multiworker":
         return True
-    return _multi_worker_strategy().extended.should_checkpoint
+    return _process_strategy("multiworker").extended.should_checkpoint

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 # The scripts import their neighbours (`_common`, `supervised`) as top-level modules, as
@@ -149,3 +150,13 @@ def test_supervised_run_has_no_ignored_shuffle_warning(data_dir, capsys):
         supervised.run(_args(supervised, data_dir))
     messages = [str(warning.message) for warning in caught]
     assert not [m for m in messages if "shuffle=True` was passed" in m], messages
+
+
+def test_make_strategy_gives_one_mirrored_strategy_per_process():
+    # A second MirroredStrategy over the same devices collides with the first one's
+    # collectives (a second --strategy mirrored run in text_bench.py failed with
+    # "Collective instance N expected type ..."): every run of a process shares one.
+    args = _common.base_parser("").parse_args(["--strategy", "mirrored"])
+    first = _common.make_strategy(args)
+    assert isinstance(first, tf.distribute.MirroredStrategy)
+    assert _common.make_strategy(args) is first
