@@ -325,7 +325,7 @@ def test_tfidf_replacement_output_shape_and_seed():
     assert (first == again).all() and (first != other).any()
 
 
-def test_tfidf_replacement_config_round_trip_and_clone_model():
+def test_tfidf_replacement_config_round_trip_clone_model_and_save(tmp_path):
     layer = text.TfIdfReplacement(0.5, seed=3, name="noise")
     layer.adapt(["这本书很好看 good", "很好 good good", "质量很差 bad", "书 bad good"])
     config = layer.get_config()
@@ -334,9 +334,12 @@ def test_tfidf_replacement_config_round_trip_and_clone_model():
     inputs = keras.Input(shape=(), dtype="string")
     model = keras.Model(inputs, layer(inputs))
     clone = keras.models.clone_model(model)
+    model.save(tmp_path / "noise.keras")
+    loaded = keras.models.load_model(tmp_path / "noise.keras")
     texts = tf.constant(["这本书很好看 good bad", "质量很差 good"] * 10)
     out = model(texts, training=True).numpy()
     assert (clone(texts, training=True).numpy() == out).all()
+    assert (loaded(texts, training=True).numpy() == out).all()
     assert (restored(texts, training=True).numpy() == out).all()
     # Some token was replaced by a vocabulary token (the clone's table is not empty).
     standardized = [b" ".join(row) for row in text.tokenize(text.standardize(texts)).to_list()]
