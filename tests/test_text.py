@@ -257,6 +257,118 @@ def test_pretrain_embeddings_needs_cooccurring_ngrams():
         text.pretrain_embeddings(["好", "", "差"], text.TextVectorizer(num_buckets=64), 4, window=1)
 
 
+# ----------------------------------------------------------------------- TF-IDF noise
+def replacement_layer(rate, seed=0):
+    """Replacements always draw `z`, so a `z` in the output marks a replaced token."""
+    return text.TfIdfReplacement(
+        rate,
+        seed=seed,
+        tokens=["a", "b", "c", "d", "z"],
+        idf=[0.0, 1.0, 2.0, 4.0, 0.0],
+        probabilities=[0.0, 0.0, 0.0, 0.0, 1.0],
+    )
+
+
+def test_tfidf_statistics_equal_a_hand_computation():
+    layer = text.TfIdfReplacement()
+    layer.adapt(["A b", "a c c", "b  D", "a"])
+    # Documents: {a, b}, {a, c, c}, {b, d}, {a}; document frequencies a 3, b 2, c 1, d 1.
+    idf = np.log(4 / np.array([3.0, 2.0, 1.0, 1.0]))
+    term_share = np.array([1 / 2 + 1 / 3 + 1, 1 / 2 + 1 / 2, 2 / 3, 1 / 2])
+    corpus_tfidf = term_share * idf
+    weights = corpus_tfidf.max() - corpus_tfidf
+    assert layer.tokens == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(layer.idf, idf)
+    np.testing.assert_allclose(layer.probabilities, weights / weights.sum())
+    batches = tf.data.Dataset.from_tensor_slices(["A b", "a c c", "b  D", "a"]).batch(3)
+    from_dataset = text.TfIdfReplacement()
+    from_dataset.adapt(batches)
+    assert from_dataset.tokens == layer.tokens and from_dataset.idf == layer.idf
+    assert from_dataset.probabilities == layer.probabilities
+
+
+def test_tfidf_replacement_is_identity_in_inference_and_at_rate_0():
+    texts = tf.constant(["A b c", "这本书  很好"])
+    assert (replacement_layer(0.5)(texts).numpy() == texts.numpy()).all()
+    assert (replacement_layer(0.5)(texts, training=False).numpy() == texts.numpy()).all()
+    assert (replacement_layer(0.0)(texts, training=True).numpy() == texts.numpy()).all()
+
+
+@pytest.mark.parametrize("rate", [0.5, 1.0])
+def test_tfidf_replacement_frequencies_follow_the_formula(rate):
+    copies = 4000
+    out = replacement_layer(rate)(tf.constant(["a b c d"] * copies), training=True).numpy()
+    replaced = np.array([row.split() for row in out]) == b"z"
+    gaps = 4.0 - np.array([0.0, 1.0, 2.0, 4.0])
+    expected = np.minimum(1.0, rate * gaps / gaps.mean())
+    # Binomial standard deviation <= 0.008: 0.04 is five of them.
+    np.testing.assert_allclose(replaced.mean(axis=0), expected, atol=0.04)
+    assert not replaced[:, 3].any()  # the largest IDF (gap 0) is never replaced
+
+
+def test_tfidf_replacement_keeps_equal_scores_and_unknown_tokens():
+    layer = replacement_layer(1.0)
+    out = layer(tf.constant(["b B b", "a q", "a", ""]), training=True).numpy()
+    # Equal IDFs: no gap, nothing replaced. The unknown "q" scores the largest IDF (4), so it
+    # is kept and "a" (gap 4 = twice the mean gap) is always replaced.
+    assert out.tolist() == [b"b b b", b"z q", b"a", b""]
+
+
+def test_tfidf_replacement_output_shape_and_seed():
+    texts = ["a b c d a b c", "b c d", "c d"]
+    for shape in [(3,), (3, 1)]:
+        out = replacement_layer(0.5)(tf.reshape(tf.constant(texts), shape), training=True)
+        assert out.dtype == tf.string and out.shape == shape
+    first = replacement_layer(0.5, seed=1)(tf.constant(texts * 20), training=True).numpy()
+    again = replacement_layer(0.5, seed=1)(tf.constant(texts * 20), training=True).numpy()
+    other = replacement_layer(0.5, seed=2)(tf.constant(texts * 20), training=True).numpy()
+    assert (first == again).all() and (first != other).any()
+
+
+def test_tfidf_replacement_config_round_trip_clone_model_and_save(tmp_path):
+    layer = text.TfIdfReplacement(0.5, seed=3, name="noise")
+    layer.adapt(["这本书很好看 good", "很好 good good", "质量很差 bad", "书 bad good"])
+    config = layer.get_config()
+    restored = text.TfIdfReplacement.from_config(config)
+    assert restored.get_config() == config and "很" in config["tokens"]
+    inputs = keras.Input(shape=(), dtype="string")
+    model = keras.Model(inputs, layer(inputs))
+    clone = keras.models.clone_model(model)
+    model.save(tmp_path / "noise.keras")
+    loaded = keras.models.load_model(tmp_path / "noise.keras")
+    texts = tf.constant(["这本书很好看 good bad", "质量很差 good"] * 10)
+    out = model(texts, training=True).numpy()
+    assert (clone(texts, training=True).numpy() == out).all()
+    assert (loaded(texts, training=True).numpy() == out).all()
+    assert (restored(texts, training=True).numpy() == out).all()
+    # Some token was replaced by a vocabulary token (the clone's table is not empty).
+    standardized = [b" ".join(row) for row in text.tokenize(text.standardize(texts)).to_list()]
+    assert (out != np.array(standardized, dtype=object)).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rate": -0.1}, r"rate=-0\.1"),
+        ({"rate": 1.5}, r"rate=1\.5"),
+        ({"tokens": ["a"], "idf": [1.0]}, "probabilities=None"),
+        ({"tokens": ["a", "b"], "idf": [1.0], "probabilities": [1.0]}, "tokens=2, idf=1"),
+    ],
+)
+def test_tfidf_replacement_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        text.TfIdfReplacement(**kwargs)
+
+
+def test_tfidf_replacement_needs_statistics():
+    inputs = keras.Input(shape=(), dtype="string")
+    layer = text.TfIdfReplacement(0.3)
+    keras.Model(inputs, layer(inputs))  # building a model before `adapt` is allowed
+    for training in (True, False):
+        with pytest.raises(ValueError, match="adapt.*Received: tokens=None"):
+            layer(tf.constant(["a b"]), training=training)
+
+
 # ------------------------------------------------------------------------------- data
 def test_make_dataset_takes_string_arrays():
     x = np.array(["好", "", "😀" * 50, "mixed 中文"], dtype=object)

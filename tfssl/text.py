@@ -30,10 +30,13 @@ a build that links the tensorflow-text ops).
 
 `MaskedAveragePooling1D` is the padding-free mean the fastText backbone needs,
 `WordDropout` drops whole tokens of raw strings (FixMatch's strong view of a text),
+`TfIdfReplacement` replaces their uninformative tokens (UDA's TF-IDF word replacement),
 `load_word2vec` fills an embedding matrix from a word2vec text file, and
 `pretrain_embeddings` learns one from unlabeled texts (PPMI of n-gram co-occurrences and a
 truncated SVD) when no pretrained file is at hand.
 """
+
+import collections
 
 import keras
 import numpy as np
@@ -45,6 +48,7 @@ __all__ = [
     "TEXT_OPS",
     "MaskedAveragePooling1D",
     "TextVectorizer",
+    "TfIdfReplacement",
     "WordDropout",
     "load_word2vec",
     "pretrain_embeddings",
@@ -695,6 +699,201 @@ class WordDropout(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class TfIdfReplacement(keras.layers.Layer):
+    """Replaces uninformative tokens of raw strings by sampled ones, in training only.
+
+    UDA's TF-IDF word replacement (Xie et al.), the strong view of a text that keeps its
+    keywords: the tokens of low TF-IDF in a text (frequent, uninformative ones) are replaced
+    more often than its keywords, and the replacements are drawn from the vocabulary of the
+    training texts, tokens of low corpus TF-IDF more often. As `WordDropout`, the strings are
+    `standardize`d and `tokenize`d as `TextVectorizer` does, and the result is the tokens
+    joined by spaces. At inference, and with `rate=0`, the strings pass unchanged.
+
+    The statistics come from training texts, in the Keras preprocessing style:
+    `layer.adapt(texts)` computes the sorted vocabulary `tokens`, their `idf` and the
+    sampling `probabilities`; they can also be passed to the constructor, which is how
+    `get_config` / `from_config` and `keras.models.clone_model` (Mean Teacher's teacher)
+    copy an adapted layer. A token absent from the adapted texts scores the largest IDF of
+    the vocabulary: it is never replaced.
+
+    Keras has no text augmentation layer (its preprocessing layers augment images and
+    audio), hence this one.
+
+    Example:
+
+    ```python
+    noise = tfssl.text.TfIdfReplacement(0.3, seed=0)
+    noise.adapt(train_texts)
+    inputs = keras.Input(shape=(), dtype="string")
+    model = keras.Model(inputs, tfssl.backbones.fasttext(2)(noise(inputs)))
+    ```
+
+    Args:
+        rate: Expected share of a text's tokens that are replaced, in [0, 1]. Defaults to
+            `0.3`.
+        seed: Seed of the draws. Defaults to `None` (unseeded).
+        tokens: Vocabulary (strings), as `adapt` computes it, or `None`. Defaults to `None`.
+        idf: IDF of each token of `tokens`, or `None`. Defaults to `None`.
+        probabilities: Sampling probability of each token of `tokens`, or `None`. Defaults
+            to `None`.
+        **kwargs: `keras.layers.Layer` arguments (e.g. `name`).
+
+    Returns:
+        On call, a `tf.string` tensor of the inputs' shape.
+
+    Raises:
+        ValueError: If `rate` is outside [0, 1]; if `tokens`, `idf` and `probabilities` are
+            not all given (or all `None`) with one value per token; on call, if the layer has
+            no statistics (neither adapted nor given them).
+
+    Formula:
+
+    With `N` texts, `df_t` the number of texts holding token `t`, `c_t(d)` its count in
+    text `d` and `|d|` the number of tokens of `d`:
+
+    ```
+    idf_t = log(N / df_t)
+    corpus_tfidf_t = sum_d c_t(d) / |d| * idf_t
+    probabilities_t = (max(corpus_tfidf) - corpus_tfidf_t)
+                      / sum_s (max(corpus_tfidf) - corpus_tfidf_s)
+    ```
+
+    Each token `t` of a text `d` is replaced, independently, with probability
+
+    ```
+    gap_t = max_{s in d} idf_s - idf_t
+    p_t = min(1, rate * gap_t / mean_{s in d} gap_s)          (0 when all gaps are 0)
+    ```
+
+    so the expected number of replaced tokens is `rate * |d|` unless the clipping at 1
+    binds, and the token of the text's largest IDF is kept. The replacement is drawn from
+    the vocabulary with `probabilities`.
+
+    Differences from UDA's code (`TfIdfWordRep`): the score of a token in a text is its IDF
+    (UDA multiplies it by the token's share of the text, `c_t(d) / |d|`); tokens are this
+    module's (words, Han characters one by one), not word pieces; a text whose tokens all
+    have the same score is left unchanged (UDA divides by zero).
+
+    References:
+        Xie, Dai, Hovy, Luong, Le, "Unsupervised Data Augmentation for Consistency
+        Training", arXiv 1904.12848 (appendix: TF-IDF based word replacing).
+    """
+
+    def __init__(self, rate=0.3, seed=None, tokens=None, idf=None, probabilities=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"`rate` must be a number in [0, 1]. Received: rate={rate!r}")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.tokens = self.idf = self.probabilities = None
+        given = [value is not None for value in (tokens, idf, probabilities)]
+        if any(given) and not all(given):
+            raise ValueError(
+                "Pass `tokens`, `idf` and `probabilities` together (or none, then `adapt`). "
+                f"Received: tokens={_count(tokens)}, idf={_count(idf)}, "
+                f"probabilities={_count(probabilities)}"
+            )
+        if all(given):
+            self._set_statistics(tokens, idf, probabilities)
+        # As TextVectorizer: string inputs are not converted to floats.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+
+    def adapt(self, data):
+        """Computes the statistics (`tokens`, `idf`, `probabilities`) of training texts.
+
+        Args:
+            data: Array of strings or a `tf.data.Dataset` of string batches.
+        """
+        if isinstance(data, tf.data.Dataset):
+            data = np.concatenate([np.reshape(batch, [-1]) for batch in data.as_numpy_iterator()])
+        texts = tf.constant(_as_string_array(np.reshape(np.asarray(data, dtype=object), [-1])))
+        self._set_statistics(*_tfidf_statistics(tokenize(standardize(texts)).to_list()))
+
+    def _set_statistics(self, tokens, idf, probabilities):
+        tokens = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in tokens]
+        if not tokens or not len(tokens) == len(idf) == len(probabilities):
+            raise ValueError(
+                "`tokens`, `idf` and `probabilities` must hold one value per token, at least "
+                f"one. Received: tokens={len(tokens)}, idf={len(idf)}, "
+                f"probabilities={len(probabilities)}"
+            )
+        self.tokens = tokens
+        self.idf = [float(v) for v in idf]
+        self.probabilities = [float(v) for v in probabilities]
+        self._token_tensor = tf.constant(tokens, dtype=tf.string)
+        self._idf_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                self._token_tensor, tf.constant(self.idf, tf.float32)
+            ),
+            default_value=max(self.idf),
+        )
+        self._logits = tf.math.log(tf.constant(self.probabilities, tf.float32) + 1e-12)[None, :]
+
+    def call(self, inputs, training=False):
+        if self.tokens is None:
+            raise ValueError(
+                f"TfIdfReplacement {self.name!r} has no statistics: call `adapt(texts)` on the "
+                "training texts first, or pass `tokens`, `idf` and `probabilities`. "
+                "Received: tokens=None"
+            )
+        if not training or self.rate == 0:
+            return inputs
+        texts = tf.convert_to_tensor(inputs, dtype=tf.string)
+        tokens = tokenize(standardize(tf.reshape(texts, [-1])))
+        flat = tokens.flat_values
+        rows = tokens.value_rowids()
+        scores = tf.ragged.map_flat_values(self._idf_table.lookup, tokens)
+        gap = tf.gather(tf.reduce_max(scores, axis=1), rows) - scores.flat_values
+        mean_gap = tf.gather(tf.math.unsorted_segment_mean(gap, rows, tokens.nrows()), rows)
+        probability = tf.minimum(1.0, tf.math.divide_no_nan(self.rate * gap, mean_gap))
+        replace = keras.random.uniform(tf.shape(flat), seed=self.seed_generator) < probability
+        drawn = keras.random.categorical(
+            self._logits, tf.shape(flat)[0], seed=self.seed_generator
+        )[0]
+        new = tf.where(replace, tf.gather(self._token_tensor, drawn), flat)
+        joined = tf.strings.reduce_join(tokens.with_flat_values(new), axis=1, separator=" ")
+        return tf.reshape(joined, tf.shape(texts))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, inputs, training=False):
+        # Not traced: a model can be built before `adapt`, as with Keras preprocessing layers.
+        return keras.KerasTensor(inputs.shape, dtype="string")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "seed": self.seed,
+            "tokens": self.tokens,
+            "idf": self.idf,
+            "probabilities": self.probabilities,
+        }
+
+
+def _tfidf_statistics(rows):
+    """`(tokens, idf, probabilities)` of tokenized texts (lists of UTF-8 bytes tokens)."""
+    document_frequency = collections.Counter(token for row in rows for token in set(row))
+    # Byte order of UTF-8 is code point order: the tokens sort as strings would.
+    tokens = sorted(document_frequency)
+    index = {token: i for i, token in enumerate(tokens)}
+    idf = np.log(len(rows) / np.array([document_frequency[t] for t in tokens], dtype=float))
+    corpus_tfidf = np.zeros(len(tokens))
+    for row in rows:
+        for token, count in collections.Counter(row).items():
+            corpus_tfidf[index[token]] += count / len(row) * idf[index[token]]
+    weights = corpus_tfidf.max() - corpus_tfidf
+    return tokens, idf, weights / weights.sum()
+
+
+def _count(values):
+    return None if values is None else f"{len(values)} values"
 
 
 def _check_ngrams(ngrams):
