@@ -678,9 +678,7 @@ class WordDropout(keras.layers.Layer):
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"`rate` must be a number in [0, 1]. Received: rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = _check_rate(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -784,9 +782,7 @@ class TfIdfReplacement(keras.layers.Layer):
 
     def __init__(self, rate=0.3, seed=None, tokens=None, idf=None, probabilities=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"`rate` must be a number in [0, 1]. Received: rate={rate!r}")
-        self.rate = float(rate)
+        self.rate = _check_rate(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.tokens = self.idf = self.probabilities = None
@@ -894,6 +890,13 @@ def _tfidf_statistics(rows):
 
 def _count(values):
     return None if values is None else f"{len(values)} values"
+
+
+def _check_rate(rate):
+    """`rate` as a float, checked to be a number in [0, 1]."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"`rate` must be a number in [0, 1]. Received: rate={rate!r}")
+    return float(rate)
 
 
 def _check_ngrams(ngrams):
