@@ -100,19 +100,29 @@ def on_batch(model):
     return lambda batch: model.train_on_batch(batch[0], batch[1])
 
 
-def speed(args, protocol, rows):
+def timed_runners(args, protocol, rows, variants=lambda name, semi: {}):
+    """Interleaved timings of supervised, each semi-supervised method, and after each method
+    the runners that `variants(name, semi_batches)` returns for it."""
     needed = args.warmup + args.rounds * args.steps
     semi = semi_batches(rows, protocol, needed, args.seed)
     runners = {"supervised": (on_batch(build("supervised", protocol, args.seed)),
                               labeled_batches(rows, protocol, needed, args.seed))}
     for name in SEMI_METHODS:
         runners[name] = (on_batch(build(name, protocol, args.seed)), semi)
-        if args.before:
-            before = build(name, protocol, args.seed)
-            # The metric reset as it was before issue 20: Keras', one eager op per variable.
-            before.reset_metrics = keras.Model.reset_metrics.__get__(before)
-            runners[name + "_before"] = (on_batch(before), semi)
+        runners.update(variants(name, semi))
     return interleave(runners, "supervised", args.rounds, args.steps, args.warmup)
+
+
+def speed(args, protocol, rows):
+    def before(name, semi):
+        if not args.before:
+            return {}
+        model = build(name, protocol, args.seed)
+        # The metric reset as it was before issue 20: Keras', one eager op per variable.
+        model.reset_metrics = keras.Model.reset_metrics.__get__(model)
+        return {name + "_before": (on_batch(model), semi)}
+
+    return timed_runners(args, protocol, rows, before)
 
 
 # --------------------------------------------------------------- parts of the step
@@ -294,16 +304,12 @@ def tf1(args, protocol, rows):
 
 
 def xla(args, protocol, rows):
-    needed = args.warmup + args.rounds * args.steps
-    semi = semi_batches(rows, protocol, needed, args.seed)
-    runners = {"supervised": (on_batch(build("supervised", protocol, args.seed)),
-                              labeled_batches(rows, protocol, needed, args.seed))}
-    for name in SEMI_METHODS:
-        runners[name] = (on_batch(build(name, protocol, args.seed)), semi)
-        runners[name + "_xla"] = (
-            on_batch(build(name, protocol, args.seed, jit_compile=True)), semi
-        )
-    return interleave(runners, "supervised", args.rounds, args.steps, args.warmup)
+    return timed_runners(
+        args, protocol, rows,
+        lambda name, semi: {
+            name + "_xla": (on_batch(build(name, protocol, args.seed, jit_compile=True)), semi)
+        },
+    )
 
 
 SECTIONS = {"speed": speed, "parts": parts, "tf1": tf1, "xla": xla}
