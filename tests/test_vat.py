@@ -213,25 +213,52 @@ def dtype_policy():
     keras.mixed_precision.set_dtype_policy(previous)
 
 
-def _fisher_direction(backbone, x, d):
-    """Per row, `H d / ||H d||` with `H = J^T (diag p - p p^T) J`, the Hessian of
-    `KL(p(x) || p(x + r))` at `r = 0` (`J` the float32 Jacobian of the logits): the
-    direction that one exact power iteration from `d` gives."""
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        logits = backbone(x, training=True)
-    jacobian = tape.batch_jacobian(logits, x).numpy()
-    p = _softmax(logits.numpy())
-    jd = np.einsum("bcn,bn->bc", jacobian, d)
-    hd = np.einsum("bcn,bc->bn", jacobian, p * jd - p * np.sum(p * jd, -1, keepdims=True))
-    return hd / np.linalg.norm(hd, axis=-1, keepdims=True)
+def _finite_difference_direction(backbone, x, d, step):
+    """Per row, the direction that one power iteration of `virtual_adversarial_direction`
+    gives in exact arithmetic: `g = J(x + s d)^T (softmax(f(x + s d)) - softmax(f(x)))`, the
+    gradient of `KL(p(x) || p(x + r))` at `r = s d` (`d` normalized, `s` the step), with
+    float64 NumPy on the float32 weights of a `tiny_backbone` (Dense tanh, Dense).
+
+    Returns:
+        `(g / ||g||, kappa)`: the unit directions and, per row, `||H|| / ||H d||` with
+        `H = J^T (diag q - q q^T) J` at `x + s d`: how much an error in the step's direction
+        can turn `g`, relative to its length.
+    """
+    w1, b1, w2, b2 = [w.astype("float64") for w in backbone.get_weights()]
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    perturbed = x.astype("float64") + step * d
+    hidden = np.tanh(perturbed @ w1 + b1)
+    q = _softmax(hidden @ w2 + b2)
+    p = _softmax(np.tanh(x.astype("float64") @ w1 + b1) @ w2 + b2)
+    jacobian = np.einsum("nk,bk,kc->bcn", w1, 1 - hidden**2, w2)  # d logits / d input
+    g = np.einsum("bcn,bc->bn", jacobian, q - p)
+    softmax_jacobian = q[:, :, None] * np.eye(q.shape[-1]) - q[:, :, None] * q[:, None, :]
+    hessian = np.einsum("bcn,bck,bkm->bnm", jacobian, softmax_jacobian, jacobian)
+    kappa = np.linalg.norm(hessian, 2, axis=(1, 2)) / np.linalg.norm(
+        np.einsum("bnm,bm->bn", hessian, d), axis=-1
+    )
+    return g / np.linalg.norm(g, axis=-1, keepdims=True), kappa
 
 
 @pytest.mark.parametrize("policy, unit", [("mixed_bfloat16", 2.0**-7), ("mixed_float16", 2.0**-10)])
 def test_under_mixed_precision_the_direction_survives_the_rounding(policy, unit, dtype_policy):
     """With the default xi = 1e-6, `x + xi * d` rounds back to `x` in half precision; the
-    step is raised to 8 rounding units of the row's norm and the power iteration finds the
-    float32 Hessian's direction."""
+    step is raised to `s = 8 u ||x||` (8 rounding units of the row's norm) and the power
+    iteration finds the exact finite-difference direction at that step, up to rounding.
+
+    The bound, per row: both passes round their input to the compute dtype, `x` and
+    `x + s d` each within `u / 2` of their norm, so the step the backbone sees is off by at
+    most `u ||x|| = s / 8`; to first order that turns the gradient by at most
+    `kappa / 8` (`kappa = ||H|| / ||H d||`, `_finite_difference_direction`). The hidden
+    activations and logits are rounded too, at points that depend on the kernels: a CPU
+    with native bfloat16 (AVX512-BF16, AMX) rounds once per fused op, one without it (AMD
+    EPYC before Zen 4) emulates bfloat16 and rounds after each op. Those roundings are
+    `u / 2` of values that the step moves by the same relative amount as the input, so
+    they are allowed as much again: `sin(angle) <= kappa / 4` on every row. The comparison
+    is with the finite-difference direction at the raised step, not with the Hessian's
+    direction `H d`: at `s / ||x|| = 6%` (bfloat16) the step's own truncation error turns
+    rows of low curvature along `d` by up to 69 degrees in exact arithmetic (15 at float16's 0.8%).
+    """
     x, _, _ = testing.tiny_data()
     x = tf.constant(x)
     idx = tf.range(len(x), dtype=tf.int64)
@@ -239,14 +266,14 @@ def test_under_mixed_precision_the_direction_survives_the_rounding(policy, unit,
     reference = testing.tiny_backbone()
     float32_model = models.VAT(reference, seed=1)
     assert float32_model.finite_difference_step(x).numpy() == np.float32(1e-6)
-    start = float32_model._random_directions(x, idx).numpy()
-    expected = _fisher_direction(reference, x, start)
+    start = float32_model._random_directions(x, idx).numpy().astype("float64")
 
     dtype_policy(policy)
     backbone = testing.tiny_backbone()
     backbone.set_weights(reference.get_weights())
     model = models.VAT(backbone, seed=1)
     step = model.finite_difference_step(x).numpy()
+    # rtol: float32 norm of 6 features against the float64 one, a few float32 ulps.
     np.testing.assert_allclose(
         step[:, 0], 8 * unit * np.linalg.norm(x.numpy(), axis=-1), rtol=1e-6
     )
@@ -254,9 +281,19 @@ def test_under_mixed_precision_the_direction_survives_the_rounding(policy, unit,
         x, model.site.inputs(x), backbone(x, training=True), idx
     ).numpy()
     assert np.all(np.isfinite(direction))
+    # rtol: the norm of a float32 unit vector, a few float32 ulps.
     np.testing.assert_allclose(np.linalg.norm(direction, axis=-1), 1.0, rtol=1e-5)
+
+    expected, kappa = _finite_difference_direction(reference, x.numpy(), start, step)
     cosine = np.sum(direction * expected, -1)
-    assert np.median(cosine) > 0.99 and cosine.min() > 0.5, cosine
+    bound = kappa / 4
+    # Rows where the bound reaches 1 (a gradient flat along d) may point anywhere; on at
+    # least half the rows it asks for a cosine above 0.74 (random directions in 6
+    # dimensions have |cosine| about 0.4), so the check can fail.
+    informative = bound < 1
+    assert np.mean(bound < 2 / 3) >= 0.5, bound
+    lowest = np.sqrt(1 - bound[informative] ** 2)
+    assert np.all(cosine[informative] >= lowest), (cosine[informative], lowest)
 
 
 @pytest.mark.parametrize(
