@@ -33,6 +33,8 @@ def test_xla_step_trains_te_like_the_graph_step():
         results.append((model, history.history))
     (graph, graph_logs), (xla, xla_logs) = results
     assert xla._compiled_step is not None and graph._compiled_step is None
+    # XLA reassociates float32 sums: after 4 Adam steps the weights (of order 1) differ by
+    # a few float32 ulps (about 1e-7); atol 1e-5 leaves Adam's sqrt(v) division 100x room.
     for a, b in zip(graph.backbone.get_weights(), xla.backbone.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(graph.ensemble.numpy(), xla.ensemble.numpy(), rtol=1e-4,
