@@ -1,11 +1,29 @@
-"""The contract every tfssl model keeps, as one reusable check.
+"""The contract every tfssl model keeps, as one reusable check, and the tiny models it runs.
 
 `check_model_contract(make_model)` trains a model for one epoch on tiny data and checks
-what any method must do: finite loss terms, backbone weights that move, state that stays
-consistent, a config round trip, a `.keras` reload that predicts the same and keeps training
-from the same state, and a SavedModel export that serves the same predictions. Method
-specific rules (the ensemble update, the teacher's EMA) are checked by each method's tests
-against their formulas.
+what any method must do: every loss term reported and finite, backbone weights that move,
+a config round trip, a `.keras` reload that holds the same variables, predicts the same and
+keeps training from the same state (two more steps after the reload equal two more steps
+without it), and a SavedModel export that serves the same predictions. It does not test
+the values of the loss terms: each method's tests compare them with the paper's formula on
+a fixed batch.
+
+`build_model(model_class)` builds any model of `tfssl.models` on tiny backbones from its
+constructor's signature, so a suite can cover a new model without naming it:
+
+- `num_samples` gets the number of rows of `tiny_data` when the signature has it;
+- every other required parameter names a network (`backbone`, `student`, `teacher`, ...)
+  and gets a fresh `tiny_backbone`; one named in the plural (`models`) gets a list of two;
+- a model whose defaults cannot run on `tiny_data` (image augmentations on 6 features) or
+  whose step is not a deterministic function of the batch and the weights (random views;
+  rounding noise that two device layouts sum differently) has an entry in
+  `CONTRACT_ARGUMENTS`: the keyword arguments that make it one. A callable value is called
+  for each model, so that every model gets layers of its own.
+
+A model whose step draws mixing partners (`draw_mixing(num_rows)` returning `(lam, index,
+*rest)`, as `MixupModel` and `MixMatch`) draws them per replica from each replica's rows;
+`fix_mixing_draws` replaces the draws by fixed ones (lam 0.7, each row with its neighbour),
+under which two replicas can equal one device.
 
 Example:
 
@@ -14,9 +32,12 @@ def make_model(backbone, num_samples, num_classes):
     return tfssl.models.TemporalEnsembling(backbone, num_samples, num_classes)
 
 tfssl.testing.check_model_contract(make_model, tmp_dir)
+model = tfssl.testing.build_model(tfssl.models.FixMatch)
 ```
 """
 
+import functools
+import inspect
 import os
 
 import keras
@@ -25,7 +46,31 @@ import tensorflow as tf
 
 from tfssl import data, export
 
-__all__ = ["check_model_contract", "tiny_backbone", "tiny_data"]
+__all__ = [
+    "CONTRACT_ARGUMENTS",
+    "build_model",
+    "check_model_contract",
+    "fix_mixing_draws",
+    "tiny_backbone",
+    "tiny_data",
+]
+
+# Keyword arguments of the models that `build_model` cannot run from their signature alone;
+# callables are called once per model (see the module docstring).
+CONTRACT_ARGUMENTS = {
+    # Image augmentations by default: fixed views instead (weak the input, strong 0.5 x
+    # + 0.1), and a threshold that 3 classes reach so the unlabeled term is not empty.
+    "FixMatch": {
+        "weak_augment": keras.layers.Identity,
+        "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
+        "threshold": 0.4,
+    },
+    # Image augmentations by default: the views are the input.
+    "MixMatch": {"augment": keras.layers.Identity},
+    # With xi = 1e-6 the power iteration's direction is float32 rounding noise, which 8-row
+    # and 16-row matmuls round differently (the class docstring); xi = 1e-2 is above it.
+    "VAT": {"xi": 1e-2, "epsilon": 1.0, "entropy_minimization": True, "seed": 5},
+}
 
 
 def tiny_data(num_samples=48, num_features=6, num_classes=3, num_labeled=12, seed=0):
@@ -52,8 +97,103 @@ def tiny_backbone(num_features=6, num_classes=3, dropout=0.0, seed=0):
     return keras.Sequential(layers)
 
 
+def build_model(model_class, backbone=None, num_samples=48, **kwargs):
+    """Builds `model_class` on tiny backbones from its constructor's signature.
+
+    Args:
+        model_class: A `keras.Model` subclass of `tfssl.models`.
+        backbone: The network passed to the first required parameter. Defaults to `None`:
+            a fresh `tiny_backbone()`.
+        num_samples: Passed as `num_samples` when the signature has it. Defaults to `48`,
+            the rows of `tiny_data()`.
+        **kwargs: More constructor arguments; they override `CONTRACT_ARGUMENTS`.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: If the model cannot be built that way; the message says what its
+            author should add to `CONTRACT_ARGUMENTS`.
+    """
+    name = model_class.__name__
+    arguments = {
+        key: value() if callable(value) else value
+        for key, value in CONTRACT_ARGUMENTS.get(name, {}).items()
+    }
+    arguments.update(kwargs)
+    parameters = list(inspect.signature(model_class.__init__).parameters.values())[1:]
+    if "num_samples" in [p.name for p in parameters]:
+        arguments.setdefault("num_samples", num_samples)
+    networks = [] if backbone is None else [backbone]
+    for parameter in parameters:
+        required = parameter.default is inspect.Parameter.empty and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+        if not required or parameter.name in arguments:
+            continue
+        if parameter.name.endswith("s"):
+            arguments[parameter.name] = [_next_network(networks), _next_network(networks)]
+        else:
+            arguments[parameter.name] = _next_network(networks)
+    try:
+        return model_class(**arguments)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"tfssl.testing.build_model cannot build {name} on tiny_data from its signature "
+            f"({type(error).__name__}: {error}). Add to tfssl.testing.CONTRACT_ARGUMENTS an "
+            f"entry {name!r}: {{keyword: value or callable}} with the arguments under which "
+            f"it runs on 6 float features and 3 classes, its step a deterministic function "
+            f"of the batch. Received: model_class={model_class!r}"
+        ) from error
+
+
+def _next_network(networks):
+    """The backbone given to `build_model` first, fresh tiny backbones after it."""
+    if networks:
+        return networks.pop()
+    return tiny_backbone(seed=0)
+
+
+def fix_mixing_draws(model, lam=0.7):
+    """Replaces a mixing model's random draws by fixed ones, for a deterministic step.
+
+    `model.draw_mixing(num_rows)` returns `(lam, index, *rest)`; afterwards `lam` is filled
+    with `lam`, each row's partner is its neighbour (`i xor 1`, the same rows on one device
+    and on replicas holding even halves of a batch) and the rest (a mixing place) is 0.
+
+    Args:
+        model: A model with a `draw_mixing` method (`MixupModel`, `MixMatch`).
+        lam: The mixing weight. Defaults to `0.7`.
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: If the model has no `draw_mixing`.
+    """
+    draw = getattr(model, "draw_mixing", None)
+    if draw is None:
+        raise ValueError(f"The model draws no mixing partners. Received: model={model!r}")
+
+    def fixed(num_rows):
+        drawn_lam, _, *rest = draw(num_rows)
+        index = tf.bitwise.bitwise_xor(tf.range(num_rows), 1)
+        return (tf.fill(tf.shape(drawn_lam), lam), index, *[tf.zeros_like(r) for r in rest])
+
+    model.draw_mixing = fixed
+    return model
+
+
 def check_model_contract(make_model, directory, epochs=1):
     """Runs the shared checks on the model that `make_model` builds.
+
+    The checks, in order: `fit` reports every name of `loss_terms` and `schedule_terms`,
+    finite (their values are not compared with a formula here); every backbone weight
+    moves; `get_config` round-trips; the `.keras` reload has as many variables as the
+    model, each equal, predicts the same and keeps the optimizer's step; two more steps of
+    the reloaded model equal two more steps of the model (same batches, same seeds, float32
+    arithmetic in the same order); a SavedModel export serves the same logits.
 
     Args:
         make_model: Callable `(backbone, num_samples, num_classes) -> model`.
@@ -90,31 +230,36 @@ def check_model_contract(make_model, directory, epochs=1):
     path = os.path.join(directory, "model.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
+    _assert_same_variables(model, reloaded, ".keras reload")
+    # atol: the same float32 weights and inputs give the same logits up to the summation
+    # order of another compiled function, a few ulps of logits of order 1.
     np.testing.assert_allclose(
         reloaded.predict(x, verbose=0),
         model.predict(x, verbose=0),
         atol=1e-5,
         err_msg=".keras reload predicts differently",
     )
-    for original, restored in zip(model.weights, reloaded.weights):
-        np.testing.assert_allclose(
-            restored.numpy(),
-            original.numpy(),
-            atol=1e-6,
-            err_msg=f"{original.path} differs after .keras reload",
-        )
     assert reloaded.optimizer is not None, "the compile configuration was not restored"
-    np.testing.assert_allclose(
-        int(reloaded.optimizer.iterations.numpy()),
-        int(model.optimizer.iterations.numpy()),
-        err_msg="optimizer state was not restored",
-    )
-    reloaded.fit(dataset, epochs=1, verbose=0)
+    assert int(reloaded.optimizer.iterations.numpy()) == int(
+        model.optimizer.iterations.numpy()
+    ), "optimizer state was not restored"
+
+    # Two more steps on the same batches from the same random state, with and without the
+    # reload in between. Keras does not save `SeedGenerator` states (dropout's, augmentation
+    # layers'): they are copied over, so the comparison is of the state the file holds.
+    for original, restored in zip(_seed_states(model), _seed_states(reloaded)):
+        restored.assign(original)
+    two_batches = data.make_dataset(x, y_semi, batch_size=16).take(2)
+    for trained in (model, reloaded):
+        keras.utils.set_random_seed(1)
+        trained.fit(two_batches, epochs=1, verbose=0)
+    _assert_same_variables(model, reloaded, "two steps after the .keras reload")
 
     served = tf.saved_model.load(
         export.export_saved_model(model, os.path.join(directory, "export"))
     )
     outputs = served.signatures["serving_default"](x=tf.constant(x))
+    # atol: as for the reload, another graph of the same float32 computation.
     np.testing.assert_allclose(
         outputs["logits"].numpy(),
         model.predict(x, verbose=0),
@@ -122,3 +267,33 @@ def check_model_contract(make_model, directory, epochs=1):
         err_msg="the SavedModel serves different logits",
     )
     return model
+
+
+def _seed_states(model):
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _saved_variables(model):
+    return [v for v in model.variables if not v.path.endswith("seed_generator_state")]
+
+
+def _assert_same_variables(model, reloaded, what):
+    """The two models' variables (but the seed generators', which Keras does not save) are
+    as many, in the same order, and equal."""
+    variables, reloaded_variables = _saved_variables(model), _saved_variables(reloaded)
+    paths = [v.path for v in variables]
+    reloaded_paths = [v.path for v in reloaded_variables]
+    assert len(paths) == len(reloaded_paths), (
+        f"{what}: {len(reloaded_paths)} variables against {len(paths)}: "
+        f"{sorted(set(paths) ^ set(reloaded_paths))}"
+    )
+    for original, restored in zip(variables, reloaded_variables):
+        # atol: the same float32 operations in the same order give the same bits; one
+        # ulp of values of order 1 is allowed for a kernel that fuses differently.
+        np.testing.assert_allclose(
+            np.asarray(restored.numpy(), "float64"),
+            np.asarray(original.numpy(), "float64"),
+            rtol=0,
+            atol=1e-6,
+            err_msg=f"{original.path} differs: {what}",
+        )
