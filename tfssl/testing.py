@@ -51,6 +51,7 @@ __all__ = [
     "build_model",
     "check_model_contract",
     "fix_mixing_draws",
+    "model_arguments",
     "tiny_backbone",
     "tiny_data",
 ]
@@ -97,8 +98,8 @@ def tiny_backbone(num_features=6, num_classes=3, dropout=0.0, seed=0):
     return keras.Sequential(layers)
 
 
-def build_model(model_class, backbone=None, num_samples=48, **kwargs):
-    """Builds `model_class` on tiny backbones from its constructor's signature.
+def model_arguments(model_class, backbone=None, num_samples=48):
+    """The constructor arguments under which `build_model` builds `model_class`.
 
     Args:
         model_class: A `keras.Model` subclass of `tfssl.models`.
@@ -106,21 +107,16 @@ def build_model(model_class, backbone=None, num_samples=48, **kwargs):
             a fresh `tiny_backbone()`.
         num_samples: Passed as `num_samples` when the signature has it. Defaults to `48`,
             the rows of `tiny_data()`.
-        **kwargs: More constructor arguments; they override `CONTRACT_ARGUMENTS`.
 
     Returns:
-        The model.
-
-    Raises:
-        ValueError: If the model cannot be built that way; the message says what its
-            author should add to `CONTRACT_ARGUMENTS`.
+        A dict of keyword arguments: the model's `CONTRACT_ARGUMENTS` (callables called),
+        `num_samples`, and a fresh tiny backbone (a list of two for a plural name) for
+        every other required parameter.
     """
-    name = model_class.__name__
     arguments = {
         key: value() if callable(value) else value
-        for key, value in CONTRACT_ARGUMENTS.get(name, {}).items()
+        for key, value in CONTRACT_ARGUMENTS.get(model_class.__name__, {}).items()
     }
-    arguments.update(kwargs)
     parameters = list(inspect.signature(model_class.__init__).parameters.values())[1:]
     if "num_samples" in [p.name for p in parameters]:
         arguments.setdefault("num_samples", num_samples)
@@ -136,9 +132,33 @@ def build_model(model_class, backbone=None, num_samples=48, **kwargs):
             arguments[parameter.name] = [_next_network(networks), _next_network(networks)]
         else:
             arguments[parameter.name] = _next_network(networks)
+    return arguments
+
+
+def build_model(model_class, backbone=None, num_samples=48, **kwargs):
+    """Builds `model_class` on tiny backbones from its constructor's signature.
+
+    Args:
+        model_class: A `keras.Model` subclass of `tfssl.models`.
+        backbone: The network passed to the first required parameter. Defaults to `None`:
+            a fresh `tiny_backbone()`.
+        num_samples: Passed as `num_samples` when the signature has it. Defaults to `48`,
+            the rows of `tiny_data()`.
+        **kwargs: More constructor arguments; they override `model_arguments`.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: If the model cannot be built that way; the message says what its
+            author should add to `CONTRACT_ARGUMENTS`.
+    """
+    arguments = model_arguments(model_class, backbone, num_samples)
+    arguments.update(kwargs)
     try:
         return model_class(**arguments)
     except (TypeError, ValueError) as error:
+        name = model_class.__name__
         raise ValueError(
             f"tfssl.testing.build_model cannot build {name} on tiny_data from its signature "
             f"({type(error).__name__}: {error}). Add to tfssl.testing.CONTRACT_ARGUMENTS an "

@@ -1,0 +1,80 @@
+"""Fixtures shared by the test files: tiny data, the dtype policy, fresh processes.
+
+The tiny models themselves are `tfssl.testing.tiny_backbone` and `tfssl.testing.build_model`
+(public, so that a model's author can run the contract on a model of their own).
+
+Fresh processes: TensorFlow's devices are configured once per process, and TF Serving
+sees only files, so checks of either kind run in a new Python process. Each one pays
+TensorFlow's import (a few seconds), so a test file starts one for all its cases.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from tfssl import testing
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+
+
+@pytest.fixture
+def tiny_data():
+    """`tfssl.testing.tiny_data()`: 48 rows of 6 features, 3 classes, the first 12 labeled."""
+    return testing.tiny_data()
+
+
+@pytest.fixture
+def dtype_policy():
+    """Sets the global dtype policy for one test and restores the previous one after it.
+
+    Yields:
+        `keras.mixed_precision.set_dtype_policy`.
+    """
+    previous = keras.mixed_precision.dtype_policy()
+    yield keras.mixed_precision.set_dtype_policy
+    keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _run_python(args, timeout=600):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, TESTS, env.get("PYTHONPATH")) if p)
+    completed = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+    assert completed.returncode == 0, (
+        f"{' '.join(args)} exited with {completed.returncode}:\n{completed.stderr[-5000:]}"
+    )
+    return completed
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """Runs `python *args` in a fresh process with the repository and the tests folder on
+    its path; fails the test with the end of its stderr unless it exits with 0.
+
+    Returns:
+        A function `(args, timeout=600) -> subprocess.CompletedProcess`.
+    """
+    return _run_python
+
+
+def _mirrored_equivalence(*specs, timeout=600):
+    completed = _run_python([os.path.join(TESTS, "mirrored_worker.py"), *specs], timeout)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def mirrored_equivalence():
+    """Trains each `module:function[:argument]` factory on two logical CPUs and on one, in
+    one fresh process (mirrored_worker.py, which documents the factories).
+
+    Returns:
+        A function `(*specs, timeout=600) -> {spec: {"num_replicas", "num_variables",
+        "weights_differ", "loss_differ", "copies_differ"} or {"error"}}`.
+    """
+    return _mirrored_equivalence

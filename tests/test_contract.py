@@ -1,0 +1,169 @@
+"""The contract of every model that `tfssl.models` exports, found by introspection.
+
+A new `keras.Model` in `tfssl.models.__all__` is covered without editing this file: it is
+built by `tfssl.testing.build_model` from its constructor's signature (a model that cannot
+be built that way fails here with a message saying what to add to
+`tfssl.testing.CONTRACT_ARGUMENTS`). For each model:
+
+- `tfssl.testing.check_model_contract`: loss terms reported and finite, weights that
+  move, the config and `.keras` round trips, training that resumes from the same state;
+- two replicas (MirroredStrategy on two logical CPUs) equal one device with the same
+  global batch, for all models in one fresh process;
+- the SavedModel of `tfssl.export.export_saved_model` serves `predict`'s logits in a fresh
+  process that imports only TensorFlow, for all models in one process;
+- bad arguments raise `ValueError` naming the bad value.
+"""
+
+import inspect
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from serving_utils import serve_many_in_fresh_process
+from tfssl import data, export, models, testing
+
+
+def _is_model(value):
+    # The abstract base (no `compute_losses` of its own) is not a method.
+    return (
+        inspect.isclass(value)
+        and issubclass(value, keras.Model)
+        and value.compute_losses is not models.SemiSupervisedModel.compute_losses
+    )
+
+
+MODEL_NAMES = sorted(name for name in models.__all__ if _is_model(getattr(models, name)))
+
+
+def test_the_models_are_found():
+    classes = [getattr(models, name) for name in models.__all__]
+    assert all(issubclass(getattr(models, name), models.SemiSupervisedModel) for name in MODEL_NAMES)
+    expected = [c.__name__ for c in classes if inspect.isclass(c) and issubclass(c, keras.Model)]
+    assert sorted(MODEL_NAMES + ["SemiSupervisedModel"]) == sorted(expected)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_contract(name, tmp_path):
+    model_class = getattr(models, name)
+    testing.check_model_contract(
+        lambda backbone, num_samples, num_classes: testing.build_model(
+            model_class, backbone=backbone, num_samples=num_samples
+        ),
+        str(tmp_path),
+    )
+
+
+def two_replica_model(name):
+    """A `mirrored_worker.py` factory: the model of `build_model` with fixed mixing draws,
+    on batches of 16 rows whose halves differ (12 labeled then 4 unlabeled rows, then only
+    unlabeled ones), from epoch 100 so that every ramp-up has ended."""
+    x, _, y_semi = testing.tiny_data()
+    model = testing.build_model(getattr(models, name))
+    if hasattr(model, "draw_mixing"):
+        testing.fix_mixing_draws(model)
+    return model, data.make_dataset(x, y_semi, batch_size=16), {"initial_epoch": 100}
+
+
+@pytest.fixture(scope="module")
+def two_replica_results(mirrored_equivalence):
+    specs = [f"test_contract:two_replica_model:{name}" for name in MODEL_NAMES]
+    results = mirrored_equivalence(*specs, timeout=1200)
+    return {spec.rsplit(":", 1)[1]: result for spec, result in results.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_two_replicas_equal_one_device(name, two_replica_results):
+    result = two_replica_results[name]
+    assert "error" not in result, result.get("error")
+    assert result["num_replicas"] == 2
+    num_variables = result["num_variables"]
+    assert num_variables[0] == num_variables[1], num_variables
+    # Replicas apply the same all-reduced update: their copies stay bit-identical.
+    assert result["copies_differ"] == 0.0, result
+    # atol: 6 SGD steps in float32 whose sums run over 8-row halves instead of 16 rows:
+    # reassociation of order 1e-7 per step on weights and losses of order 1.
+    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Every model trained one epoch and exported; all served in one fresh process."""
+    x, _, y_semi = testing.tiny_data()
+    runs = {}
+    for name in MODEL_NAMES:
+        keras.utils.set_random_seed(0)
+        model = testing.build_model(getattr(models, name))
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        model.fit(data.make_dataset(x, y_semi, batch_size=16), epochs=1, verbose=0)
+        path = export.export_saved_model(model, str(tmp_path_factory.mktemp(name)))
+        runs[name] = (path, model.predict(x, verbose=0))
+    outputs = serve_many_in_fresh_process([(path, "x", x) for path, _ in runs.values()])
+    return {name: (expected, out) for (name, (_, expected)), out in zip(runs.items(), outputs)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fresh_process_serving_matches_predict(name, served):
+    expected, outputs = served[name]
+    # atol: the same float32 graph in another process, a few ulps of logits of order 1.
+    np.testing.assert_allclose(outputs["logits"], expected, atol=1e-5)
+    probabilities = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+    np.testing.assert_allclose(outputs["probabilities"], probabilities, atol=1e-5)
+    np.testing.assert_array_equal(outputs["classes"], np.argmax(expected, -1))
+
+
+def _first_network(model_class):
+    return list(inspect.signature(model_class.__init__).parameters)[1]
+
+
+# Known defect, kept visible: MutualLearning does not check `num_classes` against its
+# students' outputs.
+_UNCHECKED = {("MutualLearning", "num_classes")}
+
+BAD_ARGUMENTS = {
+    "on_nonfinite": ("sometimes", "on_nonfinite='sometimes'"),
+    "num_classes": (5, "num_classes=5"),
+    "label_smoothing": (1.5, "label_smoothing=1.5"),
+    "num_samples": (-3, "num_samples=-3"),
+    "network": ("not a model", "'not a model'"),
+}
+
+
+@pytest.mark.parametrize(
+    "name, argument",
+    [
+        pytest.param(
+            name,
+            argument,
+            marks=[pytest.mark.xfail(strict=True, reason="not checked")]
+            if (name, argument) in _UNCHECKED
+            else [],
+        )
+        for name in MODEL_NAMES
+        for argument in BAD_ARGUMENTS
+    ],
+)
+def test_bad_arguments_are_named(name, argument):
+    model_class = getattr(models, name)
+    value, message = BAD_ARGUMENTS[argument]
+    arguments = testing.model_arguments(model_class)
+    if argument == "network":
+        argument = _first_network(model_class)
+        if isinstance(arguments[argument], list):
+            value = [value, *arguments[argument][1:]]
+    arguments[argument] = value
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model_class(**arguments)
+
+
+def test_a_model_that_cannot_be_built_says_what_to_provide():
+    class NeedsAShape(models.PiModel):
+        def __init__(self, backbone, input_shape, **kwargs):
+            super().__init__(backbone, **kwargs)
+            self.input_shape_ = tuple(input_shape)
+
+    with pytest.raises(ValueError, match=r"CONTRACT_ARGUMENTS an entry 'NeedsAShape'"):
+        testing.build_model(NeedsAShape)
