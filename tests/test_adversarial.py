@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
-from serving_utils import serve_in_fresh_process
-from tfssl import data, export, models, testing
+from tfssl import data, models, testing
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 sys.path.insert(0, ESTIMATORS)
@@ -226,11 +224,6 @@ def test_text_model_trains_its_embedding_and_reloads(tmp_path):
 
 
 # --------------------------------------------------------------------- contract
-@pytest.mark.parametrize("method", ["fgm", "pgd"])
-def test_contract(method, tmp_path):
-    testing.check_model_contract(
-        lambda b, n, c: models.AdversarialTraining(b, method=method), str(tmp_path)
-    )
 
 
 @pytest.mark.parametrize("run_eagerly", [False, True])
@@ -248,30 +241,6 @@ def test_batch_without_labels_is_a_zero_step(method, run_eagerly):
     assert int(model.optimizer.iterations.numpy()) == 1
     for weight, value in zip(model.backbone.weights, before):
         np.testing.assert_array_equal(weight.numpy(), value, err_msg=weight.path)
-
-
-def test_fresh_process_serving_matches_predict(tmp_path):
-    x, y, _ = testing.tiny_data()
-    model = models.AdversarialTraining(testing.tiny_backbone(), method="pgd")
-    model.compile(optimizer="adam")
-    model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=2, verbose=0)
-    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
-    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
-
-
-def make_pgd_batch_norm():
-    """Mirrored factory: PGD with one norm over the global batch (all-reduced)."""
-    x, y, _ = testing.tiny_data()
-    model = models.AdversarialTraining(testing.tiny_backbone(), method="pgd", norm="batch")
-    return model, data.make_dataset(x, y, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    spec = "test_adversarial:make_pgd_batch_norm"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 # ------------------------------------------------------------------ bad input

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
 import distillation as distillation_script  # noqa: E402 (estimators/ is on sys.path now)
 from serving_utils import serve_many_in_fresh_process
@@ -233,31 +232,6 @@ def test_distiller_and_mutual_learning_train_on_fashion_mnist():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make(testing.tiny_backbone(), testing.tiny_backbone(seed=1))
-
-
-def make_distiller():
-    x, _, y_semi = testing.tiny_data()
-    model = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=1), alpha=0.3)
-    return model, data.make_dataset(x, y_semi, batch_size=16)
-
-
-def make_mutual_learning():
-    x, _, y_semi = testing.tiny_data()
-    model = models.MutualLearning(
-        [testing.tiny_backbone(seed=0), testing.tiny_backbone(seed=1)], temperature=2.0
-    )
-    return model, data.make_dataset(x, y_semi, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    specs = ["test_distillation:make_distiller", "test_distillation:make_mutual_learning"]
-    results = mirrored_equivalence(*specs)
-    for spec in specs:
-        result = results[spec]
-        assert result["num_replicas"] == 2
-        assert result["weights_differ"] < 1e-5, (spec, result)
-        assert result["loss_differ"] < 1e-5, (spec, result)
-        assert result["copies_differ"] == 0.0, (spec, result)
 
 
 MLP = ("--backbone", "mlp")  # ~10x cheaper than the conv_net on a CPU

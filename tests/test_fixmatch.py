@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from serving_utils import serve_in_fresh_process
 from tfssl import data, datasets, export, layers, models, testing
 
@@ -48,19 +47,6 @@ def fashion_subset(rows=1000, num_labeled=100):
     scale = lambda images: (images[..., None] / 255.0).astype("float32")  # noqa: E731
     x, y = scale(x[:rows]), y[:rows]
     return x, y, data.mask_labels(y, num_labeled, seed=0), scale(x_test[:500]), y_test[:500]
-
-
-def test_contract(tmp_path):
-    testing.check_model_contract(
-        lambda backbone, n, c: models.FixMatch(
-            backbone,
-            weak_augment=keras.layers.Identity(),
-            strong_augment=keras.layers.GaussianNoise(0.5),
-            threshold=0.4,
-        ),
-        str(tmp_path),
-        epochs=2,
-    )
 
 
 def test_one_step_loss_equals_a_hand_computation():
@@ -185,22 +171,6 @@ def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_pat
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
     outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path / "export")), "x", x)
     np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
-
-
-def make_fixmatch():
-    """Mirrored factory: fixed views; each replica gets one half of a batch of 12 unlabeled
-    rows then 4 labeled rows, so the two replicas see different kinds of rows."""
-    x, _, y_semi = testing.tiny_data()
-    model = fixed_views(testing.tiny_backbone(), threshold=0.4, lambda_u=2.0)
-    return model, data.make_dataset(x, y_semi, batch_size=16, labeled_per_batch=4)
-
-
-def test_two_replicas_equal_one_device():
-    spec = "test_fixmatch:make_fixmatch"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 @pytest.mark.parametrize(

@@ -6,55 +6,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
 import temporal_ensembling as te_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import data, models, testing
 
 
-@pytest.fixture
-def dtype_policy():
-    """Sets the global dtype policy for one test and restores the previous one after it."""
-    previous = keras.mixed_precision.dtype_policy()
-    yield keras.mixed_precision.set_dtype_policy
-    keras.mixed_precision.set_dtype_policy(previous)
-
-
-def _backbone(seed=0):
-    return testing.tiny_backbone(dropout=0.2, seed=seed)
-
-
-# Each model with its cheapest valid arguments; ramp_up_epochs=1 puts a non-zero weight on
-# the unsupervised term from the first step, so its gradient runs through the scaled loss.
-MODELS = {
-    "PiModel": lambda n: models.PiModel(_backbone(), ramp_up_epochs=1),
-    "TemporalEnsembling": lambda n: models.TemporalEnsembling(_backbone(), n, ramp_up_epochs=1),
-    "MeanTeacher": lambda n: models.MeanTeacher(_backbone(), ramp_up_epochs=1),
-    "AdversarialTraining": lambda n: models.AdversarialTraining(_backbone(), method="pgd"),
-    "VAT": lambda n: models.VAT(_backbone(), xi=0.1, epsilon=1.0, entropy_minimization=True),
-    "PseudoLabel": lambda n: models.PseudoLabel(_backbone(), ramp_up_epochs=1),
-    "FixMatch": lambda n: models.FixMatch(
-        _backbone(),
-        weak_augment=keras.layers.Identity(),
-        strong_augment=keras.layers.GaussianNoise(0.5),
-        threshold=0.4,
-    ),
-    "MixupModel": lambda n: models.MixupModel(_backbone()),
-    "MixMatch": lambda n: models.MixMatch(
-        _backbone(), augment=keras.layers.GaussianNoise(0.1), ramp_up_epochs=1
-    ),
-    "Distiller": lambda n: models.Distiller(_backbone(), _backbone(seed=1)),
-    "MutualLearning": lambda n: models.MutualLearning([_backbone(), _backbone(seed=1)]),
-    "ReLoop": lambda n: models.ReLoop(_backbone(), num_samples=n, update_previous=True),
-}
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [c.__name__ for c in testing.model_classes()])
 def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, dtype_policy):
     dtype_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
-    model = MODELS[name](len(x))
+    model = testing.build_model(
+        getattr(models, name), backbone=testing.tiny_backbone(dropout=0.2), num_samples=len(x)
+    )
     # Eager steps keep twelve models within the time budget (tracing each costs seconds);
     # test_the_loss_scale_optimizer_step_equals_the_float32_step runs the compiled step.
     model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
@@ -62,7 +26,11 @@ def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, d
     assert model.backbone.layers[-1].compute_dtype == "float16"
     before = [w.numpy() for w in model.backbone.trainable_weights]
     dataset = data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=0, labeled_per_batch=4)
-    history = model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0).history
+    # From epoch 100, where every ramp-up has ended: the unsupervised term's gradient runs
+    # through the scaled loss with its full weight.
+    history = model.fit(
+        dataset, initial_epoch=100, epochs=101, steps_per_epoch=2, verbose=0
+    ).history
 
     for term in model.loss_terms + model.schedule_terms:
         assert np.isfinite(history[term][-1]), (term, history[term])
@@ -203,7 +171,7 @@ def make_te_with_bfloat16_state():
     return model, data.make_dataset(x, y_semi, batch_size=16)
 
 
-def test_half_precision_state_under_two_replicas_equals_one_device():
+def test_half_precision_state_under_two_replicas_equals_one_device(mirrored_equivalence):
     # The replicas all-gather the update in float32: collectives refuse bfloat16.
     spec = "test_mixed_precision:make_te_with_bfloat16_state"
     result = mirrored_equivalence(spec)[spec]

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
-from serving_utils import serve_in_fresh_process
 from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
-from tfssl import backbones, data, export, losses, models, testing
+from tfssl import backbones, data, losses, models, testing
 
 import mixmatch as mixmatch_script  # estimators/mixmatch.py, on the path test_estimators sets
 from benchmarking import methods, protocols, runner  # noqa: E402 (estimators/, same path)
@@ -150,46 +148,6 @@ def test_default_augmentation_is_the_papers_for_images():
     assert model.augment.name == "augmentation"
     kinds = {type(layer).__name__ for layer in model.augment.layers}
     assert kinds == {"RandomTranslation", "GaussianNoise"}
-
-
-def test_contract(tmp_path):
-    testing.check_model_contract(
-        lambda b, n, c: models.MixMatch(
-            b, augment=keras.layers.GaussianNoise(0.1), ramp_up_epochs=1, seed=0
-        ),
-        str(tmp_path),
-        epochs=2,
-    )
-
-
-def test_fresh_process_export_serves_the_backbone(tmp_path):
-    keras.utils.set_random_seed(0)
-    x, _, y_semi = testing.tiny_data()
-    model = models.MixMatch(testing.tiny_backbone(), augment=keras.layers.GaussianNoise(0.1))
-    model.compile(optimizer="adam")
-    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
-    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
-    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
-
-
-def make_mirrored_mixmatch():
-    """Fixed draws: lam 0.7 for every view and each view its own partner. A replica mixes
-    its own views, laid out [labeled, unlabeled view 1, view 2] per replica, so random
-    partners could not match one device; the guess, the views and the global means can."""
-    x, _, y_semi = testing.tiny_data()
-    model = models.MixMatch(
-        testing.tiny_backbone(), augment=keras.layers.Identity(), K=2, ramp_up_epochs=1
-    )
-    model.draw_mixing = lambda n: (tf.fill([n], 0.7), tf.range(n))
-    return model, data.make_dataset(x, y_semi, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    spec = "test_mixmatch:make_mirrored_mixmatch"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from serving_utils import serve_in_fresh_process
 from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
 from tfssl import data, export, models, testing
@@ -273,23 +272,6 @@ def test_fit_trains_a_text_backbone_with_word_mixup_and_serves_in_a_fresh_proces
     path = export.export_saved_model(model, str(tmp_path))
     outputs = serve_in_fresh_process(path, "x", tokens)
     np.testing.assert_allclose(outputs["logits"], model.predict(tokens, verbose=0), atol=1e-5)
-
-
-def make_mirrored_manifold_mixup():
-    """All rows labeled and the draws fixed (pair swap, lam 0.7, the hidden layer), so the
-    partners are the same on one device and on two replicas of 8 rows."""
-    x, y, _ = testing.tiny_data()
-    backbone = testing.tiny_backbone()
-    model = models.MixupModel(backbone, at="manifold", mixup_layers=[backbone.layers[0].name])
-    return _force_draws(model, place=1), data.make_dataset(x, y, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    spec = "test_mixup_models:make_mirrored_manifold_mixup"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 class _Subclassed(keras.Model):

@@ -20,19 +20,6 @@ def make_te(**kwargs):
     return model, x, y_semi
 
 
-@pytest.mark.parametrize(
-    "make_model",
-    [
-        lambda b, n, c: models.PiModel(b, n, c, num_labeled=12, ramp_up_epochs=1),
-        lambda b, n, c: models.TemporalEnsembling(b, n, c, num_labeled=12, ramp_up_epochs=1),
-        lambda b, n, c: models.MeanTeacher(b, n, c, num_labeled=12, ramp_up_epochs=1),
-    ],
-    ids=["pi_model", "temporal_ensembling", "mean_teacher"],
-)
-def test_contract(make_model, tmp_path):
-    testing.check_model_contract(make_model, str(tmp_path), epochs=2)
-
-
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_te_ensemble_after_k_epochs_with_lr_zero(epochs):
     alpha = 0.6

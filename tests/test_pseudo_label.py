@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
-from serving_utils import serve_in_fresh_process
-from tfssl import data, datasets, export, models, testing
+from tfssl import data, datasets, models, testing
 from tfssl.models.pseudo_label import pseudo_label_targets
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
@@ -145,32 +143,6 @@ def test_trains_on_a_fashion_mnist_subset_with_a_falling_loss():
     x_test = (x_test[:500, ..., None] / 255.0).astype("float32")
     accuracy = np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test[:500])
     assert accuracy > 0.5
-
-
-def test_exported_model_serves_in_a_fresh_process(tmp_path):
-    x, y_semi, backbone = fixed_batch()
-    model = models.PseudoLabel(backbone, threshold=0.5)
-    model.compile(optimizer="adam")
-    model.fit(data.make_dataset(x, y_semi, 16), epochs=1, verbose=0)
-    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path)), "x", x)
-    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
-
-
-def make_pseudo_label():
-    """Mirrored factory: deterministic backbone, batches whose halves differ in labels."""
-    x, _, y_semi = testing.tiny_data()
-    model = models.PseudoLabel(
-        testing.tiny_backbone(), threshold=0.4, ramp_up_epochs=1, supervised_normalize="labeled"
-    )
-    return model, data.make_dataset(x, y_semi, batch_size=16, labeled_per_batch=4)
-
-
-def test_two_replicas_equal_one_device():
-    spec = "test_pseudo_label:make_pseudo_label"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5
 
 
 @pytest.mark.parametrize(

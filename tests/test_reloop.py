@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
 import reloop as reloop_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import backbones, data, datasets, export, models, testing
@@ -218,19 +217,6 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_wrong_shape_of_previous_predictions_is_named():
     with pytest.raises(ValueError, match=r"\(48, 3\).*\(48, 2\)"):
         _model(False).set_previous_predictions(np.zeros((48, 2)))
-
-
-def make_reloop():
-    x, _, y_semi = testing.tiny_data()
-    model = models.ReLoop(testing.tiny_backbone(), num_samples=len(x), update_previous=True)
-    return model, data.make_dataset(x, y_semi, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    result = mirrored_equivalence("test_reloop:make_reloop")["test_reloop:make_reloop"]
-    assert result["num_replicas"] == 2
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
-    assert result["copies_differ"] == 0.0, result
 
 
 @pytest.mark.parametrize("flags", [(), ("--previous-source", "stored", "--warm-start")])

@@ -14,10 +14,12 @@ constructor's signature, so a suite can cover a new model without naming it:
 - `num_samples` gets the number of rows of `tiny_data` when the signature has it;
 - every other required parameter names a network (`backbone`, `student`, `teacher`, ...)
   and gets a fresh `tiny_backbone`; one named in the plural (`models`) gets a list of two;
-- a model whose defaults cannot run on `tiny_data` (image augmentations on 6 features) or
+- a model whose defaults cannot run on `tiny_data` (image augmentations on 6 features),
   whose step is not a deterministic function of the batch and the weights (random views;
-  rounding noise that two device layouts sum differently) has an entry in
-  `CONTRACT_ARGUMENTS`: the keyword arguments that make it one. A callable value is called
+  rounding noise that two device layouts sum differently) or whose defaults skip a part
+  of the method (stored predictions, a pseudo-label mask) has an entry in
+  `CONTRACT_ARGUMENTS`: the keyword arguments that make it run, deterministically, all of
+  it. A callable value is called
   for each model, so that every model gets layers of its own.
 
 A model whose step draws mixing partners (`draw_mixing(num_rows)` returning `(lam, index,
@@ -44,7 +46,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfssl import data, export
+from tfssl import data, export, models
 
 __all__ = [
     "CONTRACT_ARGUMENTS",
@@ -52,13 +54,17 @@ __all__ = [
     "check_model_contract",
     "fix_mixing_draws",
     "model_arguments",
+    "model_classes",
     "tiny_backbone",
     "tiny_data",
 ]
 
-# Keyword arguments of the models that `build_model` cannot run from their signature alone;
+# Keyword arguments of the models that `build_model` cannot run from their signature alone,
+# or whose defaults leave the part of the method that replicas must agree on unexercised;
 # callables are called once per model (see the module docstring).
 CONTRACT_ARGUMENTS = {
+    # PGD with one norm over the global batch: the attack's all-reduce runs.
+    "AdversarialTraining": {"method": "pgd", "norm": "batch"},
     # Image augmentations by default: fixed views instead (weak the input, strong 0.5 x
     # + 0.1), and a threshold that 3 classes reach so the unlabeled term is not empty.
     "FixMatch": {
@@ -68,6 +74,10 @@ CONTRACT_ARGUMENTS = {
     },
     # Image augmentations by default: the views are the input.
     "MixMatch": {"augment": keras.layers.Identity},
+    # A threshold that 3 classes cross on some rows only: the mask is neither empty nor full.
+    "PseudoLabel": {"threshold": 0.4},
+    # The previous version's predictions stored per sample (its per-sample state).
+    "ReLoop": {"update_previous": True},
     # With xi = 1e-6 the power iteration's direction is float32 rounding noise, which 8-row
     # and 16-row matmuls round differently (the class docstring); xi = 1e-2 is above it.
     "VAT": {"xi": 1e-2, "epsilon": 1.0, "entropy_minimization": True, "seed": 5},
@@ -96,6 +106,25 @@ def tiny_backbone(num_features=6, num_classes=3, dropout=0.0, seed=0):
         layers.append(keras.layers.Dropout(dropout, seed=seed))
     layers.append(keras.layers.Dense(num_classes))
     return keras.Sequential(layers)
+
+
+def model_classes():
+    """The methods that `tfssl.models` exports: its `keras.Model` classes but the abstract
+    `SemiSupervisedModel` (which has no `compute_losses` of its own).
+
+    Returns:
+        A list of classes, sorted by name.
+    """
+    found = []
+    for name in sorted(models.__all__):
+        value = getattr(models, name)
+        if (
+            inspect.isclass(value)
+            and issubclass(value, keras.Model)
+            and value.compute_losses is not models.SemiSupervisedModel.compute_losses
+        ):
+            found.append(value)
+    return found
 
 
 def model_arguments(model_class, backbone=None, num_samples=48):
