@@ -12,9 +12,14 @@ be built that way fails here with a message saying what to add to
 - the SavedModel of `tfssl.export.export_saved_model` serves `predict`'s logits in a fresh
   process that imports only TensorFlow, for all models in one process;
 - bad arguments raise `ValueError` naming the bad value.
+
+And the `.keras` files of tests/fixtures, saved at commit 311bb0d with the configs of
+that commit, still load, predict the same and train on.
 """
 
+import importlib.util
 import inspect
+import os
 import re
 
 import keras
@@ -159,3 +164,47 @@ def test_a_model_that_cannot_be_built_says_what_to_provide():
 
     with pytest.raises(ValueError, match=r"CONTRACT_ARGUMENTS an entry 'NeedsAShape'"):
         testing.build_model(NeedsAShape)
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+# Loaded by path: a module named `fixtures` may be installed (the `fixtures` package).
+_spec = importlib.util.spec_from_file_location(
+    "saved_models", os.path.join(FIXTURES, "saved_models.py")
+)
+saved_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(saved_models)
+SAVED_AT_311BB0D = sorted(
+    name[: -len(".keras")] for name in os.listdir(FIXTURES) if name.endswith(".keras")
+)
+
+
+def test_every_model_of_311bb0d_has_a_saved_file():
+    assert SAVED_AT_311BB0D == sorted(saved_models.BUILDERS)
+
+
+@pytest.mark.parametrize("name", SAVED_AT_311BB0D)
+def test_a_keras_file_saved_at_311bb0d_loads_predicts_and_trains_on(name):
+    """The files of tests/fixtures (made by tests/fixtures/saved_models.py at 311bb0d)
+    load with their old schedule arguments, predict what they predicted then, and take one
+    more training step to the same loss, unsupervised weight and weights."""
+    model = keras.saving.load_model(os.path.join(FIXTURES, f"{name}.keras"))
+    assert type(model).__name__ == name
+    with np.load(os.path.join(FIXTURES, f"{name}.npz")) as saved:
+        record = dict(saved)
+    # atol: the same float32 weights and inputs; the summation order of another CPU's
+    # kernels moves logits of order 1 by a few ulps.
+    np.testing.assert_allclose(model.predict(record["x"], verbose=0), record["predictions"],
+                               atol=1e-5)
+    logs = saved_models.one_step(model, record)
+    # rtol: one step's float32 loss and weight, the same operations as then.
+    for term in ("loss", "unsupervised_weight"):
+        if f"step_{term}" in record:
+            np.testing.assert_allclose(logs[term], record[f"step_{term}"], rtol=1e-5,
+                                       err_msg=term)
+    weights = model.backbone.get_weights()
+    assert len(weights) == len([k for k in record if k.startswith("step_weight_")])
+    for i, weight in enumerate(weights):
+        # atol: one Adam step of lr 1e-2 from the same state, in float32 (weights of
+        # order 1: a few ulps).
+        np.testing.assert_allclose(weight, record[f"step_weight_{i}"], atol=1e-5,
+                                   err_msg=f"weight {i}")
