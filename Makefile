@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test setup data benchmark clean
+.PHONY: demo test test-fast setup data benchmark clean
 
 setup: $(STAMP) data
 
@@ -27,8 +27,12 @@ demo: setup
 
 # pytest exits 5 when it collected no test: that is a failure here too. Two pytest workers
 # (pytest-xdist), one per core, each test file on one worker (its module fixtures run once).
+# `test` runs everything; `test-fast` leaves out the tests marked `slow` (setup.cfg).
 test: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
+
+test-fast: setup
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 benchmark: setup
 	$(PY) estimators/benchmark.py

@@ -78,3 +78,40 @@ def mirrored_equivalence():
         "weights_differ", "loss_differ", "copies_differ"} or {"error"}}`.
     """
     return _mirrored_equivalence
+
+
+# What makes a test `slow` (setup.cfg), decided here once rather than file by file: a
+# fixture or a name that says it starts processes, runs a script or a benchmark, or trains
+# on Fashion-MNIST. Tests may also carry `@pytest.mark.slow` themselves.
+SLOW_FIXTURES = {
+    "data_dir",  # the estimators' scripts on a synthetic Fashion-MNIST
+    "review_dir",  # the text scripts
+    "quick_run",  # a benchmark run
+    "quick",
+    "two_workers",  # MultiWorkerMirroredStrategy workers
+    "mirrored_results",  # mirrored_worker.py
+    "two_replica_results",
+    "mirrored_equivalence",
+    "run_python",
+    "served",  # SavedModels served in a fresh process
+    "exports",
+}
+
+
+SLOW_NAME_PARTS = (
+    "fashion_mnist",
+    "fresh_process",
+    "serves_without",
+    "script",
+    "command_line",
+    "two_replicas",
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = getattr(item, "originalname", None) or item.name
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or any(
+            part in name for part in SLOW_NAME_PARTS
+        ):
+            item.add_marker(pytest.mark.slow)
