@@ -1,9 +1,11 @@
 """Semi-supervised models: each a `keras.Model` wrapping a backbone that returns logits."""
 
+from tfssl.models import policies
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.distillation import Distiller, MutualLearning
 from tfssl.models.fixmatch import FixMatch
+from tfssl.models.flexmatch import FlexMatch
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
@@ -17,6 +19,7 @@ __all__ = [
     "AdversarialTraining",
     "Distiller",
     "FixMatch",
+    "FlexMatch",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
@@ -30,4 +33,5 @@ __all__ = [
     "TemporalEnsembling",
     "VAT",
     "adversarial_inputs",
+    "policies",
 ]
