@@ -113,29 +113,32 @@ def test_the_wheel_runs_the_quick_start_in_a_fresh_virtualenv(tmp_path):
         capture_output=True,
     )
     wheels = glob.glob(str(dist / "*.whl"))
-    assert [os.path.basename(w) for w in wheels] == [f"tfssl-{tfssl.__version__}-py3-none-any.whl"]
+    wheel_name = f"tfssl-{tfssl.__version__}-py3-none-any.whl"
+    assert [os.path.basename(wheel) for wheel in wheels] == [wheel_name]
     assert len(glob.glob(str(dist / "*.tar.gz"))) == 1
     subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", *glob.glob(str(dist / "*"))],
         check=True,
     )
 
-    # A new environment without the repository's venv or its site-packages.
+    # A new environment without the repository's venv or its site-packages, and nothing of
+    # the repository on the path (on PYTHONPATH, its tfssl.egg-info would tell pip that tfssl
+    # is installed already).
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", wheels[0]], check=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", wheels[0]], check=True, env=env)
 
-    # The quick start as written, from a folder outside the repository, with nothing of the
-    # repository on the path: tfssl must come from the installed wheel.
+    # The quick start as written, from a folder outside the repository: tfssl must come
+    # from the installed wheel.
     workdir = tmp_path / "user"
     workdir.mkdir()
     script = workdir / "quick_start.py"
     script.write_text(
         readme_quick_start() + "\nprint('tfssl', tfssl.__version__, tfssl.__file__)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     result = subprocess.run(
         [python, str(script)], cwd=workdir, env=env, capture_output=True, text=True
     )
