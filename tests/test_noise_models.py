@@ -182,3 +182,162 @@ def test_two_replicas_equal_one_device():
         assert result["num_replicas"] == 2, spec
         assert result["copies_differ"] == 0.0, spec
         assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, (spec, result)
+
+
+# ------------------------------------------------------------------------ DivideMix
+def test_gmm_split_equals_sklearn_from_the_same_start():
+    from sklearn.mixture import GaussianMixture
+
+    from tfssl.models.divide_mix import gmm_clean_probability
+
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.gamma(2.0, 0.1, 70), 1.5 + rng.normal(0, 0.3, 30)])
+    values = (losses - losses.min()) / (losses.max() - losses.min())
+    start = np.stack([values <= 0.5, values > 0.5], 1).astype(float)
+    counts = start.sum(0)
+    means = start.T @ values / counts
+    variances = (start * (values[:, None] - means) ** 2).sum(0) / counts + 5e-4
+    mixture = GaussianMixture(
+        2, max_iter=10, tol=0.0, reg_covar=5e-4, weights_init=counts / len(values),
+        means_init=means[:, None], precisions_init=(1 / variances)[:, None, None],
+    )
+    with pytest.warns(Warning):  # sklearn warns that 10 steps did not converge at tol=0
+        mixture.fit(values[:, None])
+    expected = mixture.predict_proba(values[:, None])[:, np.argmin(mixture.means_[:, 0])]
+    p_clean = gmm_clean_probability(losses, steps=10, reg_covar=5e-4)
+    # float64 EM on both sides; sklearn works in log space with a logsumexp: 1e-9 leaves
+    # room for ten steps of rounding differences.
+    np.testing.assert_allclose(p_clean, expected, atol=1e-9)
+    np.testing.assert_array_equal(p_clean > 0.5, np.arange(100) < 70)
+
+
+def test_gmm_of_equal_losses_is_all_clean_and_bad_input_is_named():
+    from tfssl.models.divide_mix import gmm_clean_probability
+
+    np.testing.assert_array_equal(gmm_clean_probability(np.full(5, 0.3)), np.ones(5))
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        gmm_clean_probability(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="steps=0"):
+        gmm_clean_probability(np.arange(4.0), steps=0)
+
+
+def _divide_mix(**kwargs):
+    keras.utils.set_random_seed(0)
+    x, y, _ = testing.tiny_data()
+    y_semi = y.copy()
+    y_semi[::4] = -1
+    model = models.DivideMix(testing.tiny_backbone(), num_samples=len(x), **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    return model, x, y_semi
+
+
+def test_co_divide_writes_each_networks_gmm_of_its_losses():
+    from tfssl.models.divide_mix import gmm_clean_probability
+
+    model, x, y_semi = _divide_mix(gmm_steps=5)
+    indices, divided = model.divide(data.make_dataset(x, y_semi, batch_size=10))
+    labeled = np.flatnonzero(y_semi >= 0)
+    np.testing.assert_array_equal(indices, labeled)
+    state = model.clean_probability.numpy()
+    for n, network in enumerate(model.networks):
+        logits = network.predict(x[labeled], verbose=0).astype("float64")
+        expected = gmm_clean_probability(_ce(y_semi[labeled], logits), steps=5)
+        np.testing.assert_allclose(state[labeled, n], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(state[y_semi < 0], 1.0)
+
+
+def test_warm_up_is_both_networks_crossentropy():
+    model, x, y_semi = _divide_mix(warmup_epochs=2)
+    rows = np.arange(16)
+    terms, _ = model.compute_losses(*_batch(model, x, y_semi, rows))
+    expected = sum(
+        _ce(y_semi[rows], net.predict(x[rows], verbose=0).astype("float64")).sum() / 16
+        for net in model.networks
+    )
+    np.testing.assert_allclose(float(terms["loss"]), expected, rtol=RTOL)
+    assert float(terms["consistency_loss"]) == 0.0
+
+
+def _numpy_sharpen(p, temperature):
+    powered = p ** (1 / temperature)
+    return powered / powered.sum(-1, keepdims=True)
+
+
+def test_mixmatch_step_with_co_refinement_and_co_guessing_matches_numpy():
+    model, x, y_semi = _divide_mix(warmup_epochs=0, lambda_u=4.0, T=0.5)
+    model.epoch.assign(8)  # lambda_u ramps over 16 epochs: weight 2
+    rows = np.arange(16)
+    rng = np.random.default_rng(2)
+    division = rng.uniform(size=(len(x), 2))
+    model.clean_probability.assign(division.astype("float32"))
+    lam, permutation = 0.7, rng.permutation(2 * 16)
+    model.draw_mixing = lambda n: (tf.constant(lam), tf.constant(permutation, tf.int32))
+    terms, _ = model.compute_losses(*_batch(model, x, y_semi, rows))
+
+    xb, yb = x[rows].astype("float64"), y_semi[rows]
+    p = [_softmax(net.predict(x[rows], verbose=0).astype("float64")) for net in model.networks]
+    co_guess = _numpy_sharpen((p[0] + p[1]) / 2, 0.5)
+    labeled = yb >= 0
+    expected = {"loss": 0.0, "supervised_loss": 0.0, "consistency_loss": 0.0, "prior_loss": 0.0}
+    for k, network in enumerate(model.networks):
+        w = division[rows, 1 - k].astype("float32").astype("float64")[:, None]
+        clean = labeled & (w[:, 0] > 0.5)
+        one_hot = np.eye(3)[np.maximum(yb, 0)]
+        refined = _numpy_sharpen(w * one_hot + (1 - w) * p[k], 0.5)
+        targets = np.where(clean[:, None], refined, co_guess)
+        order = np.concatenate([np.flatnonzero(clean), np.flatnonzero(~clean)])
+        inputs = np.concatenate([xb[order]] * 2)  # K = 2 views, identity augmentation
+        all_targets = np.concatenate([targets[order]] * 2)
+        is_x = np.concatenate([clean[order]] * 2)
+        mixed = lam * inputs + (1 - lam) * inputs[permutation]
+        mixed_targets = lam * all_targets + (1 - lam) * all_targets[permutation]
+        q = _softmax(network.predict(mixed.astype("float32"), verbose=0).astype("float64"))
+        supervised = np.mean(-np.sum(mixed_targets * np.log(q), -1)[is_x])
+        consistency = np.mean(np.mean((mixed_targets - q) ** 2, -1)[~is_x])
+        prior = np.sum(1 / 3 * np.log((1 / 3) / q.mean(0)))
+        expected["loss"] += supervised + 2.0 * consistency + prior
+        expected["supervised_loss"] += supervised
+        expected["consistency_loss"] += consistency
+        expected["prior_loss"] += prior
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(terms[name]), value, rtol=1e-4, err_msg=name)
+    assert float(terms["unsupervised_weight"]) == 2.0
+
+
+def test_divide_mix_fits_divides_and_round_trips(tmp_path):
+    model, x, y_semi = _divide_mix(warmup_epochs=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])
+    history = model.fit(data.make_dataset(x, y_semi, batch_size=16), epochs=2, verbose=0)
+    assert history.history["consistency_loss"][0] == 0.0 < history.history["consistency_loss"][1]
+    state = model.clean_probability.numpy()
+    assert np.any(state[y_semi >= 0] < 1.0)
+    np.testing.assert_array_equal(state[y_semi < 0], 1.0)
+    assert type(model).from_config(model.get_config()).get_config() == model.get_config()
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(reloaded.clean_probability.numpy(), state)
+    assert reloaded.serving_model("peer") is reloaded.networks[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"num_samples": None}, "num_samples=None"),
+        ({"warmup_epochs": -1}, "warmup_epochs=-1"),
+        ({"K": 0}, "K=0"),
+        ({"alpha": 0.0}, "alpha=0.0"),
+        ({"lambda_u": -1.0}, "lambda_u=-1.0"),
+        ({"clean_threshold": 1.0}, "clean_threshold=1.0"),
+        ({"gmm_steps": 0}, "gmm_steps=0"),
+        ({"lambda_u": 1.0, "weight_schedule": 2.0}, "weight_schedule=2.0"),
+    ],
+)
+def test_divide_mix_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.DivideMix(testing.tiny_backbone(), **{"num_samples": 48, **kwargs})
+
+
+def test_divide_mix_fits_datasets_only():
+    model, x, y_semi = _divide_mix()
+    with pytest.raises(ValueError, match="x of type ndarray"):
+        model.fit(x, y_semi, epochs=1, verbose=0)

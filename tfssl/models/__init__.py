@@ -5,6 +5,7 @@ from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adve
 from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.co_teaching import CoTeaching
 from tfssl.models.distillation import Distiller, MutualLearning
+from tfssl.models.divide_mix import DivideMix
 from tfssl.models.elr import ELR
 from tfssl.models.fixmatch import FixMatch
 from tfssl.models.flexmatch import FlexMatch
@@ -21,6 +22,7 @@ __all__ = [
     "AdversarialTraining",
     "CoTeaching",
     "Distiller",
+    "DivideMix",
     "ELR",
     "FixMatch",
     "FlexMatch",
