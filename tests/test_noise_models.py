@@ -143,6 +143,8 @@ def test_co_teaching_gradient_reaches_each_network_through_its_own_term():
         ({"gradual_epochs": 0}, "gradual_epochs=0"),
         ({"peer": "net"}, "peer='net'"),
         ({"peer": testing.tiny_backbone(num_classes=4)}, "output shape"),
+        ({"supervised_objective": "gce"}, "supervised_objective='gce'"),
+        ({"label_smoothing": 0.1}, "label_smoothing=0.1"),
     ],
 )
 def test_co_teaching_bad_arguments_are_named(kwargs, message):

@@ -68,14 +68,15 @@ class CoTeaching(SemiSupervisedModel):
             positive integer (the paper's `T_k`). Defaults to `10`.
         num_samples: Number of training rows; optional, to check `idx`.
         num_classes: Number of classes. Defaults to the backbone's output size.
-        **kwargs: `supervised_normalize` is not read (each network's loss is a mean over
-            the rows chosen for it); `keras.Model` arguments. The unsupervised-weight
+        **kwargs: `keras.Model` arguments. `supervised_normalize` is not read (each
+            network's loss is a mean over the rows chosen for it) and the unsupervised-weight
             arguments are accepted and unused.
 
     Raises:
         ValueError: If `forget_rate` is outside `[0, 1)`, `gradual_epochs` is not a
-            positive integer, or `peer` is not a `keras.Model` with the backbone's output
-            shape.
+            positive integer, `peer` is not a `keras.Model` with the backbone's output
+            shape, or a `supervised_objective` other than `"crossentropy"` or a
+            `label_smoothing` is given.
 
     References:
         Han et al., Co-teaching: Robust Training of Deep Neural Networks with Extremely
@@ -105,6 +106,13 @@ class CoTeaching(SemiSupervisedModel):
             )
         pair, output_size = make_pair(backbone, peer)
         super().__init__(pair, num_samples, num_classes or output_size, **kwargs)
+        if self.supervised_objective != "crossentropy" or self.label_smoothing:
+            # The small-loss choice ranks rows by the paper's plain cross-entropy.
+            raise ValueError(
+                "CoTeaching ranks and trains on the plain cross-entropy. Received: "
+                f"supervised_objective={self.supervised_objective!r}, "
+                f"label_smoothing={self.label_smoothing}"
+            )
         self.forget_rate = float(forget_rate)
         self.gradual_epochs = gradual_epochs
 
