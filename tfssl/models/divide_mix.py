@@ -325,7 +325,6 @@ class DivideMix(SemiSupervisedModel):
                 batch_losses = self._division_losses(features["x"], labels).numpy()
                 indices.append(features["idx"].numpy()[labeled])
                 losses.append(batch_losses[:, labeled])
-        probabilities = self.clean_probability.numpy()
         if not indices:
             return np.zeros([0], np.int64), np.ones([0, 2])
         indices, first = np.unique(np.concatenate(indices), return_index=True)
@@ -333,6 +332,7 @@ class DivideMix(SemiSupervisedModel):
         divided = np.stack(
             [gmm_clean_probability(loss, steps=self.gmm_steps) for loss in losses], axis=1
         )
+        probabilities = self.clean_probability.numpy()
         probabilities[indices] = divided
         self.clean_probability.assign(probabilities)
         return indices, divided
@@ -429,11 +429,6 @@ class DivideMix(SemiSupervisedModel):
         m = keras.random.beta((), self.alpha, self.alpha, seed=self.seed_generator)
         index = keras.random.shuffle(tf.range(num_rows), seed=self.seed_generator)
         return tf.maximum(m, 1.0 - m), index
-
-    def forward_pass_state(self):
-        return list(self.backbone.non_trainable_weights) + list(
-            getattr(self.augment, "non_trainable_weights", [])
-        )
 
     def serving_model(self, which="default"):
         """The backbone for `"default"` and `"backbone"`, the other network for `"peer"`."""
