@@ -3,8 +3,8 @@
 `SemiSupervisedModel.supervised_loss` computes the supervised term on the labeled rows
 with `objective_loss`, for one of `SUPERVISED_OBJECTIVES`: the softmax cross-entropy of
 integer labels (`-1` unlabeled) or one of its noise-robust variants (generalized and
-symmetric cross-entropy, `tfssl.losses`), or for multi-hot labels (`-1` an unknown entry) one sigmoid
-cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
+symmetric cross-entropy, `tfssl.losses`), or for multi-hot labels (`-1` an unknown entry)
+one sigmoid cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
 batch's value, so a run on several replicas equals one device. `tfssl.models.base`
 re-exports the two tuples.
 """

@@ -225,7 +225,8 @@ class DivideMix(SemiSupervisedModel):
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) \
                 or warmup_epochs < 0:
             raise ValueError(
-                f"`warmup_epochs` must be an integer >= 0. Received: warmup_epochs={warmup_epochs!r}"
+                "`warmup_epochs` must be an integer >= 0. "
+                f"Received: warmup_epochs={warmup_epochs!r}"
             )
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
             raise ValueError(f"`K` must be an integer >= 1. Received: K={K!r}")
@@ -241,7 +242,9 @@ class DivideMix(SemiSupervisedModel):
                 f"Received: clean_threshold={clean_threshold!r}"
             )
         if isinstance(gmm_steps, bool) or not isinstance(gmm_steps, int) or gmm_steps < 1:
-            raise ValueError(f"`gmm_steps` must be an integer >= 1. Received: gmm_steps={gmm_steps!r}")
+            raise ValueError(
+                f"`gmm_steps` must be an integer >= 1. Received: gmm_steps={gmm_steps!r}"
+            )
         if not isinstance(backbone, keras.Model):
             raise ValueError(
                 f"`backbone` must be a keras.Model mapping inputs to logits. "
