@@ -3,7 +3,10 @@
 from tfssl.models import policies
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.co_teaching import CoTeaching
 from tfssl.models.distillation import Distiller, MutualLearning
+from tfssl.models.divide_mix import DivideMix
+from tfssl.models.elr import ELR
 from tfssl.models.fixmatch import FixMatch
 from tfssl.models.flexmatch import FlexMatch
 from tfssl.models.mean_teacher import MeanTeacher
@@ -17,7 +20,10 @@ from tfssl.models.vat import VAT
 
 __all__ = [
     "AdversarialTraining",
+    "CoTeaching",
     "Distiller",
+    "DivideMix",
+    "ELR",
     "FixMatch",
     "FlexMatch",
     "MeanTeacher",

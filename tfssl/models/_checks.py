@@ -8,7 +8,7 @@ which the methods use for their own string options.
 
 def check_label_smoothing(label_smoothing, supervised_objective):
     """Raises a `ValueError` unless `label_smoothing` is a number in `[0, 1]`, and 0 for
-    the F1 objectives."""
+    the objectives other than the two cross-entropies (F1, GCE, SCE)."""
     if (
         isinstance(label_smoothing, bool)
         or not isinstance(label_smoothing, (int, float))
@@ -18,7 +18,7 @@ def check_label_smoothing(label_smoothing, supervised_objective):
             f"`label_smoothing` must be a number in [0, 1]. "
             f"Received: label_smoothing={label_smoothing!r}"
         )
-    if label_smoothing and supervised_objective in ("f1", "sigmoid_f1"):
+    if label_smoothing and supervised_objective not in ("crossentropy", "binary_crossentropy"):
         raise ValueError(
             f"`label_smoothing` applies to the cross-entropy objectives, not to "
             f"supervised_objective={supervised_objective!r}. "
