@@ -125,7 +125,10 @@ class SemiSupervisedModel(Trainer, keras.Model):
               (click-through style) classifier, labels 0 or 1, and `num_classes` is 2.
             - `"f1"`: the seed's soft macro-F1 `tfssl.losses.f1_loss` on sigmoid outputs.
             - `"sigmoid_f1"`: `tfssl.losses.sigmoid_f1_loss` (sigmoidF1) on the logits.
-            The last three read multi-hot labels `(batch, num_classes)` where `-1` marks an
+            - `"gce"`, `"sce"`: the noise-robust `tfssl.losses.generalized_crossentropy`
+              (q 0.7) and `tfssl.losses.symmetric_crossentropy` (alpha 0.1, beta 1, A -4)
+              of integer labels, with the papers' parameters; label smoothing must be 0.
+            `"binary_crossentropy"` and the F1 objectives read multi-hot labels `(batch, num_classes)` where `-1` marks an
             unknown entry: an unlabeled row is all `-1`, and unknown entries add nothing
             (the F1 counts leave them out). The F1 objectives are statistics of the whole
             batch, computed on the global batch under a `tf.distribute` strategy, and
