@@ -91,7 +91,7 @@ def _process_strategy(kind):
     first use. A process joins one cluster, and a second `MirroredStrategy` over the same
     devices restarts the collective instance keys, so that its collectives collide with the
     first one's ("Collective instance N expected type ..."): several runs in one process
-    (`benchmarks/notes/text_bench.py`, `demo.py`) share one."""
+    (`demo.py`) share one."""
     if kind not in _STRATEGIES:
         _STRATEGIES[kind] = (
             tf.distribute.MirroredStrategy()
