@@ -2,14 +2,14 @@
 
 What `make demo` runs (about 3 minutes on 2 idle CPU cores). Practitioners' labels are rarely
 clean, and label noise is where the consistency methods of this library pay the most on
-Fashion-MNIST within a CPU budget: BENCHMARKS.md, protocol `noise50`, five seeds, Π-model
-minus supervised +18.8 points, paired 95% interval [+17.0, +20.6] (with clean labels, protocol
-`clean-1000`: +1.0 point, [+0.4, +1.6]). The demo trains that protocol's setting with seed 0: the same
-`tfssl.backbones.mlp` (Gaussian input noise 0.3, dense 500-250, dropout 0.3) trained twice on
-the first 20,000 training rows, 1000 of them labeled (100 per class) and 500 of those 1000
-labels replaced by another class (`--label-noise 0.5`, `tfssl.data.noisy_labels`); it prints
-both test accuracies (all 10,000 test images, clean labels) and exports the Π-model as the
-next version under `saved_models/fashion_pi`:
+Fashion-MNIST within a CPU budget: BENCHMARKS.md, protocol `noise50`, five seeds, Π-model minus
+supervised +18.8 points, paired 95% interval [+17.0, +20.6] (with clean labels, protocol
+`clean-1000`: +1.0 point, [+0.4, +1.6]). The demo trains that protocol's setting with seed 0:
+the same `tfssl.backbones.mlp` (Gaussian input noise 0.3, dense 500-250, dropout 0.3) trained
+twice on the first 20,000 training rows, 1000 of them labeled (100 per class) and 500 of those
+1000 labels replaced by another class (`--label-noise 0.5`, `tfssl.data.noisy_labels`); it
+prints both test accuracies (all 10,000 test images, clean labels) and exports the Π-model as
+the next version under `saved_models/fashion_pi`:
 
 - the supervised baseline (`supervised.py`): the 1000 labeled rows only, batches of 100;
 - the Π-model (`pi_model.py`, Laine & Aila, arXiv 1610.02242): all 20,000 rows, each batch
