@@ -292,7 +292,7 @@ def _protocol_section(number, result, plots, quick):
     return lines + _comparison_lines(result) + _pseudo_label_section(result)
 
 
-# The per-epoch figures of the pseudo-label methods' records (`runner.MONITOR_ROWS`).
+# The per-epoch figures of the pseudo-label methods' records (`training.MONITOR_ROWS`).
 _PSEUDO_LABEL_COLUMNS = (
     ("mask_rate", "mask in training"),
     ("pseudo_label_mask_rate", "kept"),

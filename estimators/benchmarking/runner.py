@@ -7,7 +7,7 @@ after every run, so a run cut short keeps what it measured and the next one resu
   ...}`: one method trained under one protocol with one seed (the ceiling is `method:
   "ceiling"`); `history` holds the epoch-end logs of `fit` (`{name: [one value per epoch]}`),
   for pseudo-label methods with `tfssl.models.PseudoLabelMonitor`'s figures on
-  `MONITOR_ROWS` unlabeled rows and their hidden labels;
+  `training.MONITOR_ROWS` unlabeled rows and their hidden labels;
 - `{"kind": "tf1", ...}`: the seed's TF1 graph next to the Keras Temporal Ensembling;
 - `{"kind": "speed", "backbone", "ms_per_step": {method: ms}, ...}`: interleaved step times;
 - `{"kind": "robustness", "protocol", "method", "seed", "accuracy", "epsilons",
