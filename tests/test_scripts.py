@@ -171,6 +171,7 @@ def test_the_harness_has_no_import_circle():
     assert "benchmarking.runner" in graph["benchmark"]  # the scan sees the imports
 
 
+@pytest.mark.slow
 def test_each_harness_module_imports_alone():
     # One fresh interpreter; each module is imported with no other harness module loaded.
     code = (
@@ -437,13 +438,9 @@ def text_argv(method, review_dir, *flags):
     ]  # fmt: skip
 
 
-# Each text run traces tensorflow-text's ops and serves its export: Temporal Ensembling stays
-# in the quick suite, the others are slow.
-@pytest.mark.parametrize(
-    "method",
-    [pytest.param(method, marks=[pytest.mark.slow] * (method != "te"))
-     for method in sorted(text_classification.METHODS)],
-)
+# Each text run traces tensorflow-text's ops and serves its export (30 s and more).
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(text_classification.METHODS))
 def test_text_script_runs_every_method_and_exports_what_it_scores(
         method, review_dir, tmp_path, capsys):
     args = text_classification.build_parser().parse_args(
@@ -458,6 +455,7 @@ def test_text_script_runs_every_method_and_exports_what_it_scores(
     assert abs(exported - accuracy) <= 1 / len(y_test) + 1e-9
 
 
+@pytest.mark.slow
 def test_text_script_reports_validation_accuracy(review_dir, capsys):
     argv = text_argv("supervised", review_dir, "--token-dropout", "0.2", "--train-size", "150",
                      "--validation-size", "64")
