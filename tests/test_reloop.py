@@ -7,8 +7,6 @@ import pytest
 import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
-from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import reloop as reloop_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import backbones, data, datasets, export, models, testing
 
 
@@ -231,13 +229,3 @@ def test_two_replicas_equal_one_device():
     assert result["num_replicas"] == 2
     assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
     assert result["copies_differ"] == 0.0, result
-
-
-@pytest.mark.parametrize("flags", [(), ("--previous-source", "stored", "--warm-start")])
-def test_script_smoke_run(flags, data_dir, capsys):
-    accuracy = reloop_script.run(
-        _args(reloop_script, data_dir, "--backbone", "mlp", "--weight", "0.3", *flags)
-    )
-    out = capsys.readouterr().out
-    assert "previous version test accuracy:" in out
-    assert f"reloop test accuracy: {accuracy:.4f}" in out
