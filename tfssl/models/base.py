@@ -275,7 +275,7 @@ class SemiSupervisedModel(Trainer, keras.Model):
 
         A resource gather reads only those rows; `tf.gather` on the Keras variable would
         first convert the whole `(num_samples, ...)` variable to a tensor (121x slower
-        per step with 10M samples, see REFERENCES.md). State stored in half precision is
+        per step with 10M samples, measured on CPU). State stored in half precision is
         cast up after the gather, so the update that follows runs in float32.
         """
         return tf.cast(tf.nn.embedding_lookup(variable.value, sample_idx), tf.float32)

@@ -23,7 +23,7 @@ __all__ = ["VAT"]
 # The relative rounding unit (machine epsilon) of the half-precision compute dtypes.
 _ROUNDING_UNITS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
 # The finite-difference step of a half-precision backbone is at least this many rounding
-# units of the row's norm (benchmarks/notes/mixed_precision.md, "VAT's xi").
+# units of the row's norm: fewer leave the difference of the two passes mostly rounding.
 XI_FLOOR_UNITS = 8.0
 
 
@@ -46,7 +46,7 @@ class VAT(SemiSupervisedModel):
     Norms are per sample, over all of a row's axes. Every pass runs in training mode, as
     in the authors' code: with a stochastic backbone (dropout, noise) the VAT term must
     constrain the noisy network the cross-entropy trains, or it can be satisfied by a flat
-    clean network (REFERENCES.md measured a fall to 0.41 accuracy). Unlike the authors'
+    clean network (a prototype measured on Fashion-MNIST fell to 0.41 accuracy). Unlike the authors'
     code, the extra passes also update batch-norm moving statistics (Keras has no switch
     for that). With such a backbone the two passes of the power iteration differ by their
     noise far more than by `xi * d` (an input noise of 0.3 against 1e-6), so the direction
@@ -75,8 +75,8 @@ class VAT(SemiSupervisedModel):
     step is raised to `max(xi, 8 * u * ||z_row||)` (`finite_difference_step`), 8 rounding
     units of the row's norm: on a 6-feature MLP and on the 784-pixel `mlp` the direction
     then has a median cosine of 0.94 to 1.00 with the exact float32 one (against 0 with
-    `xi = 1e-6`; `benchmarks/notes/mixed_precision.md`, "VAT's xi"). A float32 backbone
-    uses `xi` as given.
+    `xi = 1e-6`; `tests/test_vat.py` checks the direction against the exact finite
+    difference). A float32 backbone uses `xi` as given.
 
     Defaults per domain (`xi` is 1e-6 in the authors' image code; 1 power iteration
     throughout):
@@ -86,7 +86,7 @@ class VAT(SemiSupervisedModel):
     | CIFAR-10 (ZCA), with / without augmentation | 8.0 / 10.0 | vat_tf README |
     | SVHN, with / without augmentation | 3.5 / 2.5 | vat_tf README |
     | text, on normalized word embeddings (IMDB), `xi=0.1` | 5.0 | arXiv 1605.07725 |
-    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | REFERENCES.md (held-out rows) |
+    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | the benchmark's registry (chosen on held-out rows) |
 
     The default `epsilon=8.0` is CIFAR-10's with augmentation, the setting of the paper's
     headline VAT + EntMin result. Oliver et al. (arXiv 1804.09170) report on CIFAR-10 with
