@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast setup data benchmark clean
+.PHONY: demo test test-fast setup data benchmark clean docs package package-check
 
 setup: $(STAMP) data
 
@@ -37,5 +37,31 @@ test-fast: setup
 benchmark: setup
 	$(PY) estimators/benchmark.py
 
+# The documentation site, from docs/ and the docstrings, into site/ (git-ignored). --strict:
+# a broken link or reference, or a docstring that does not parse, fails the build.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
+# The sdist and the wheel in dist/, checked by twine (metadata and the README's rendering).
+PACKAGE_STAMP := $(VENV)/.installed-package
+$(PACKAGE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[package]'
+	touch $(PACKAGE_STAMP)
+
+package: $(PACKAGE_STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
+# The wheel installed in a fresh virtualenv outside the repository runs the README's quick
+# start (tests/test_packaging.py; it builds its own wheel).
+package-check: $(PACKAGE_STAMP) data
+	TFSSL_PACKAGE_CHECK=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_packaging.py
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache site dist build

@@ -1,7 +1,10 @@
 """Plumbing shared by the estimator scripts: flags, data, strategy, fit options, results.
 
-Every script in `estimators/` reads top to bottom (flags, data, backbone, model, compile, fit,
-evaluate, export) and calls these helpers for the steps that are the same in all of them.
+Every script in `estimators/` reads top to bottom (flags parsed in `main`, data, backbone,
+model, compile, fit, evaluate, export) and calls these helpers for the steps that are the
+same in all of them: the data come from the harness' one loader
+(`benchmarking.protocols.load_rows`), the model's class and batch layout from the registry of
+methods (`benchmarking.methods.METHODS`), and `fit_and_export` is the shared tail.
 The defaults are the protocol of the Temporal Ensembling paper (Laine & Aila, arXiv
 1610.02242: batch 100, Adam 0.003, 300 epochs, weight ramp-up over 80; the paper's learning
 rate ramp-up/down, `tfssl.schedules.RampUpDown`, is not applied) on Fashion-MNIST with 1000
@@ -16,7 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfssl import backbones, data, datasets, export, schedules
+from benchmarking import protocols
+from benchmarking.methods import METHODS
+from tfssl import backbones, data, export, models, schedules
 
 __all__ = [
     "IMAGE_SHAPE",
@@ -24,18 +29,24 @@ __all__ = [
     "across_workers",
     "add_consistency_args",
     "add_strategy_arg",
+    "add_supervised_normalize_arg",
     "base_parser",
+    "batches",
     "build_backbone",
     "callbacks",
     "evaluate_and_export",
+    "fit_and_export",
     "labeled_dataset",
     "load_data",
     "make_strategy",
     "new_parser",
-    "permute_rows",
+    "pseudo_label_monitor",
+    "semi_supervised_kwargs",
     "steps_per_epoch",
     "train_dataset",
+    "train_first_stage",
     "train_on_labels",
+    "true_labels",
     "verbose",
 ]
 
@@ -91,7 +102,7 @@ def _process_strategy(kind):
     first use. A process joins one cluster, and a second `MirroredStrategy` over the same
     devices restarts the collective instance keys, so that its collectives collide with the
     first one's ("Collective instance N expected type ..."): several runs in one process
-    (`benchmarks/notes/text_bench.py`, `demo.py`) share one."""
+    (`demo.py`) share one."""
     if kind not in _STRATEGIES:
         _STRATEGIES[kind] = (
             tf.distribute.MirroredStrategy()
@@ -251,47 +262,21 @@ def add_supervised_normalize_arg(parser):
 def load_data(args):
     """Fashion-MNIST as `((x, y_semi), (x_test, y_test))`, images float32 in [0, 1].
 
-    Images get a channel axis, `(N, 28, 28, 1)`. Of the first `args.train_size` training
-    rows (all by default), `args.num_labeled` keep their label, balanced over the classes
-    and drawn with `args.seed`; the others are `tfssl.data.UNLABELED`. With
-    `args.permute_rows`, the training rows are shuffled with that seed first; with
-    `args.label_noise`, that share of the kept labels is replaced by other classes
-    (`tfssl.data.noisy_labels`, seed `args.seed`). The test set is the first
-    `args.test_size` test rows (all by default).
+    `benchmarking.protocols.load_rows`, the harness' one loader, with the flags: of the first
+    `--train-size` training rows (all by default; shuffled first with `--permute-rows`),
+    `--num-labeled` keep their label, balanced over the classes and drawn with `--seed`, a
+    share `--label-noise` of them replaced by other classes; the test set is the first
+    `--test-size` test rows (all by default).
 
     Raises:
-        ValueError: If `args.train_size` or `args.test_size` exceeds its split, or
-            `tfssl.data.mask_labels` cannot keep `args.num_labeled` balanced labels.
+        ValueError: If `--train-size` or `--test-size` exceeds its split, or
+            `tfssl.data.mask_labels` cannot keep `--num-labeled` balanced labels.
     """
-    (x, y), (x_test, y_test) = datasets.load_fashion_mnist(args.data_dir)
-    # benchmark.py passes its own Namespace, which may lack the optional flags.
-    if getattr(args, "permute_rows", None) is not None:
-        x, y = permute_rows(x, y, args.permute_rows)
-    x, y = _first_rows(x, y, args.train_size, "train_size")
-    x_test, y_test = _first_rows(x_test, y_test, getattr(args, "test_size", None), "test_size")
-    y_semi = data.mask_labels(y, args.num_labeled, seed=args.seed)
-    if getattr(args, "label_noise", 0.0):
-        y_semi = data.noisy_labels(y_semi, args.label_noise, args.seed, num_classes=NUM_CLASSES)
-    return (_to_float_images(x), y_semi), (_to_float_images(x_test), y_test)
-
-
-def permute_rows(x, y, seed):
-    """`(x, y)` with their rows shuffled by `np.random.default_rng(seed).permutation`."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    return x[order], y[order]
-
-
-def _first_rows(x, y, size, name):
-    if size is None:
-        return x, y
-    if size > len(x):
-        flag = "--" + name.replace("_", "-")
-        raise ValueError(f"{flag} must be at most {len(x)}. Received: {name}={size}")
-    return x[:size], y[:size]
-
-
-def _to_float_images(images):
-    return (images[..., np.newaxis] / 255.0).astype(np.float32)
+    rows = protocols.load_rows(
+        args.train_size, args.num_labeled, args.seed, args.label_noise,
+        permute_rows=args.permute_rows, test_rows=args.test_size, data_dir=args.data_dir,
+    )
+    return (rows["x"], rows["y_semi"]), (rows["x_test"], rows["y_test"])
 
 
 def train_dataset(x, y_semi, args):
@@ -469,9 +454,64 @@ def verbose(args):
     return 1 if sys.stdout.isatty() else 2
 
 
-def fit_and_export(name, model, train, test, args, **fit_kwargs):
-    """`model.fit` for `--epochs` with the test set as validation data, the shared callbacks
-    and verbosity, then `evaluate_and_export`.
+def batches(method, x, y_semi, args):
+    """The training batches of the registry entry `method` and the `fit` arguments they need.
+
+    The entry's batch layout (`benchmarking.methods.Method.data`): `"semi"`, the
+    semi-supervised batches of `train_dataset`; `"labeled"` (supervised-only, adversarial
+    training), batches of `--batch-size` labeled rows from `labeled_dataset`, as many steps an
+    epoch as the semi-supervised run with these flags takes.
+
+    Returns:
+        `(dataset, fit_kwargs)`.
+    """
+    if METHODS[method].data == "labeled":
+        # tf.data shuffles the stream; Keras would warn that its own shuffle is ignored.
+        return labeled_dataset(x, y_semi, args.batch_size, args.seed), {
+            "steps_per_epoch": steps_per_epoch(y_semi, args), "shuffle": False}
+    return train_dataset(x, y_semi, args), {}
+
+
+def true_labels(args):
+    """The true labels of the training rows of `load_data` (hidden ones included), to score
+    pseudo-labels with; training never reads them."""
+    return protocols.load_rows(args.train_size, args.num_labeled, args.seed,
+                               permute_rows=args.permute_rows, data_dir=args.data_dir)["y"]
+
+
+def pseudo_label_monitor(x, y_semi, args):
+    """A `tfssl.models.PseudoLabelMonitor` on the first `--monitor-rows` unlabeled rows,
+    scored with their hidden labels (`true_labels`), or no callback when it is 0."""
+    if not args.monitor_rows:
+        return []
+    unlabeled = np.flatnonzero(y_semi == data.UNLABELED)[: args.monitor_rows]
+    return [models.PseudoLabelMonitor(x[unlabeled], true_labels(args)[unlabeled])]
+
+
+def train_first_stage(name, x, y_semi, test, args, epochs=None):
+    """A backbone trained on the labeled rows only, as `supervised.py` trains it
+    (`train_on_labels`), for `epochs` (default `--epochs`); prints `<name> test accuracy`.
+
+    The teacher of offline distillation and ReLoop's previous version.
+    """
+    model = build_backbone(args)
+    train_on_labels(model, x, y_semi, args, steps_per_epoch(y_semi, args), epochs=epochs)
+    results = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
+    print(f"{name} test accuracy: {float(results['accuracy']):.4f}")
+    return model
+
+
+# Per-epoch figures of `PseudoLabelMonitor` and of the models' own mask rate, printed by
+# `fit_and_export` when the history holds them.
+_PSEUDO_LABEL_FIGURES = ("mask_rate", "pseudo_label_mask_rate", "pseudo_label_accuracy")
+
+
+def fit_and_export(name, model, train, test, args, extra_callbacks=(), **fit_kwargs):
+    """The scripts' shared tail: `fit`, the pseudo-label figures, `evaluate_and_export`.
+
+    `model.fit` for `--epochs` with the test set as validation data, the callbacks of the
+    flags and `extra_callbacks`, and the verbosity of `verbose`; then the per-epoch mask rate
+    and pseudo-label accuracy lists when the history holds them, and `evaluate_and_export`.
 
     Args:
         name: The script's name, printed before the accuracy.
@@ -479,19 +519,24 @@ def fit_and_export(name, model, train, test, args, **fit_kwargs):
         train: The training dataset.
         test: `(x_test, y_test)`.
         args: The parsed flags.
-        **fit_kwargs: Passed to `fit` (e.g. `steps_per_epoch`).
+        extra_callbacks: More `fit` callbacks (a `PseudoLabelMonitor`).
+        **fit_kwargs: Passed to `fit` (from `batches`).
 
     Returns:
         The test accuracy as a float.
     """
-    model.fit(
+    history = model.fit(
         train,
         epochs=args.epochs,
         validation_data=test,
-        callbacks=callbacks(args),
+        callbacks=callbacks(args) + list(extra_callbacks),
         verbose=verbose(args),
         **fit_kwargs,
     )
+    for figure in _PSEUDO_LABEL_FIGURES:
+        if figure in history.history:
+            values = [round(float(v), 4) for v in history.history[figure]]
+            print(f"{figure} per epoch: {values}")
     return evaluate_and_export(name, model, test, args)
 
 

@@ -18,10 +18,10 @@ Example:
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import _common
-from tfssl import data, models
+from benchmarking.methods import METHODS
+from tfssl import models
 
 
 def build_parser():
@@ -61,18 +61,11 @@ def run(args):
     """Trains with adversarial training; returns the clean test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    (x_labeled, y_labeled), _ = data.split_labeled(x, y_semi)
-    train = (
-        tf.data.Dataset.from_tensor_slices((x_labeled, y_labeled))
-        .shuffle(len(x_labeled), seed=args.seed)
-        .repeat()
-        .batch(args.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    train, fit_kwargs = _common.batches("adversarial", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
-        model = models.AdversarialTraining(
+        model = METHODS["adversarial"].model(
             _common.build_backbone(args),
             method=args.method,
             epsilon=args.epsilon,
@@ -82,10 +75,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    accuracy = _common.fit_and_export(
-        "adversarial", model, train, test, args,
-        steps_per_epoch=_common.steps_per_epoch(y_semi, args),
-    )
+    accuracy = _common.fit_and_export("adversarial", model, train, test, args, **fit_kwargs)
     for epsilon in args.attack_epsilons:
         attacked = robust_accuracy(model.backbone, test, epsilon, args.batch_size)
         print(f"adversarial FGM epsilon {epsilon} test accuracy: {attacked:.4f}")

@@ -15,7 +15,7 @@ Example:
     python estimators/benchmark.py --dry-run                  # the plan and its cost
     python estimators/benchmark.py                            # everything missing
     python estimators/benchmark.py --protocols noise20 --methods mean_teacher --seeds 5 6
-    python estimators/benchmark.py --quick --output /tmp/B.md # seconds; numbers mean nothing
+    python estimators/benchmark.py --quick --output quick/B.md # seconds; numbers mean nothing
     python estimators/benchmark.py --from-json benchmarks/results.json   # re-render only
     python estimators/benchmark.py --preset cifar10-4000 --dry-run
     python estimators/benchmark.py --protocols clean-1000 --methods adversarial \

@@ -20,7 +20,7 @@ Example:
 import keras
 
 import _common
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -41,23 +41,11 @@ def build_parser():
     return parser
 
 
-def train_on_labels(args, x, y_semi, test, epochs, name):
-    """A backbone trained on the labeled rows only, as `supervised.py` trains it
-    (`_common.train_on_labels`); prints `<name> test accuracy: 0.XXXX`."""
-    model = _common.build_backbone(args)
-    _common.train_on_labels(
-        model, x, y_semi, args, _common.steps_per_epoch(y_semi, args), epochs=epochs
-    )
-    results = model.evaluate(*test, batch_size=args.batch_size, verbose=0, return_dict=True)
-    print(f"{name} test accuracy: {float(results['accuracy']):.4f}")
-    return model
-
-
 def run(args):
     """Trains the distilled student (or the mutual students); returns its test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("distiller", x, y_semi, args)
     common = {
         "label_smoothing": args.label_smoothing,
         "supervised_normalize": args.supervised_normalize,
@@ -67,8 +55,8 @@ def run(args):
     with strategy.scope():
         if args.mode == "offline":
             epochs = args.teacher_epochs or args.epochs
-            teacher = train_on_labels(args, x, y_semi, test, epochs, "teacher")
-            model = models.Distiller(
+            teacher = _common.train_first_stage("teacher", x, y_semi, test, args, epochs)
+            model = METHODS["distiller"].model(
                 _common.build_backbone(args),
                 teacher,
                 temperature=args.temperature,
@@ -77,10 +65,14 @@ def run(args):
             )
         else:
             students = [_common.build_backbone(args) for _ in range(args.students)]
-            model = models.MutualLearning(students, temperature=args.temperature, **common)
+            model = METHODS["mutual_learning"].model(
+                students, temperature=args.temperature, **common
+            )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export(f"distillation ({args.mode})", model, train, test, args)
+    return _common.fit_and_export(
+        f"distillation ({args.mode})", model, train, test, args, **fit_kwargs
+    )
 
 
 def main(argv=None):

@@ -9,7 +9,8 @@ is the cross-entropy of the mixed labeled views plus `--lambda-u` (ramped up lin
 
 The augmentation is `tfssl.layers.image_augmentation` (translation by `--max-translation`
 pixels, Gaussian noise 0.15). `--preset cifar10-4000 --dry-run` prints the paper's CIFAR-10
-settings (4000 labels, WRN-28-2, 6.24% error) and the flags they map to, without training.
+settings (4000 labels, WRN-28-2, 6.24% error; `benchmarking.presets.MIXMATCH_PRESETS`) and
+the flags they map to, without training.
 
 Example:
 
@@ -20,36 +21,11 @@ Example:
 import keras
 
 import _common
-from tfssl import layers, models
+from benchmarking import presets
+from benchmarking.methods import METHODS
+from tfssl import layers
 
-# Berthelot et al. 2019, section 4.1 and the authors' code (mixmatch.py, runs/table*.sh).
-PRESETS = {
-    "cifar10-4000": {
-        "flags": {
-            "num_labeled": 4000,
-            "batch_size": 128,
-            "labeled_per_batch": 64,
-            "learning_rate": 0.002,
-            "K": 2,
-            "T": 0.5,
-            "alpha": 0.75,
-            "lambda_u": 75.0,
-            "ramp_up_epochs": 23,
-            "weight_decay": 0.02,
-        },
-        "not flags": {
-            "dataset": "CIFAR-10 (50,000 training images), 4000 labels",
-            "backbone": "WRN-28-2 (1.5M parameters)",
-            "augmentation": "random horizontal flip and crop (translation by 4 pixels)",
-            "ramp-up": "linear over 16,384 steps (1024 kimg): 23 passes over the 46,000 "
-            "unlabeled rows at 64 a step",
-            "training": "1,048,576 steps (2^20) of 64 labeled + 64 unlabeled rows",
-            "evaluation": "EMA of the weights, decay 0.999 (keras.optimizers.AdamW use_ema)",
-            "weight decay": "0.02 x learning rate per step, kernels only (AdamW's)",
-            "published": "6.24 +- 0.06 % test error (Table 1 of arXiv 1905.02249)",
-        },
-    }
-}
+PRESETS = presets.MIXMATCH_PRESETS
 
 
 def build_parser():
@@ -85,11 +61,11 @@ def run(args):
     """Trains MixMatch with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("mixmatch", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
-        model = models.MixMatch(
+        model = METHODS["mixmatch"].model(
             _common.build_backbone(args),
             augment=layers.image_augmentation(
                 _common.IMAGE_SHAPE, max_translation=args.max_translation, seed=args.seed
@@ -107,7 +83,7 @@ def run(args):
             optimizer = keras.optimizers.Adam(args.learning_rate)
         model.compile(optimizer=optimizer, metrics=["accuracy"])
 
-    return _common.fit_and_export("mixmatch", model, train, test, args)
+    return _common.fit_and_export("mixmatch", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

@@ -16,7 +16,7 @@ Example:
 import keras
 
 import _common
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -40,11 +40,11 @@ def run(args):
     """Trains MixupModel with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("mixup", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
-        model = models.MixupModel(
+        model = METHODS["mixup"].model(
             _common.build_backbone(args),
             alpha=args.alpha,
             at=args.at,
@@ -54,7 +54,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export("mixup", model, train, test, args)
+    return _common.fit_and_export("mixup", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

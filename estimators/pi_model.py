@@ -19,7 +19,7 @@ Example:
 import keras
 
 import _common
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -37,12 +37,12 @@ def run(args):
     """Trains the Π-model with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("pi_model", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
         backbone = _common.build_backbone(args)
-        model = models.PiModel(
+        model = METHODS["pi_model"].model(
             backbone,
             num_samples=len(x),
             num_classes=_common.NUM_CLASSES,
@@ -51,7 +51,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export("pi_model", model, train, test, args)
+    return _common.fit_and_export("pi_model", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

@@ -22,8 +22,7 @@ Example:
 import keras
 
 import _common
-from fixmatch import pseudo_label_monitor, print_pseudo_label_figures
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -42,13 +41,13 @@ def run(args):
     """Trains Pseudo-Label with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
-    monitor = pseudo_label_monitor(x, y_semi, args)
+    train, fit_kwargs = _common.batches("pseudo_label", x, y_semi, args)
+    monitor = _common.pseudo_label_monitor(x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
         kwargs = _common.semi_supervised_kwargs(args)
-        model = models.PseudoLabel(
+        model = METHODS["pseudo_label"].model(
             _common.build_backbone(args),
             threshold=args.threshold,
             schedule=args.schedule,
@@ -60,15 +59,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    history = model.fit(
-        train,
-        epochs=args.epochs,
-        validation_data=test,
-        callbacks=_common.callbacks(args) + monitor,
-        verbose=_common.verbose(args),
-    )
-    print_pseudo_label_figures(history.history)
-    return _common.evaluate_and_export("pseudo_label", model, test, args)
+    return _common.fit_and_export("pseudo_label", model, train, test, args, monitor, **fit_kwargs)
 
 
 def main(argv=None):

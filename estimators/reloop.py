@@ -21,8 +21,7 @@ Example:
 import keras
 
 import _common
-from distillation import train_on_labels
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -41,17 +40,17 @@ def run(args):
     """Trains the previous version, then ReLoop; returns ReLoop's test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("reloop", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
         epochs = args.previous_epochs or args.epochs
-        previous = train_on_labels(args, x, y_semi, test, epochs, "previous version")
+        previous = _common.train_first_stage("previous version", x, y_semi, test, args, epochs)
         backbone = _common.build_backbone(args)
         if args.warm_start:
             backbone.set_weights(previous.get_weights())
         stored = args.previous_source == "stored"
-        model = models.ReLoop(
+        model = METHODS["reloop"].model(
             backbone,
             previous_model=None if stored else previous,
             weight=args.weight,
@@ -64,7 +63,7 @@ def run(args):
             )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export("reloop", model, train, test, args)
+    return _common.fit_and_export("reloop", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

@@ -19,7 +19,7 @@ import numpy as np
 
 import _common
 import tfssl
-from tfssl import data, datasets
+from tfssl import data
 
 
 def build_parser():
@@ -40,8 +40,7 @@ def run(args):
     if args.transductive:
         x_pool, y_pool_true = test
     else:
-        (_, y_true), _ = datasets.load_fashion_mnist(args.data_dir)
-        x_pool, y_pool_true = None, y_true[: len(x)]
+        x_pool, y_pool_true = None, _common.true_labels(args)
     strategy = _common.make_strategy(args)
 
     def build_model():

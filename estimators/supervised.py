@@ -8,8 +8,9 @@ logits, trained with the same optimizer on only the `--num-labeled` labeled rows
 It takes as many optimizer steps as the semi-supervised run with the same flags: every epoch
 has the batches per epoch of that run (`--train-size`, `--batch-size`,
 `--labeled-per-batch`), each a batch of `--batch-size` labeled rows drawn from an endless
-reshuffled stream. Compared with a fixed number of passes over the 1000 labels, the
-semi-supervised methods get no advantage from training longer.
+reshuffled stream (the registry's "supervised" batch layout). Compared with a fixed number of
+passes over the 1000 labels, the semi-supervised methods get no advantage from training
+longer.
 
 Example:
 
@@ -29,7 +30,7 @@ def run(args):
     """Trains the baseline with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.labeled_dataset(x, y_semi, args.batch_size, args.seed)
+    train, fit_kwargs = _common.batches("supervised", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
@@ -41,12 +42,7 @@ def run(args):
         )
     _common.across_workers(model)
 
-    return _common.fit_and_export(
-        "supervised", model, train, test, args,
-        # tf.data shuffles the stream; Keras would warn that its default shuffle is ignored.
-        shuffle=False,
-        steps_per_epoch=_common.steps_per_epoch(y_semi, args),
-    )
+    return _common.fit_and_export("supervised", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

@@ -18,7 +18,7 @@ Example:
 import keras
 
 import _common
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -44,12 +44,12 @@ def run(args):
     """Trains Temporal Ensembling with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("temporal_ensembling", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
         backbone = _common.build_backbone(args)
-        model = models.TemporalEnsembling(
+        model = METHODS["temporal_ensembling"].model(
             backbone,
             num_samples=len(x),
             num_classes=_common.NUM_CLASSES,
@@ -60,7 +60,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export("temporal_ensembling", model, train, test, args)
+    return _common.fit_and_export("temporal_ensembling", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

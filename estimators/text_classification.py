@@ -33,19 +33,20 @@ import keras
 import numpy as np
 
 import _common
+from benchmarking.methods import METHODS as REGISTRY
 from tfssl import backbones, data, datasets, models, text
 
-# One line per method: how to build it around the backbone. Each factory gets
-# (backbone, num_samples, args).
+# One line per method: its text settings around the registry's model class
+# (`benchmarking.methods.METHODS`). Each factory gets (backbone, num_samples, args).
 METHODS = {
     "supervised": None,
-    "pi": lambda backbone, num_samples, args: models.PiModel(
+    "pi": lambda backbone, num_samples, args: REGISTRY["pi_model"].model(
         backbone, **_common.semi_supervised_kwargs(args), num_samples=num_samples
     ),
-    "te": lambda backbone, num_samples, args: models.TemporalEnsembling(
+    "te": lambda backbone, num_samples, args: REGISTRY["temporal_ensembling"].model(
         backbone, num_samples, alpha=args.alpha, **_common.semi_supervised_kwargs(args)
     ),
-    "mt": lambda backbone, num_samples, args: models.MeanTeacher(
+    "mt": lambda backbone, num_samples, args: REGISTRY["mean_teacher"].model(
         backbone,
         num_samples=num_samples,
         ema_decay=args.ema_decay,
@@ -54,40 +55,40 @@ METHODS = {
         **_common.semi_supervised_kwargs(args),
     ),
     # Sentence mixup (seed 002): the pooled representation that enters the classifier.
-    "mixup": lambda backbone, num_samples, args: models.MixupModel(
+    "mixup": lambda backbone, num_samples, args: REGISTRY["mixup"].model(
         backbone, alpha=0.2, at="encoder", supervised_normalize=args.supervised_normalize
     ),
-    "pseudo": lambda backbone, num_samples, args: models.PseudoLabel(
+    "pseudo": lambda backbone, num_samples, args: REGISTRY["pseudo_label"].model(
         backbone, threshold=0.95, num_samples=num_samples, **_common.semi_supervised_kwargs(args)
     ),
     # FixMatch on text: the weak view is the text itself (the backbone's dropout still
     # applies), the strong view the text with 30% of its tokens dropped (`WordDropout`).
-    "fixmatch": lambda backbone, num_samples, args: models.FixMatch(
+    "fixmatch": lambda backbone, num_samples, args: REGISTRY["fixmatch"].model(
         backbone, weak_augment=keras.layers.Identity(),
         strong_augment=text.WordDropout(0.3, seed=args.seed), threshold=0.95, lambda_u=1.0,
         num_samples=num_samples, supervised_normalize=args.supervised_normalize,
     ),
     # FGM and VAT perturb the output of the backbone's one Embedding layer (the word vectors);
     # epsilon 5 on text is Miyato et al.'s (arXiv 1605.07725).
-    "fgm": lambda backbone, num_samples, args: models.AdversarialTraining(
+    "fgm": lambda backbone, num_samples, args: REGISTRY["adversarial"].model(
         backbone, method="fgm", epsilon=1.0, supervised_normalize=args.supervised_normalize
     ),
-    "vat": lambda backbone, num_samples, args: models.VAT(
+    "vat": lambda backbone, num_samples, args: REGISTRY["vat"].model(
         backbone, epsilon=5.0, supervised_normalize=args.supervised_normalize
     ),
     # Offline distillation (distillation.py --mode offline): the teacher is the supervised
     # method's model; the unlabeled texts add only the soft term.
-    "distill": lambda backbone, num_samples, args, teacher: models.Distiller(
+    "distill": lambda backbone, num_samples, args, teacher: REGISTRY["distiller"].model(
         backbone, teacher, temperature=args.temperature, alpha=args.distill_alpha,
         supervised_normalize=args.supervised_normalize,
     ),
     # Deep mutual learning (distillation.py --mode mutual): student 0 is evaluated.
-    "mutual": lambda backbone, num_samples, args: models.MutualLearning(
+    "mutual": lambda backbone, num_samples, args: REGISTRY["mutual_learning"].model(
         [backbone] + [build_backbone(args) for _ in range(args.students - 1)],
         temperature=args.temperature, supervised_normalize=args.supervised_normalize,
     ),
     # ReLoop (reloop.py): the previous version is the supervised method's model.
-    "reloop": lambda backbone, num_samples, args, previous: models.ReLoop(
+    "reloop": lambda backbone, num_samples, args, previous: REGISTRY["reloop"].model(
         backbone, previous_model=previous, weight=args.reloop_weight,
         supervised_normalize=args.supervised_normalize,
     ),

@@ -19,7 +19,7 @@ Example (the main protocol, with the settings chosen on held-out training rows):
 import keras
 
 import _common
-from tfssl import models
+from benchmarking.methods import METHODS
 
 
 def build_parser():
@@ -44,11 +44,11 @@ def run(args):
     """Trains VAT with the parsed flags; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     (x, y_semi), test = _common.load_data(args)
-    train = _common.train_dataset(x, y_semi, args)
+    train, fit_kwargs = _common.batches("vat", x, y_semi, args)
 
     strategy = _common.make_strategy(args)
     with strategy.scope():
-        model = models.VAT(
+        model = METHODS["vat"].model(
             _common.build_backbone(args),
             num_samples=len(x),
             xi=args.xi,
@@ -62,7 +62,7 @@ def run(args):
         )
         model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
 
-    return _common.fit_and_export("vat", model, train, test, args)
+    return _common.fit_and_export("vat", model, train, test, args, **fit_kwargs)
 
 
 def main(argv=None):

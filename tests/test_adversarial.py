@@ -1,8 +1,5 @@
 """AdversarialTraining (FGM, PGD), its perturbation site and the attack helper."""
 
-import os
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -10,11 +7,6 @@ import tensorflow as tf
 
 from tfssl import data, models, testing
 
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
-sys.path.insert(0, ESTIMATORS)
-
-import adversarial as adversarial_script  # noqa: E402
-from test_estimators import _args, data_dir  # noqa: E402, F401
 
 NUM_FEATURES, NUM_CLASSES = 5, 4
 
@@ -279,19 +271,3 @@ def test_an_integer_input_without_embedding_cannot_be_perturbed():
 
 
 # ---------------------------------------------------------------------- script
-def test_script_help(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        adversarial_script.main(["--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    for flag in ("--train-size", "--strategy", "--method", "--epsilon", "--norm"):
-        assert flag in out
-
-
-def test_script_smoke_run(data_dir, capsys):  # noqa: F811
-    flags = ("--method", "pgd", "--attack-epsilons", "0.5", "2.0", "--backbone", "mlp")
-    accuracy = adversarial_script.run(_args(adversarial_script, data_dir, *flags))
-    assert 0.0 <= accuracy <= 1.0
-    out = capsys.readouterr().out
-    assert f"adversarial test accuracy: {accuracy:.4f}" in out
-    assert "FGM epsilon 0.5" in out and "FGM epsilon 2.0" in out

@@ -64,7 +64,6 @@ def test_quick_report_has_every_section_and_plot(quick_run):
     for heading in SECTIONS:
         assert heading in text
     assert "Not measured yet" not in text
-    assert "/work/shared" not in text
     assert "arXiv:1610.02242" in text and "arXiv:1703.01780" in text
     plots = output.parent / "benchmarks"
     for name in ("accuracy-clean-1000.png", "accuracy-noise20.png", "differences.png",
@@ -351,20 +350,20 @@ def test_unknown_names_are_refused():
         runner.plan(["clean-1000"], ["no_such_method"], [0], ["runs"], False, [])
 
 
-def test_section_8_copies_the_named_parts_of_the_notes(tmp_path, monkeypatch):
-    """Each embedded part is the note's text under its `## ` heading, up to the next one,
-    headed by the given title or the part's own `### ` title, with a link to the note."""
-    notes = tmp_path / "notes"
-    notes.mkdir()
-    (notes / "a.md").write_text("# A\n\n## Intro\nnot shown\n## Part\n### Own title\nbody 1\n"
-                                "\nbody 2\n## Later\nnot shown either\n")
-    monkeypatch.setattr(report, "_BENCHMARKS_DIR", str(tmp_path))
-    monkeypatch.setattr(report, "EMBEDDED", (("notes/a.md", "Part", None),
-                                             ("notes/a.md", "Later", "Given"),
-                                             ("notes/missing.md", "Part", None)))
-    lines = report._embedded_section("benchmarks")
-    text = "\n".join(lines)
-    assert "### Own title ([`benchmarks/notes/a.md`](benchmarks/notes/a.md))\nbody 1\n\nbody 2" \
-        in text
-    assert "### Given ([`benchmarks/notes/a.md`]" in text and "not shown either" in text
-    assert "not shown\n" not in text and "missing" not in text
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_from_json_regenerates_the_committed_report_byte_for_byte(tmp_path, monkeypatch):
+    """`python estimators/benchmark.py --from-json benchmarks/results.json`, run at the root
+    of the repository, rewrites BENCHMARKS.md with exactly its committed bytes."""
+    with open(os.path.join(REPOSITORY, "BENCHMARKS.md"), "rb") as f:
+        committed = f.read()
+    # The same command on a copy of the tree's records, so that the committed files stay.
+    (tmp_path / "benchmarks").mkdir()
+    for name in ("results.json", "sweep.json"):
+        with open(os.path.join(REPOSITORY, "benchmarks", name), "rb") as f:
+            (tmp_path / "benchmarks" / name).write_bytes(f.read())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(benchmark.plots, "plot_all", lambda *args, **kwargs: None)
+    benchmark.main(["--from-json", "benchmarks/results.json"])
+    assert (tmp_path / "BENCHMARKS.md").read_bytes() == committed

@@ -272,7 +272,7 @@ def _sharded_bad_shards(tmp_path):
             "num_replicas_in_sync=2 replicas. Received: labeled_per_batch=3",
         ),
         (lambda: data.from_dataset(np.zeros((3, 2))), "must be a tf.data.Dataset"),
-        (lambda: data.write_tfrecords(np.zeros(3), "/tmp/unused", num_shards=0), "num_shards=0"),
+        (lambda: data.write_tfrecords(np.zeros(3), "unused-prefix", num_shards=0), "num_shards=0"),
         (lambda: data.from_tfrecords("/nonexistent"), "write_tfrecords. Received: directory"),
     ],
 )

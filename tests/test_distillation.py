@@ -1,15 +1,11 @@
 """Distiller and MutualLearning against their formulas, Keras' own distillation loss, the
 shared contract, serving and MirroredStrategy."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import distillation as distillation_script  # noqa: E402 (estimators/ is on sys.path now)
 from serving_utils import serve_many_in_fresh_process
 from tfssl import backbones, data, datasets, export, losses, models, testing
 
@@ -235,21 +231,3 @@ def test_bad_arguments_are_named(make, message):
 
 
 MLP = ("--backbone", "mlp")  # ~10x cheaper than the conv_net on a CPU
-
-
-def test_script_help_and_smoke_runs(data_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        distillation_script.main(["--help"])
-    assert "--temperature" in capsys.readouterr().out
-    export_dir = tmp_path / "student"
-    offline = distillation_script.run(
-        _args(distillation_script, data_dir, *MLP, "--export", str(export_dir), "--alpha", "0.5")
-    )
-    mutual = distillation_script.run(
-        _args(distillation_script, data_dir, *MLP, "--mode", "mutual", "--temperature", "1")
-    )
-    out = capsys.readouterr().out
-    assert "teacher test accuracy:" in out
-    assert f"distillation (offline) test accuracy: {offline:.4f}" in out
-    assert f"distillation (mutual) test accuracy: {mutual:.4f}" in out
-    assert os.listdir(export_dir) == ["1"]

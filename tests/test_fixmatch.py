@@ -1,9 +1,7 @@
 """FixMatch against a hand computation with fixed augmentations, its views, its threshold,
-strong_augmentation, the shared contract, serving, two replicas, and the estimator script."""
+strong_augmentation, the shared contract, serving and two replicas."""
 
 import json
-import os
-import sys
 
 import keras
 import numpy as np
@@ -12,8 +10,6 @@ import tensorflow as tf
 
 from serving_utils import serve_in_fresh_process
 from tfssl import data, datasets, export, layers, models, testing
-
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 
 
 def softmax(z):
@@ -180,7 +176,7 @@ def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_pat
         ({"threshold": -0.1}, "threshold=-0.1"),
         ({"lambda_u": -1.0}, "lambda_u=-1.0"),
         ({"strong_augment": "randaugment"}, "strong_augment='randaugment'"),
-        ({"ramp_up_epochs": 5}, "ramp_up_epochs=5"),
+        ({"lambda_u": 1.0, "weight_schedule": 2.0}, "lambda_u=1.0"),
     ],
 )
 def test_bad_arguments_name_the_value(kwargs, message):
@@ -191,22 +187,3 @@ def test_bad_arguments_name_the_value(kwargs, message):
 def test_default_augmentations_need_an_image_backbone():
     with pytest.raises(ValueError, match="backbone input shape \\(None, 6\\)"):
         models.FixMatch(testing.tiny_backbone())
-
-
-def test_estimator_smoke_run_and_preset_dry_run(capsys):
-    sys.path.insert(0, ESTIMATORS)
-    import fixmatch
-
-    args = fixmatch.build_parser().parse_args(
-        ["--backbone", "mlp", "--train-size", "300", "--num-labeled", "100", "--test-size",
-         "100", "--epochs", "1", "--batch-size", "50", "--labeled-per-batch", "25",
-         "--threshold", "0.5", "--monitor-rows", "50", "--per-batch-ops"]
-    )  # fmt: skip
-    accuracy = fixmatch.run(args)
-    out = capsys.readouterr().out
-    assert f"fixmatch test accuracy: {accuracy:.4f}" in out
-    assert "pseudo_label_accuracy per epoch: [" in out
-    preset = fixmatch.build_parser().parse_args(["--preset", "cifar10-40", "--dry-run"])
-    assert fixmatch.run(preset) is None
-    out = capsys.readouterr().out
-    assert '"num_labeled": 40' in out and '"threshold": 0.95' in out and '"mu": 7' in out

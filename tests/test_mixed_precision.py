@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import temporal_ensembling as te_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import data, models, testing
 
 
@@ -178,9 +176,3 @@ def test_half_precision_state_under_two_replicas_equals_one_device(mirrored_equi
     assert result["num_replicas"] == 2
     assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
     assert result["copies_differ"] == 0.0, result
-
-
-def test_te_script_stores_the_ensemble_in_bfloat16(data_dir):
-    args = _args(te_script, data_dir, "--backbone", "mlp", "--state-dtype", "bfloat16")
-    assert args.state_dtype == "bfloat16"
-    assert 0.0 <= te_script.run(args) <= 1.0

@@ -7,10 +7,7 @@ import pytest
 import tensorflow as tf
 
 from serving_utils import serve_in_fresh_process
-from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
 from tfssl import data, export, models, testing
-
-import mixup as mixup_script  # estimators/mixup.py, on the path test_estimators sets
 
 
 NUM_CLASSES = 3
@@ -361,15 +358,3 @@ def test_a_skip_connection_around_the_mixed_layer_carries_the_unmixed_value():
 def test_bad_arguments_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
-
-
-def test_script_smoke_run_with_manifold_mixup(data_dir, capsys):
-    flags = ["--data-dir", data_dir, "--backbone", "mlp", "--epochs", "1", "--train-size", "200"]
-    flags += ["--test-size", "100", "--batch-size", "50", "--num-labeled", "100"]
-    mixup_script.main(flags + ["--at", "manifold"])
-    out = capsys.readouterr().out
-    accuracy = float(out.split("mixup test accuracy: ")[1].split()[0])
-    assert 0.0 <= accuracy <= 1.0
-    with pytest.raises(SystemExit):
-        mixup_script.main(["--help"])
-    assert "--mixup-layers" in capsys.readouterr().out

@@ -26,7 +26,7 @@ import pytest
 import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
-from test_estimators import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
+from test_scripts import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
 from tfssl import backbones, data, models, testing
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")

@@ -1,8 +1,5 @@
 """PseudoLabel against a numpy computation from the model's own predictions, its schedules,
-PseudoLabelMonitor, the shared contract, serving, two replicas, and the estimator script."""
-
-import os
-import sys
+PseudoLabelMonitor, the shared contract, serving and two replicas."""
 
 import keras
 import numpy as np
@@ -11,8 +8,6 @@ import tensorflow as tf
 
 from tfssl import data, datasets, models, testing
 from tfssl.models.pseudo_label import pseudo_label_targets
-
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 
 
 def softmax(z):
@@ -163,19 +158,3 @@ def test_bad_arguments_name_the_value(kwargs, message):
 def test_monitor_rejects_mismatched_rows():
     with pytest.raises(ValueError, match="len\\(x\\)=3, len\\(y_true\\)=2"):
         models.PseudoLabelMonitor(np.zeros((3, 6)), [0, 1])
-
-
-def test_estimator_smoke_run(capsys):
-    sys.path.insert(0, ESTIMATORS)
-    import pseudo_label
-
-    args = pseudo_label.build_parser().parse_args(
-        ["--backbone", "mlp", "--train-size", "300", "--num-labeled", "100", "--test-size",
-         "100", "--epochs", "1", "--batch-size", "50", "--labeled-per-batch", "25",
-         "--threshold", "0.5", "--schedule", "lee", "--t1", "0", "--t2", "2",
-         "--monitor-rows", "50"]
-    )  # fmt: skip
-    accuracy = pseudo_label.run(args)
-    out = capsys.readouterr().out
-    assert f"pseudo_label test accuracy: {accuracy:.4f}" in out
-    assert "pseudo_label_accuracy per epoch: [" in out

@@ -12,6 +12,7 @@ MODULES = [
     "data",
     "datasets",
     "export",
+    "label_issues",
     "layers",
     "losses",
     "models",

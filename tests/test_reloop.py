@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
-import reloop as reloop_script  # noqa: E402 (estimators/ is on sys.path now)
 from tfssl import backbones, data, datasets, export, models, testing
 
 
@@ -219,11 +217,3 @@ def test_wrong_shape_of_previous_predictions_is_named():
         _model(False).set_previous_predictions(np.zeros((48, 2)))
 
 
-@pytest.mark.parametrize("flags", [(), ("--previous-source", "stored", "--warm-start")])
-def test_script_smoke_run(flags, data_dir, capsys):
-    accuracy = reloop_script.run(
-        _args(reloop_script, data_dir, "--backbone", "mlp", "--weight", "0.3", *flags)
-    )
-    out = capsys.readouterr().out
-    assert "previous version test accuracy:" in out
-    assert f"reloop test accuracy: {accuracy:.4f}" in out

@@ -1,8 +1,5 @@
 """tfssl.self_training: rounds on separable data, the transductive pool, the records, bad
-input, a Fashion-MNIST subset, and the estimator script."""
-
-import os
-import sys
+input and a Fashion-MNIST subset."""
 
 import keras
 import numpy as np
@@ -11,7 +8,6 @@ import pytest
 import tfssl
 from tfssl import data, datasets
 
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 CENTRES = np.array([[0.0, 6.0], [6.0, -3.0], [-6.0, -3.0]], "float32")
 
 
@@ -166,18 +162,3 @@ def test_no_unlabeled_row_is_an_empty_pool():
     x, y = blobs(4, seed=0)
     with pytest.raises(ValueError, match="pool to pseudo-label is empty"):
         tfssl.self_training(Builder(), x, y)
-
-
-def test_estimator_smoke_run(capsys):
-    sys.path.insert(0, ESTIMATORS)
-    import self_training
-
-    args = self_training.build_parser().parse_args(
-        ["--backbone", "mlp", "--train-size", "300", "--num-labeled", "100", "--test-size",
-         "100", "--epochs", "2", "--batch-size", "50", "--rounds", "1", "--threshold", "0.5",
-         "--per-class-top-k", "5", "--transductive", "--verbose", "0"]
-    )  # fmt: skip
-    accuracy = self_training.run(args)
-    out = capsys.readouterr().out
-    assert f"self_training test accuracy: {accuracy:.4f}" in out
-    assert "round 0: trained on 100 rows, added " in out

@@ -2,7 +2,6 @@
 text estimator."""
 
 import os
-import sys
 
 import keras
 import numpy as np
@@ -10,12 +9,8 @@ import pytest
 import tensorflow as tf
 
 from serving_utils import serve_in_fresh_process
-from tfssl import backbones, data, datasets, export, models, text
+from tfssl import backbones, data, export, models, text
 
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
-sys.path.insert(0, ESTIMATORS)
-
-import text_classification  # noqa: E402
 
 
 def tokens_of(string, max_length=None):
@@ -452,54 +447,3 @@ def _op_types(path):
     graph = saved.meta_graphs[0].graph_def
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     return {node.op for node in nodes}
-
-
-# --------------------------------------------------------------------------- estimator
-@pytest.fixture(scope="module")
-def review_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reviews")
-    x, y = mixed_reviews(300, seed=2)
-    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
-        (folder / name).write_text("\n".join(x[y == label]) + "\n", encoding="utf-8")
-    return str(folder)
-
-
-@pytest.mark.parametrize("method", sorted(text_classification.METHODS))
-def test_text_classification_script_runs_every_method(method, review_dir, tmp_path, capsys):
-    argv = ["--method", method, "--labels", "20", "--data-dir", review_dir, "--epochs", "1"]
-    argv += ["--batch-size", "32", "--labeled-per-batch", "8", "--num-buckets", "512"]
-    argv += ["--embedding-dim", "8", "--verbose", "0", "--export", str(tmp_path)]
-    accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-    assert 0.0 <= accuracy <= 1.0
-    assert f"text_classification[{method}] test accuracy" in capsys.readouterr().out
-    assert os.path.isfile(os.path.join(tmp_path, "1", "saved_model.pb"))
-
-def test_text_classification_pretrain_embeddings_flags(review_dir, tmp_path):
-    argv = ["--labels", "20", "--data-dir", review_dir, "--num-buckets", "512"]
-    args = text_classification.build_parser().parse_args(
-        argv + ["--embedding-dim", "8", "--pretrain-embeddings", "--pretrain-size", "250"]
-    )
-    (x, _), _ = text_classification.load_data(args)
-    args.initial_embeddings = text_classification.initial_embeddings(args, args.pretrain_texts)
-    backbone = text_classification.build_backbone(args)
-    (all_x, _), _ = datasets.load_chinese_sentiment(review_dir, split=True)
-    expected = text.pretrain_embeddings(all_x[:250], text.TextVectorizer(num_buckets=512), 8)
-    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], expected)
-    # Never the validation texts: they are the last ones of the training split.
-    args = text_classification.build_parser().parse_args(
-        argv + ["--pretrain-size", str(len(all_x)), "--validation-size", "10"]
-    )
-    with pytest.raises(ValueError, match=f"pretrain_size={len(all_x)}"):
-        text_classification.load_data(args)
-    path = tmp_path / "vectors.txt"
-    path.write_text("好 1 0 0 0 0 0 0 0\n", encoding="utf-8")
-    args = text_classification.build_parser().parse_args(
-        argv + ["--embedding-dim", "8", "--embeddings", str(path)]
-    )
-    args.initial_embeddings = text_classification.initial_embeddings(args)
-    embedding = text_classification.build_backbone(args).get_layer("embedding")
-    bucket = text.TextVectorizer(num_buckets=512).token_ids(["好"])[0]
-    np.testing.assert_array_equal(embedding.get_weights()[0][bucket], [1, 0, 0, 0, 0, 0, 0, 0])
-    args.pretrain_embeddings = True
-    with pytest.raises(ValueError, match="not both"):
-        text_classification.initial_embeddings(args, x)

@@ -1,21 +1,13 @@
 """Tests for the text backbones' token dropout, a `.keras` round trip of a raw-string model
-and the text estimator's validation split."""
-
-import os
-import sys
+and WordDropout."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfssl import backbones, datasets, models
+from tfssl import backbones, models
 from tfssl import text as text_lib
-
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
-sys.path.insert(0, ESTIMATORS)
-
-import text_classification  # noqa: E402
 
 WORDS = np.array(["好", "差", "很", "书", "物流", "good", "bad", "the", "质量", "😀", "不"])
 
@@ -86,49 +78,6 @@ def test_temporal_ensembling_on_fasttext_keras_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------- estimator flags
-@pytest.fixture(scope="module")
-def review_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("reviews")
-    x, y = reviews(400, seed=1)
-    for name, label in (("pos.txt", 1), ("neg.txt", 0)):
-        (folder / name).write_text("\n".join(x[y == label]) + "\n", encoding="utf-8")
-    return str(folder)
-
-
-def test_validation_texts_are_the_last_training_texts(review_dir):
-    parse = text_classification.build_parser().parse_args
-    argv = ["--data-dir", review_dir, "--labels", "20"]
-    (x_all, y_all), (x_test, _) = datasets.load_chinese_sentiment(review_dir, split=True)
-    (x, y_semi), (x_val, y_val) = text_classification.load_data(
-        parse(argv + ["--train-size", "100", "--validation-size", "50"])
-    )
-    np.testing.assert_array_equal(x, x_all[:100])
-    np.testing.assert_array_equal(x_val, x_all[-50:])
-    np.testing.assert_array_equal(y_val, y_all[-50:])
-    assert not set(x_val) & (set(x) | set(x_test))
-    assert np.sum(y_semi != -1) == 20
-    # Without --train-size, every other training text trains.
-    (x, _), _ = text_classification.load_data(parse(argv + ["--validation-size", "50"]))
-    np.testing.assert_array_equal(x, x_all[:-50])
-    with pytest.raises(ValueError, match="validation_size=300"):
-        text_classification.load_data(
-            parse(argv + ["--train-size", "100", "--validation-size", "300"])
-        )
-
-
-def test_script_reports_validation_accuracy(review_dir, capsys):
-    argv = ["--method", "supervised", "--labels", "20", "--data-dir", review_dir]
-    argv += ["--epochs", "1", "--batch-size", "32", "--labeled-per-batch", "8"]
-    argv += ["--supervised-batch-size", "8"]
-    argv += ["--num-buckets", "512", "--embedding-dim", "8", "--verbose", "0"]
-    argv += ["--token-dropout", "0.2", "--train-size", "150", "--validation-size", "64"]
-    accuracy = text_classification.run(text_classification.build_parser().parse_args(argv))
-    out = capsys.readouterr().out
-    assert f"text_classification[supervised] validation accuracy: {accuracy:.4f}" in out
-    assert "test accuracy" not in out
-    assert "last epoch: accuracy=" in out
-
-
 def test_word_dropout_drops_whole_tokens_in_training_only():
     """Inference and rate 0 pass the strings unchanged, rate 1 leaves no token; otherwise
     the vectorizer's tokens of the output are the input's minus some, about `rate` of

@@ -1,8 +1,5 @@
 """VAT and VAT + EntMin against closed forms on a linear softmax model, and their contract."""
 
-import os
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -10,12 +7,7 @@ import tensorflow as tf
 
 from tfssl import data, losses, models, testing
 
-ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
-sys.path.insert(0, ESTIMATORS)
-
-import vat as vat_script  # noqa: E402
 from test_adversarial import _text_backbone, _tokens  # noqa: E402
-from test_estimators import _args, data_dir  # noqa: E402, F401
 
 NUM_FEATURES, NUM_CLASSES = 6, 4
 
@@ -263,20 +255,3 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_several_embeddings_need_a_layer_name():
     with pytest.raises(ValueError, match=r"\['words', 'positions'\].*layer=None"):
         models.VAT(_text_backbone(embeddings=2))
-
-
-def test_script_help(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        vat_script.main(["--help"])
-    assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    for flag in ("--train-size", "--strategy", "--epsilon", "--entropy-minimization", "--xi"):
-        assert flag in out
-
-
-def test_script_smoke_run(data_dir, capsys):  # noqa: F811
-    flags = ("--entropy-minimization", "--epsilon", "2.0", "--labeled-per-batch", "10")
-    flags += ("--backbone", "mlp")
-    accuracy = vat_script.run(_args(vat_script, data_dir, *flags))
-    assert 0.0 <= accuracy <= 1.0
-    assert f"vat test accuracy: {accuracy:.4f}" in capsys.readouterr().out

@@ -5,10 +5,23 @@ Semi-supervised methods as `keras.Model`s that wrap any backbone returning logit
 regularization (Π-model, Temporal Ensembling, Mean Teacher), pseudo-labels (Pseudo-Label,
 FixMatch, and `tfssl.self_training` around any Keras classifier), adversarial training (FGM,
 PGD, VAT), the mixup family (Mixup, MixMatch) and label regularization (label smoothing,
-distillation, mutual learning, ReLoop). `tfssl.text` preprocesses raw strings in the graph.
+distillation, mutual learning, ReLoop) and learning with wrong labels (`tfssl.label_issues`
+finds them; GCE, SCE, ELR, Co-teaching and DivideMix train through them). `tfssl.text`
+preprocesses raw strings in the graph.
 """
 
-from tfssl import backbones, data, datasets, export, layers, losses, models, schedules, text
+from tfssl import (
+    backbones,
+    data,
+    datasets,
+    export,
+    label_issues,
+    layers,
+    losses,
+    models,
+    schedules,
+    text,
+)
 
 # The function shadows its module's name: `tfssl.self_training(...)` is the public call.
 from tfssl.self_training import self_training
@@ -20,6 +33,7 @@ __all__ = [
     "data",
     "datasets",
     "export",
+    "label_issues",
     "layers",
     "losses",
     "models",

@@ -50,7 +50,7 @@ def from_dataset(
     first epoch.
 
     A generator that yields one row a call pays Python's cost per row (about 5,000 rows of
-    784 floats per CPU second here, `benchmarks/notes/scale.md`); one that yields chunks of
+    784 floats per CPU second on two CPU cores); one that yields chunks of
     rows, unbatched by tf.data (`Dataset.from_generator(...).unbatch()`), delivered 11 times
     as many, about as many as TFRecord shards.
 

@@ -33,17 +33,21 @@ from tfssl.data import UNLABELED
 __all__ = [
     "ConsistencyLoss",
     "F1Loss",
+    "GeneralizedCrossentropy",
     "MaskedSparseCategoricalCrossentropy",
     "SigmoidF1Loss",
+    "SymmetricCrossentropy",
     "consistency_loss",
     "distillation_loss",
     "entropy_loss",
     "f1_loss",
+    "generalized_crossentropy",
     "masked_sparse_categorical_crossentropy",
     "reloop_loss",
     "sharpen",
     "sigmoid_f1_loss",
     "smooth_labels",
+    "symmetric_crossentropy",
 ]
 
 
@@ -618,3 +622,250 @@ def entropy_loss(logits, reduction="mean"):
     if reduction == "none":
         return per_sample
     return tf.reduce_mean(per_sample)
+
+
+def _labeled_rows(y_true, logits):
+    """`(labels, labeled, log_probs)`: int32 labels with `UNLABELED` rows replaced by 0,
+    the labeled mask and the float32 log-softmax of `logits`."""
+    labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+    labeled = tf.not_equal(labels, UNLABELED)
+    safe_labels = tf.where(labeled, labels, tf.zeros_like(labels))
+    return safe_labels, labeled, tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+
+
+def _normalized(per_sample, labeled, normalize):
+    """Zeroes the unlabeled rows of `per_sample` and applies `normalize` (see
+    `masked_sparse_categorical_crossentropy`)."""
+    per_sample = tf.where(labeled, per_sample, tf.zeros_like(per_sample))
+    if normalize == "none":
+        return per_sample
+    total = tf.reduce_sum(per_sample)
+    if normalize == "batch":
+        return total / tf.cast(tf.size(per_sample), tf.float32)
+    return tf.math.divide_no_nan(total, tf.reduce_sum(tf.cast(labeled, tf.float32)))
+
+
+def generalized_crossentropy(y_true, logits, q=0.7, normalize="batch"):
+    """Generalized cross-entropy (GCE), a noise-robust loss between CE and MAE.
+
+    The negative Box-Cox transform of the probability of the given label: `q -> 0` tends to
+    the cross-entropy, `q = 1` is the mean absolute error `1 - p_y` (robust to label noise
+    but slow to train). Its gradient is the cross-entropy's weighted by `p_y^q`, so rows the
+    model finds unlikely (often the mislabeled ones) weigh less. Rows labeled `UNLABELED`
+    (-1) add 0. Computed as `(1 - exp(q log p_y)) / q` from the log-softmax, finite for any
+    logits.
+
+    Formula:
+
+    ```python
+    p = softmax(logits)
+    per_sample = where(y_true != -1, (1 - p[y_true] ** q) / q, 0)
+    ```
+
+    Example:
+
+    >>> round(float(generalized_crossentropy([0], [[0.0, 0.0]], q=1.0)), 6)  # 1 - 0.5
+    0.5
+
+    Args:
+        y_true: Integer labels, shape `(batch,)` or `(batch, 1)`; -1 marks unlabeled rows.
+        logits: Logits, shape `(batch, classes)`.
+        q: The exponent, in `(0, 1]`. Defaults to `0.7` (the paper's).
+        normalize: `"batch"` (sum over the batch size), `"labeled"` (over the labeled rows,
+            0 when there are none) or `"none"` (the per-sample vector), as
+            `masked_sparse_categorical_crossentropy`. Defaults to `"batch"`.
+
+    Returns:
+        A `float32` scalar, or a `(batch,)` vector for `normalize="none"`.
+
+    Raises:
+        ValueError: For a `q` outside `(0, 1]` or an unknown `normalize`.
+
+    References:
+        Zhang & Sabuncu, Generalized Cross Entropy Loss for Training Deep Neural Networks
+        with Noisy Labels, NeurIPS 2018, arXiv 1805.07836, eq. 6.
+    """
+    _check_q(q)
+    _check_choice("normalize", normalize, _NORMALIZATIONS)
+    labels, labeled, log_probs = _labeled_rows(y_true, logits)
+    log_p_label = tf.gather(log_probs, labels, axis=-1, batch_dims=1)
+    per_sample = -tf.math.expm1(q * log_p_label) / q
+    return _normalized(per_sample, labeled, normalize)
+
+
+def symmetric_crossentropy(y_true, logits, alpha=0.1, beta=1.0, log_zero=-4.0,
+                           normalize="batch"):
+    """Symmetric cross-entropy (SCE): cross-entropy plus reverse cross-entropy.
+
+    The reverse cross-entropy swaps the roles of prediction and label, `-sum_k p_k log
+    q_k` with `q` the one-hot label; `log 0` is clipped to `log_zero` (the paper's `A`),
+    so it equals `-log_zero * (1 - p_y)`, a scaled mean absolute error that is robust to
+    label noise, while the cross-entropy term keeps training fast. Rows labeled
+    `UNLABELED` (-1) add 0.
+
+    Formula:
+
+    ```python
+    p = softmax(logits)
+    ce = -log(p[y_true])
+    rce = -sum(p * clip(log(one_hot(y_true)), log_zero, 0)) = -log_zero * (1 - p[y_true])
+    per_sample = where(y_true != -1, alpha * ce + beta * rce, 0)
+    ```
+
+    Example:
+
+    >>> round(float(symmetric_crossentropy([0], [[0.0, 0.0]], alpha=1.0, beta=1.0)), 6)
+    2.693147
+
+    Args:
+        y_true: Integer labels, shape `(batch,)` or `(batch, 1)`; -1 marks unlabeled rows.
+        logits: Logits, shape `(batch, classes)`.
+        alpha: Weight of the cross-entropy, `>= 0`. Defaults to `0.1` (the paper's for
+            CIFAR-10).
+        beta: Weight of the reverse cross-entropy, `>= 0`. Defaults to `1.0` (the paper's
+            for CIFAR-10).
+        log_zero: The value that `log 0` is clipped to, `< 0`. Defaults to `-4.0` (the
+            paper's `A`).
+        normalize: `"batch"`, `"labeled"` or `"none"`, as `generalized_crossentropy`.
+            Defaults to `"batch"`.
+
+    Returns:
+        A `float32` scalar, or a `(batch,)` vector for `normalize="none"`.
+
+    Raises:
+        ValueError: For a negative `alpha` or `beta`, a `log_zero >= 0` or an unknown
+            `normalize`.
+
+    References:
+        Wang, Ma, Chen, Luo, Yi & Bailey, Symmetric Cross Entropy for Robust Learning with
+        Noisy Labels, ICCV 2019, arXiv 1908.06112, eq. 5-7.
+    """
+    _check_sce(alpha, beta, log_zero)
+    _check_choice("normalize", normalize, _NORMALIZATIONS)
+    labels, labeled, log_probs = _labeled_rows(y_true, logits)
+    log_p_label = tf.gather(log_probs, labels, axis=-1, batch_dims=1)
+    reverse = -log_zero * -tf.math.expm1(log_p_label)
+    per_sample = alpha * -log_p_label + beta * reverse
+    return _normalized(per_sample, labeled, normalize)
+
+
+def _check_q(q):
+    if not _is_number(q) or not 0.0 < q <= 1.0:
+        raise ValueError(f"`q` must be a number in (0, 1]. Received: q={q!r}")
+
+
+def _check_sce(alpha, beta, log_zero):
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    if not _is_number(log_zero) or log_zero >= 0:
+        raise ValueError(f"`log_zero` must be a number < 0. Received: log_zero={log_zero!r}")
+
+
+class _MaskedLabelLoss(keras.losses.Loss):
+    """A per-sample loss of integer labels (`-1` masked) and logits, as a Keras loss whose
+    `normalize` picks the denominator as `MaskedSparseCategoricalCrossentropy` does."""
+
+    def __init__(self, normalize, name, dtype):
+        _check_choice("normalize", normalize, ("batch", "labeled"))
+        super().__init__(name=name, reduction="sum_over_batch_size", dtype=dtype)
+        self.normalize = normalize
+
+    def per_sample(self, y_true, y_pred):
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        per_sample = self.per_sample(y_true, y_pred)
+        if self.normalize == "batch":
+            return per_sample
+        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+        num_labeled = tf.reduce_sum(tf.cast(tf.not_equal(labels, UNLABELED), tf.float32))
+        batch_size = tf.cast(tf.size(labels), tf.float32)
+        return per_sample * tf.math.divide_no_nan(batch_size, num_labeled)
+
+    def get_config(self):
+        return {"name": self.name, "normalize": self.normalize}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class GeneralizedCrossentropy(_MaskedLabelLoss):
+    """`generalized_crossentropy` as a Keras loss (`y_pred` = logits, `-1` labels masked).
+
+    Example:
+
+    ```python
+    backbone.compile(optimizer="adam", loss=tfssl.losses.GeneralizedCrossentropy(q=0.7))
+    ```
+
+    Args:
+        q: The exponent, in `(0, 1]`. Defaults to `0.7`.
+        normalize: `"batch"` or `"labeled"`, as `MaskedSparseCategoricalCrossentropy`.
+            Defaults to `"batch"`.
+        name: Name of the loss. Defaults to `"generalized_crossentropy"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+
+    Raises:
+        ValueError: For a `q` outside `(0, 1]` or an unknown `normalize`.
+
+    References:
+        Zhang & Sabuncu, Generalized Cross Entropy Loss for Training Deep Neural Networks
+        with Noisy Labels, arXiv 1805.07836.
+    """
+
+    def __init__(self, q=0.7, normalize="batch", name="generalized_crossentropy", dtype=None):
+        _check_q(q)
+        super().__init__(normalize, name, dtype)
+        self.q = float(q)
+
+    def per_sample(self, y_true, y_pred):
+        return generalized_crossentropy(y_true, y_pred, self.q, normalize="none")
+
+    def get_config(self):
+        return {**super().get_config(), "q": self.q}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class SymmetricCrossentropy(_MaskedLabelLoss):
+    """`symmetric_crossentropy` as a Keras loss (`y_pred` = logits, `-1` labels masked).
+
+    Example:
+
+    ```python
+    backbone.compile(optimizer="adam", loss=tfssl.losses.SymmetricCrossentropy(0.1, 1.0))
+    ```
+
+    Args:
+        alpha: Weight of the cross-entropy, `>= 0`. Defaults to `0.1`.
+        beta: Weight of the reverse cross-entropy, `>= 0`. Defaults to `1.0`.
+        log_zero: The clipped `log 0`, `< 0`. Defaults to `-4.0`.
+        normalize: `"batch"` or `"labeled"`. Defaults to `"batch"`.
+        name: Name of the loss. Defaults to `"symmetric_crossentropy"`.
+        dtype: Dtype of the loss computations. Defaults to `None` (floatx).
+
+    Raises:
+        ValueError: For a negative `alpha` or `beta`, `log_zero >= 0` or an unknown
+            `normalize`.
+
+    References:
+        Wang et al., Symmetric Cross Entropy for Robust Learning with Noisy Labels,
+        arXiv 1908.06112.
+    """
+
+    def __init__(self, alpha=0.1, beta=1.0, log_zero=-4.0, normalize="batch",
+                 name="symmetric_crossentropy", dtype=None):
+        _check_sce(alpha, beta, log_zero)
+        super().__init__(normalize, name, dtype)
+        self.alpha, self.beta, self.log_zero = float(alpha), float(beta), float(log_zero)
+
+    def per_sample(self, y_true, y_pred):
+        return symmetric_crossentropy(
+            y_true, y_pred, self.alpha, self.beta, self.log_zero, normalize="none"
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "log_zero": self.log_zero,
+        }

@@ -12,6 +12,11 @@ and the EMA decay schedule follows the TF1 code of
 
 All functions accept Python numbers or tensors (inside `tf.function` too) and return
 `float32` tensors.
+
+The weight of a model's unsupervised term is a `WeightSchedule`, an object called with the
+epoch, as a Keras `LearningRateSchedule` is called with the step: `RampUpWeight` (the seed
+code's ramp-up, the default of the consistency methods), `LinearRampWeight` (Pseudo-Label's
+piecewise-linear weight) and `ConstantWeight` (FixMatch's `lambda_u`, VAT's `alpha`).
 """
 
 import math
@@ -22,9 +27,14 @@ import tensorflow as tf
 
 __all__ = [
     "RAMP_UP_METHODS",
+    "ConstantWeight",
+    "LinearRampWeight",
     "RampUp",
     "RampUpDown",
+    "RampUpWeight",
+    "WeightSchedule",
     "ema_decay",
+    "get_weight_schedule",
     "ramp_down",
     "ramp_up",
 ]
@@ -368,3 +378,214 @@ class RampUpDown(keras.callbacks.Callback):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _check_weight(name, value):
+    if not _is_number(value) or value < 0:
+        raise ValueError(f"`{name}` must be a number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
+class WeightSchedule:
+    """The weight of a model's unsupervised term as a function of the epoch.
+
+    Subclasses implement `__call__(epoch)`, returning a `float32` scalar tensor for an int
+    or float epoch (a tensor inside a `tf.function`), and `get_config`. A model takes one
+    as `weight_schedule=`, like an optimizer takes a `LearningRateSchedule`, reads it once
+    per step with its `epoch` variable, and saves it in its config.
+
+    Example:
+
+    ```python
+    @keras.saving.register_keras_serializable(package="my_package")
+    class StepWeight(tfssl.schedules.WeightSchedule):
+        def __init__(self, weight, start_epoch):
+            self.weight, self.start_epoch = weight, start_epoch
+
+        def __call__(self, epoch):
+            return tf.where(tf.cast(epoch, tf.float32) >= self.start_epoch, self.weight, 0.0)
+
+        def get_config(self):
+            return {"weight": self.weight, "start_epoch": self.start_epoch}
+    ```
+    """
+
+    def __call__(self, epoch):
+        raise NotImplementedError(f"{type(self).__name__} must implement `__call__(epoch)`.")
+
+    def get_config(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement `get_config()`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self).__name__, tuple(sorted(self.get_config().items()))))
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class ConstantWeight(WeightSchedule):
+    """The same weight at every epoch: FixMatch's `lambda_u`, VAT's `alpha`.
+
+    Args:
+        weight: The weight, `>= 0`. Defaults to `1.0`.
+
+    Raises:
+        ValueError: If `weight` is negative or not a number.
+    """
+
+    def __init__(self, weight=1.0):
+        self.weight = _check_weight("weight", weight)
+
+    def __call__(self, epoch):
+        return tf.constant(self.weight, tf.float32)
+
+    def get_config(self):
+        return {"weight": self.weight}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class RampUpWeight(WeightSchedule):
+    """The seed code's unsupervised weight: a ramp-up to `max_weight`, times a fixed factor.
+
+    `weight(epoch) = ramp_up(min(epoch, ramp_up_epochs), ramp_up_epochs, method)
+    * max_weight * scale`, 0 at epoch 0 (`ramp_up`). The seed's TF1 code (and the Temporal
+    Ensembling paper) set `scale = num_labeled / num_samples`; the models' `num_labeled`
+    argument does this for you.
+
+    Formula:
+
+    ```python
+    weight = ramp_up(min(epoch, ramp_up_epochs), ramp_up_epochs, method) * max_weight * scale
+    ```
+
+    Example:
+
+    ```python
+    schedule = tfssl.schedules.RampUpWeight(max_weight=30.0, ramp_up_epochs=80)
+    model = tfssl.models.TemporalEnsembling(backbone, num_samples, weight_schedule=schedule)
+    ```
+
+    Args:
+        max_weight: Weight after the ramp-up, `>= 0`. Defaults to `1.0`.
+        ramp_up_epochs: Length of the ramp-up in epochs, a positive integer. Defaults to
+            `80`.
+        method: One of `RAMP_UP_METHODS` (see `ramp_up`). Defaults to `"sigmoid"`.
+        scale: A fixed factor in `[0, 1]`, e.g. the labeled share of the training set.
+            Defaults to `1.0`.
+
+    Raises:
+        ValueError: For an unknown `method`, a non-positive `ramp_up_epochs`, a negative
+            `max_weight` or a `scale` outside `[0, 1]`.
+    """
+
+    def __init__(self, max_weight=1.0, ramp_up_epochs=80, method="sigmoid", scale=1.0):
+        _check_method(method)
+        if isinstance(ramp_up_epochs, bool) or not isinstance(ramp_up_epochs, numbers.Integral) \
+                or ramp_up_epochs <= 0:
+            raise ValueError(
+                "`ramp_up_epochs` must be a positive integer. "
+                f"Received: ramp_up_epochs={ramp_up_epochs!r}"
+            )
+        if not _is_number(scale) or not 0.0 <= scale <= 1.0:
+            raise ValueError(f"`scale` must be in [0, 1]. Received: scale={scale!r}")
+        self.max_weight = _check_weight("max_weight", max_weight)
+        self.ramp_up_epochs = int(ramp_up_epochs)
+        self.method = method
+        self.scale = float(scale)
+
+    def __call__(self, epoch):
+        epoch = tf.minimum(tf.cast(epoch, tf.float32), float(self.ramp_up_epochs))
+        return ramp_up(epoch, float(self.ramp_up_epochs), self.method) * (
+            self.max_weight * self.scale
+        )
+
+    def get_config(self):
+        return {
+            "max_weight": self.max_weight,
+            "ramp_up_epochs": self.ramp_up_epochs,
+            "method": self.method,
+            "scale": self.scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class LinearRampWeight(WeightSchedule):
+    """Pseudo-Label's weight (Lee 2013): 0 until `start_epoch`, linear to `max_weight` at
+    `end_epoch`, then `max_weight`.
+
+    Formula:
+
+    ```python
+    weight = clip((epoch - start_epoch) / (end_epoch - start_epoch), 0, 1) * max_weight
+    ```
+
+    Args:
+        start_epoch: Epoch where the weight starts to rise, `>= 0`. Defaults to `100`
+            (Lee's `T1`).
+        end_epoch: Epoch where it reaches `max_weight`, `> start_epoch`. Defaults to `600`
+            (Lee's `T2`).
+        max_weight: The final weight, `>= 0`. Defaults to `3.0` (Lee's `alpha_f`).
+
+    Raises:
+        ValueError: Unless `0 <= start_epoch < end_epoch` and `max_weight >= 0`.
+    """
+
+    def __init__(self, start_epoch=100, end_epoch=600, max_weight=3.0):
+        if not (_is_number(start_epoch) and _is_number(end_epoch)) \
+                or not 0 <= start_epoch < end_epoch:
+            raise ValueError(
+                "`start_epoch` and `end_epoch` must satisfy 0 <= start_epoch < end_epoch. "
+                f"Received: start_epoch={start_epoch!r}, end_epoch={end_epoch!r}"
+            )
+        self.start_epoch = int(start_epoch)
+        self.end_epoch = int(end_epoch)
+        self.max_weight = _check_weight("max_weight", max_weight)
+
+    def __call__(self, epoch):
+        progress = (tf.cast(epoch, tf.float32) - self.start_epoch) / (
+            self.end_epoch - self.start_epoch
+        )
+        return tf.clip_by_value(progress, 0.0, 1.0) * self.max_weight
+
+    def get_config(self):
+        return {
+            "start_epoch": self.start_epoch,
+            "end_epoch": self.end_epoch,
+            "max_weight": self.max_weight,
+        }
+
+
+def get_weight_schedule(identifier):
+    """A `WeightSchedule` from a schedule, a number (a `ConstantWeight`) or a config dict.
+
+    Args:
+        identifier: A `WeightSchedule`, a number `>= 0`, or the dict
+            `keras.saving.serialize_keras_object` made of a schedule.
+
+    Returns:
+        A `WeightSchedule`.
+
+    Raises:
+        ValueError: For anything else; the message names it.
+    """
+    if isinstance(identifier, WeightSchedule):
+        return identifier
+    if _is_number(identifier):
+        return ConstantWeight(identifier)
+    if isinstance(identifier, dict):
+        schedule = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(schedule, WeightSchedule):
+            return schedule
+    raise ValueError(
+        "`weight_schedule` must be a tfssl.schedules.WeightSchedule or a number >= 0. "
+        f"Received: weight_schedule={identifier!r}"
+    )

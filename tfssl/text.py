@@ -323,7 +323,7 @@ class MaskedAveragePooling1D(keras.layers.Layer):
     `keras.layers.GlobalAveragePooling1D` also honours the Keras mask, but divides by the
     number of unmasked steps, which is 0 for the empty string: its output is NaN. Here the
     denominator is at least 1. The seed author's TF1 fastText averaged over the padding
-    too (REFERENCES.md), so its features shrank with the padding of the batch.
+    too, so its features shrank with the padding of the batch.
 
     Formula:
 

@@ -1,36 +1,46 @@
-"""The methods of the benchmark: one `Method` entry in `METHODS` per row of its tables.
+"""The registry of methods: one `Method` entry in `METHODS` per method of every experiment.
 
-How to add a method (one entry, nothing else to edit): write a function
-`build(backbone, protocol, hyper)` that returns the model to compile, and add a `Method` to
-`METHODS` with its label, its hyper-parameters, its paper and its cost. For VAT
-(`tfssl.models.VAT`, once it exists; the values are placeholders for those its engineer
-recommends):
+The benchmark (`estimators/benchmark.py`), the sweep (`estimators/sweep.py`), the robustness
+records and the per-method scripts (`estimators/<method>.py`, which build
+`METHODS[name].model` with their own flags) all read it. An entry holds the constructor
+(`model`, and `build`, which the benchmark calls), the benchmark's hyper-parameters (`hyper`,
+`per_protocol`), the batch layout (`data`) and its paper.
 
-```python
-"vat": Method(
-    label="VAT",
-    build=lambda backbone, protocol, hyper: models.VAT(
-        backbone, xi=hyper["xi"], epsilon=hyper["epsilon"],
-        **consistency_kwargs(protocol, hyper),
-    ),
-    hyper={"max_unsupervised_weight": 1.0, "ramp_up_epochs": 5, "xi": 1e-6,
-           "epsilon": 5.0},
-    per_protocol={"noise50": {"epsilon": 2.0}},
-    reference="Miyato, Maeda, Koyama, Ishii. Virtual Adversarial Training: A Regularization "
-    "Method for Supervised and Semi-Supervised Learning. 2017. arXiv:1704.03976",
-    cost=2.0,
-),
-```
+How to add a method (FlexMatch, say, once `tfssl.models.FlexMatch` exists):
 
-Its row then appears in every protocol's table, in the speed section and in `--methods`;
-`python estimators/benchmark.py --methods vat` runs only its missing runs (those of
-supervised-only and the ceiling already in `results.json` are reused) and rewrites the
-report. The model is compiled by the runner with `Adam(protocol.learning_rate)` and trained
-with `fit` on the protocol's semi-supervised batches `({"x", "idx"}, y)`; it is evaluated
-through `model.predict` (a tfssl model predicts with its serving network).
+1. One entry in `METHODS`:
+
+   ```python
+   "flexmatch": Method(
+       label="FlexMatch",
+       model=models.FlexMatch,
+       build=lambda backbone, protocol, hyper: models.FlexMatch(
+           backbone, threshold=hyper["threshold"], lambda_u=hyper["lambda_u"],
+           supervised_normalize=protocol.supervised_normalize,
+       ),
+       hyper={"threshold": 0.95, "lambda_u": 1.0},
+       reference="Bowen Zhang et al. FlexMatch: Boosting Semi-Supervised Learning with "
+       "Curriculum Pseudo Labeling. NeurIPS 2021. arXiv:2110.08263",
+       cost=6.0,
+       default=False,
+       compare_with="fixmatch",
+   ),
+   ```
+
+   Its row then appears in every protocol's table, in the speed section and in `--methods`;
+   `python estimators/benchmark.py --methods flexmatch` runs only its missing runs (those of
+   supervised-only and the ceiling already in `results.json` are reused) and rewrites the
+   report; `python estimators/sweep.py --grid NAME` sweeps it once a grid of `sweep.GRIDS`
+   names it. The model is compiled with `Adam(protocol.learning_rate)` and trained with `fit`
+   on the protocol's semi-supervised batches `({"x", "idx"}, y)` (`training.fit_model`); it
+   is evaluated through `model.predict` (a tfssl model predicts with its serving network).
+2. Optionally a script `estimators/flexmatch.py`, a copy of `estimators/fixmatch.py` with its
+   own flags, and its line in `tests/test_scripts.py`'s `SCRIPTS`.
 
 Fields:
 
+- `model`: the `tfssl.models` class the entry trains (`None`: the bare backbone, or a method
+  of several stages whose `train` hook builds its models).
 - `hyper`: the hyper-parameters of every protocol; `per_protocol[name]` overrides some of
   them for one protocol (the settings chosen by the sweep). A hyper-parameter named like a
   `Protocol` batch field (`labeled_per_batch`) overrides the protocol's batches for this
@@ -58,24 +68,23 @@ Fields:
   (`protocols.load`) and `build_backbone()` returns a fresh backbone. It returns
   `{"accuracy": test accuracy of the final model, "steps": optimizer steps of all stages,
   ...}` and may add JSON values that the record keeps (e.g. the teacher's accuracy). It
-  trains its stages with `runner.fit_model` (one fit, as any entry: a stage that equals the
+  trains its stages with `training.fit_model` (one fit, as any entry: a stage that equals the
   supervised-only run, same seed, gives the same model) and scores them with
-  `runner.test_accuracy`. Such entries are not in the speed section (no single step to
+  `training.test_accuracy`. Such entries are not in the speed section (no single step to
   time). Example, a teacher then a student:
 
   ```python
   def train(protocol, hyper, rows, seed, build_backbone):
-      from benchmarking import runner
       supervised = METHODS["supervised"]
-      teacher, teacher_steps = runner.fit_model(
+      teacher, teacher_steps = training.fit_model(
           supervised, supervised.hyper_for(protocol.name), protocol, rows, seed,
           build_backbone)
       student = Method(label="student", build=lambda backbone, protocol, hyper:
                        models.Distiller(backbone, teacher, hyper["temperature"]))
-      model, steps = runner.fit_model(student, hyper, protocol, rows, seed, build_backbone)
-      return {"accuracy": runner.test_accuracy(model, rows),
+      model, steps = training.fit_model(student, hyper, protocol, rows, seed, build_backbone)
+      return {"accuracy": training.test_accuracy(model, rows),
               "steps": teacher_steps + steps,
-              "teacher_accuracy": runner.test_accuracy(teacher, rows)}
+              "teacher_accuracy": training.test_accuracy(teacher, rows)}
   ```
 """
 
@@ -85,6 +94,7 @@ import math
 import keras
 
 import tfssl
+from benchmarking import training
 from tfssl import layers, models
 
 __all__ = ["METHODS", "Method", "consistency_kwargs", "default_methods"]
@@ -96,6 +106,7 @@ class Method:
 
     label: str
     build: object = None
+    model: object = None
     hyper: dict = dataclasses.field(default_factory=dict)
     per_protocol: dict = dataclasses.field(default_factory=dict)
     reference: str | None = None
@@ -134,6 +145,7 @@ def _vat_method(label, entropy_minimization):
     """The registry entry of VAT, with or without the entropy term (VAT + EntMin)."""
     return Method(
         label=label,
+        model=models.VAT,
         build=lambda backbone, protocol, hyper: models.VAT(
             backbone, epsilon=hyper["epsilon"], xi=hyper["xi"],
             entropy_minimization=entropy_minimization,
@@ -149,11 +161,8 @@ def _vat_method(label, entropy_minimization):
 def _supervised_stage(protocol, rows, seed, build_backbone):
     """The supervised-only entry's training, as the first stage of a method: the same
     call with the same seed gives the same model as the "supervised" row."""
-    # The runner imports this module (for METHODS): imported here, when a run starts.
-    from benchmarking import runner
-
     supervised = METHODS["supervised"]
-    return runner.fit_model(
+    return training.fit_model(
         supervised, supervised.hyper_for(protocol.name), protocol, rows, seed, build_backbone
     )
 
@@ -179,8 +188,6 @@ def _train_self_training(protocol, hyper, rows, seed, build_backbone):
     share the protocol's optimizer steps (each fit gets `steps / (rounds + 1)`, rounded to
     whole `steps_per_execution`), in batches of `batch_size` labeled and pseudo-labeled
     rows; the pool is the unlabeled rows."""
-    from benchmarking import runner
-
     fits = hyper["rounds"] + 1
     execution = protocol.steps_per_execution
     steps_per_fit = max(1, round(protocol.steps / fits / execution)) * execution
@@ -206,7 +213,7 @@ def _train_self_training(protocol, hyper, rows, seed, build_backbone):
                     "callbacks": [stopper], "verbose": 0},
     )
     return {
-        "accuracy": runner.test_accuracy(model, rows),
+        "accuracy": training.test_accuracy(model, rows),
         "steps": sum(stopper.taken),
         "rounds": [
             {"num_added": r["num_added"], "num_pseudo_labeled": r["num_pseudo_labeled"],
@@ -225,8 +232,6 @@ def _finite_or_none(value):
 def _train_distiller(protocol, hyper, rows, seed, build_backbone):
     """The teacher is the supervised-only model (the "supervised" row of the seed); a
     fresh student then learns from the labels and, on every row, from the teacher."""
-    from benchmarking import runner
-
     teacher, teacher_steps = _supervised_stage(protocol, rows, seed, build_backbone)
     student = Method(
         label="Distiller's student",
@@ -235,11 +240,11 @@ def _train_distiller(protocol, hyper, rows, seed, build_backbone):
             supervised_normalize=protocol.supervised_normalize,
         ),
     )
-    model, steps = runner.fit_model(student, hyper, protocol, rows, seed, build_backbone)
+    model, steps = training.fit_model(student, hyper, protocol, rows, seed, build_backbone)
     return {
-        "accuracy": runner.test_accuracy(model, rows),
+        "accuracy": training.test_accuracy(model, rows),
         "steps": teacher_steps + steps,
-        "teacher_accuracy": runner.test_accuracy(teacher, rows),
+        "teacher_accuracy": training.test_accuracy(teacher, rows),
     }
 
 
@@ -247,8 +252,6 @@ def _train_reloop(protocol, hyper, rows, seed, build_backbone):
     """The previous version is the supervised-only model (the "supervised" row of the
     seed); the next version trains as that one did (same init, labeled batches, steps)
     plus ReLoop's self-correction term against it, so their difference is that term's."""
-    from benchmarking import runner
-
     previous, previous_steps = _supervised_stage(protocol, rows, seed, build_backbone)
     next_version = Method(
         label="ReLoop's next version",
@@ -258,11 +261,11 @@ def _train_reloop(protocol, hyper, rows, seed, build_backbone):
         ),
         data="labeled",
     )
-    model, steps = runner.fit_model(next_version, hyper, protocol, rows, seed, build_backbone)
+    model, steps = training.fit_model(next_version, hyper, protocol, rows, seed, build_backbone)
     return {
-        "accuracy": runner.test_accuracy(model, rows),
+        "accuracy": training.test_accuracy(model, rows),
         "steps": previous_steps + steps,
-        "previous_accuracy": runner.test_accuracy(previous, rows),
+        "previous_accuracy": training.test_accuracy(previous, rows),
     }
 
 
@@ -281,6 +284,7 @@ METHODS = {
     "supervised": Method(label="Supervised only", data="labeled"),
     "pi_model": Method(
         label="Π-model",
+        model=models.PiModel,
         build=lambda backbone, protocol, hyper: models.PiModel(
             backbone, **consistency_kwargs(protocol, hyper)
         ),
@@ -290,6 +294,7 @@ METHODS = {
     ),
     "temporal_ensembling": Method(
         label="Temporal Ensembling",
+        model=models.TemporalEnsembling,
         build=lambda backbone, protocol, hyper: models.TemporalEnsembling(
             backbone, num_samples=protocol.train_size, alpha=hyper["alpha"],
             target=hyper["target"], **consistency_kwargs(protocol, hyper),
@@ -300,6 +305,7 @@ METHODS = {
     ),
     "mean_teacher": Method(
         label="Mean Teacher",
+        model=models.MeanTeacher,
         # EMA decay 0.99 throughout: 0.999 would average over ~1000 of the 5700 steps.
         build=lambda backbone, protocol, hyper: models.MeanTeacher(
             backbone, ema_decay=hyper["ema_decay"], rampup_ema_decay=hyper["rampup_ema_decay"],
@@ -311,12 +317,12 @@ METHODS = {
         "NeurIPS 2017. arXiv:1703.01780",
         cost=1.5,
     ),
-    # epsilon 5 was chosen on held-out training rows for this mlp (REFERENCES.md prototypes);
-    # the weight is the paper's fixed alpha = 1.
+    # The weight is the paper's fixed alpha = 1; xi is swept in section 2 of the report.
     "vat": _vat_method("VAT", entropy_minimization=False),
     "vat_entmin": _vat_method("VAT + EntMin", entropy_minimization=True),
     "pseudo_label": Method(
         label="Pseudo-Label",
+        model=models.PseudoLabel,
         build=lambda backbone, protocol, hyper: models.PseudoLabel(
             backbone, threshold=hyper["threshold"], **consistency_kwargs(protocol, hyper)
         ),
@@ -330,6 +336,7 @@ METHODS = {
     ),
     "fixmatch": Method(
         label="FixMatch",
+        model=models.FixMatch,
         build=lambda backbone, protocol, hyper: models.FixMatch(
             backbone, threshold=hyper["threshold"], lambda_u=hyper["lambda_u"]
         ),
@@ -343,6 +350,7 @@ METHODS = {
     ),
     "mixup": Method(
         label="Mixup (labeled rows)",
+        model=models.MixupModel,
         build=lambda backbone, protocol, hyper: models.MixupModel(
             backbone, alpha=hyper["alpha"], at="input",
             supervised_normalize=protocol.supervised_normalize,
@@ -358,6 +366,7 @@ METHODS = {
     # 2, 3 (`robustness.select_epsilon`, seed 0: 0.8270, 0.8192, 0.8168, 0.8168).
     "adversarial": Method(
         label="Adversarial training (FGM)",
+        model=models.AdversarialTraining,
         build=lambda backbone, protocol, hyper: models.AdversarialTraining(
             backbone, method="fgm", epsilon=hyper["epsilon"], norm="sample",
             supervised_normalize=protocol.supervised_normalize,
@@ -370,12 +379,13 @@ METHODS = {
         default=False,
     ),
     # lambda_u and the translation were chosen on validation rows, never the test set
-    # (benchmarks/notes/mixmatch_sweep.md: lambda_u 0-75 x translation 2 px / none, one seed,
+    # (`sweep.py --grid mixmatch`: lambda_u 0-75 x translation 2 px / none, one seed,
     # shortened budget): lambda_u 0.3-30 lie within 0.8 point, 1 the best, 75 four points
     # lower; a 2-pixel translation cost this flattening mlp 2-7 points at every lambda_u.
     # T, K, alpha are the paper's; the linear ramp spans a third of the run, as the others'.
     "mixmatch": Method(
         label="MixMatch",
+        model=models.MixMatch,
         build=lambda backbone, protocol, hyper: models.MixMatch(
             backbone,
             augment=layers.image_augmentation(
@@ -408,8 +418,9 @@ METHODS = {
     ),
     "distiller": Method(
         label="Distiller (teacher: supervised-only)",
+        model=models.Distiller,
         train=_train_distiller,
-        # Chosen on validation rows (README, "Benchmark rows of label regularization").
+        # Chosen on validation rows (`sweep.py --grid rows`, section 2 of BENCHMARKS.md).
         hyper={"temperature": 3.0, "alpha": 0.5},
         reference="Geoffrey Hinton, Oriol Vinyals, Jeff Dean. Distilling the Knowledge in a "
         "Neural Network. 2015. arXiv:1503.02531",
@@ -418,6 +429,7 @@ METHODS = {
     ),
     "reloop": Method(
         label="ReLoop (previous version: supervised-only)",
+        model=models.ReLoop,
         train=_train_reloop,
         hyper={"weight": 0.9},
         reference="Guohao Cai et al. ReLoop: A Self-Correction Continual Learning Loop for "
@@ -435,6 +447,7 @@ METHODS = {
     ),
     "mean_teacher_ls": Method(
         label="Mean Teacher + label smoothing 0.1",
+        model=models.MeanTeacher,
         build=lambda backbone, protocol, hyper: models.MeanTeacher(
             backbone, ema_decay=hyper["ema_decay"], rampup_ema_decay=hyper["rampup_ema_decay"],
             label_smoothing=hyper["label_smoothing"], **consistency_kwargs(protocol, hyper),
@@ -446,6 +459,20 @@ METHODS = {
         cost=1.5,
         default=False,
         compare_with="mean_teacher",
+    ),
+    # Two students of the protocol's backbone (the second a fresh clone); student 0 predicts.
+    "mutual_learning": Method(
+        label="Deep mutual learning (2 students)",
+        model=models.MutualLearning,
+        build=lambda backbone, protocol, hyper: models.MutualLearning(
+            [backbone, keras.models.clone_model(backbone)], temperature=hyper["temperature"],
+            supervised_normalize=protocol.supervised_normalize,
+        ),
+        hyper={"temperature": 3.0},
+        reference="Ying Zhang, Tao Xiang, Timothy M. Hospedales, Huchuan Lu. Deep Mutual "
+        "Learning. CVPR 2018. arXiv:1706.00384",
+        cost=2.0,
+        default=False,
     ),
     "ceiling": Method(label="All labels (ceiling)", data="all_labels"),
 }

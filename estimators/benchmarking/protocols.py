@@ -33,6 +33,7 @@ __all__ = [
     "Backbone",
     "Protocol",
     "load",
+    "load_rows",
 ]
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -228,24 +229,80 @@ def _images(images):
     return (images[..., np.newaxis] / 255.0).astype(np.float32)
 
 
-def load(protocol, seed, data_dir=None):
-    """The protocol's data for one seed.
+def load_rows(train_size=None, num_labeled=1000, seed=0, label_noise=0.0, permute_rows=None,
+              validation_rows=None, test_rows=None, data_dir=None):
+    """Fashion-MNIST rows with few (possibly wrong) labels: the one loader of the harness.
+
+    The benchmark (`load`), the sweep and the per-method scripts (`_common.load_data`) all
+    read their data here. Images are float32 `(N, 28, 28, 1)` in [0, 1].
+
+    Example:
+
+    ```python
+    rows = load_rows(train_size=20_000, num_labeled=1000, seed=0, label_noise=0.5)
+    rows["x"].shape, int((rows["y_semi"] >= 0).sum())   # (20000, 28, 28, 1), 1000
+    ```
+
+    Args:
+        train_size: The first rows of the 60,000 training rows that form the training set
+            (`None`: all).
+        num_labeled: Rows that keep a label, the same number per class, drawn with `seed`
+            (`tfssl.data.mask_labels`).
+        seed: Seed of the labeled rows and of the label noise.
+        label_noise: Share of the kept labels replaced by another class
+            (`tfssl.data.noisy_labels`).
+        permute_rows: Seed of a permutation of the 60,000 training rows applied first, so
+            that "the first `train_size` rows" are other rows (`None`: the file's order).
+        validation_rows: Score on the last `validation_rows` training rows (after the
+            permutation), never among the first `train_size`, instead of the test set.
+        test_rows: Score on the first `test_rows` test rows only (`None`: all 10,000).
+        data_dir: Folder of the Fashion-MNIST IDX files (default: `tfssl.datasets`' search).
+
+    Returns:
+        A dict: `x` (training images), `y_semi` (labels, `-1` for unlabeled rows), `y`
+        (every training row's true label), `x_test` and `y_test` (the rows to score on).
+
+    Raises:
+        ValueError: If `train_size` exceeds the training rows, `test_rows` the test rows,
+            or the training rows would overlap the validation rows.
+    """
+    (x, y), (x_test, y_test) = _fashion(data_dir)
+    if permute_rows is not None:
+        order = np.random.default_rng(permute_rows).permutation(len(x))
+        x, y = x[order], y[order]
+    train_size = len(x) if train_size is None else train_size
+    available = len(x) - (validation_rows or 0)
+    if not 0 < train_size <= available:
+        raise ValueError(f"train_size must be in [1, {available}] (the training rows"
+                         f"{' before the validation rows' if validation_rows else ''}). "
+                         f"Received: train_size={train_size}")
+    if validation_rows:
+        x_test, y_test = x[-validation_rows:], y[-validation_rows:]
+    elif test_rows is not None:
+        if not 0 < test_rows <= len(x_test):
+            raise ValueError(f"test_rows must be in [1, {len(x_test)}]. Received: "
+                             f"test_rows={test_rows}")
+        x_test, y_test = x_test[:test_rows], y_test[:test_rows]
+    x, y = x[:train_size], y[:train_size]
+    y_semi = data.mask_labels(y, num_labeled, seed=seed)
+    if label_noise:
+        y_semi = data.noisy_labels(y_semi, label_noise, seed, num_classes=NUM_CLASSES)
+    return {"x": x, "y_semi": y_semi, "y": y, "x_test": x_test, "y_test": y_test}
+
+
+def load(protocol, seed, data_dir=None, validation_rows=None):
+    """The protocol's data for one seed (`load_rows` with the protocol's fields).
 
     Args:
         protocol: A `Protocol`.
         seed: Seed of the labeled rows and of the label noise.
         data_dir: Folder of the Fashion-MNIST files (default: `tfssl.datasets`' search).
+        validation_rows: Score on the last `validation_rows` of the 60,000 training rows
+            instead of the test set (the sweep's rows; never the test set).
 
     Returns:
-        A dict: `x` (training images), `y_semi` (labels, `-1` for unlabeled rows, noisy
-        when the protocol says so), `y` (every training row's true label, for the
-        ceiling), `x_test`, `y_test`.
+        The dict of `load_rows`.
     """
-    (x, y), (x_test, y_test) = _fashion(data_dir)
-    x, y = x[: protocol.train_size], y[: protocol.train_size]
-    y_semi = data.mask_labels(y, protocol.num_labeled, seed=seed)
-    if protocol.label_noise:
-        y_semi = data.noisy_labels(y_semi, protocol.label_noise, seed, num_classes=NUM_CLASSES)
-    if protocol.test_rows:
-        x_test, y_test = x_test[: protocol.test_rows], y_test[: protocol.test_rows]
-    return {"x": x, "y_semi": y_semi, "y": y, "x_test": x_test, "y_test": y_test}
+    return load_rows(protocol.train_size, protocol.num_labeled, seed, protocol.label_noise,
+                     validation_rows=validation_rows, test_rows=protocol.test_rows,
+                     data_dir=data_dir)

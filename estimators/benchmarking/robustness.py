@@ -36,9 +36,9 @@ import time
 
 import numpy as np
 
-from benchmarking import stats
+from benchmarking import protocols, stats
 from benchmarking.methods import METHODS as REGISTRY
-from benchmarking import protocols
+from benchmarking.training import fit_and_evaluate
 from tfssl import models
 
 __all__ = [
@@ -191,13 +191,7 @@ def collect(records, quick, current_fingerprint):
 
 def validation_rows(protocol, seed, data_dir=None):
     """The protocol's rows of `seed`, scored on the last `VALIDATION_ROWS` training rows."""
-    if protocol.train_size + VALIDATION_ROWS > protocols.TRAIN_ROWS:
-        raise ValueError(f"The protocol's rows overlap the validation rows. Received: "
-                         f"train_size={protocol.train_size}")
-    rows = protocols.load(protocol, seed, data_dir)
-    (x, y), _ = protocols._fashion(data_dir)
-    rows["x_test"], rows["y_test"] = x[-VALIDATION_ROWS:], y[-VALIDATION_ROWS:]
-    return rows
+    return protocols.load(protocol, seed, data_dir, validation_rows=VALIDATION_ROWS)
 
 
 def select_epsilon(epsilons, seeds, protocol_name="clean-1000", quick=False, data_dir=None,
@@ -208,9 +202,6 @@ def select_epsilon(epsilons, seeds, protocol_name="clean-1000", quick=False, dat
         Records `{method, param, value, seed, val_accuracy, val_attacked_accuracy,
         protocol}` in the format of `sweep.json`.
     """
-    # Not at the top: the runner imports this module.
-    from benchmarking.runner import fit_and_evaluate
-
     registered = protocols.PROTOCOLS[protocol_name]
     protocol = registered.quick() if quick else registered
     method = REGISTRY["adversarial"]

@@ -1,9 +1,14 @@
 """Semi-supervised models: each a `keras.Model` wrapping a backbone that returns logits."""
 
+from tfssl.models import policies
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
 from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.co_teaching import CoTeaching
 from tfssl.models.distillation import Distiller, MutualLearning
+from tfssl.models.divide_mix import DivideMix
+from tfssl.models.elr import ELR
 from tfssl.models.fixmatch import FixMatch
+from tfssl.models.flexmatch import FlexMatch
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
@@ -15,8 +20,12 @@ from tfssl.models.vat import VAT
 
 __all__ = [
     "AdversarialTraining",
+    "CoTeaching",
     "Distiller",
+    "DivideMix",
+    "ELR",
     "FixMatch",
+    "FlexMatch",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
@@ -30,4 +39,5 @@ __all__ = [
     "TemporalEnsembling",
     "VAT",
     "adversarial_inputs",
+    "policies",
 ]

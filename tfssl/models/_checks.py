@@ -8,7 +8,7 @@ which the methods use for their own string options.
 
 def check_label_smoothing(label_smoothing, supervised_objective):
     """Raises a `ValueError` unless `label_smoothing` is a number in `[0, 1]`, and 0 for
-    the F1 objectives."""
+    the objectives other than the two cross-entropies (F1, GCE, SCE)."""
     if (
         isinstance(label_smoothing, bool)
         or not isinstance(label_smoothing, (int, float))
@@ -18,7 +18,7 @@ def check_label_smoothing(label_smoothing, supervised_objective):
             f"`label_smoothing` must be a number in [0, 1]. "
             f"Received: label_smoothing={label_smoothing!r}"
         )
-    if label_smoothing and supervised_objective in ("f1", "sigmoid_f1"):
+    if label_smoothing and supervised_objective not in ("crossentropy", "binary_crossentropy"):
         raise ValueError(
             f"`label_smoothing` applies to the cross-entropy objectives, not to "
             f"supervised_objective={supervised_objective!r}. "
@@ -117,3 +117,47 @@ def check_positive_int(name, value):
     """Raises a `ValueError` naming `value` unless it is a positive `int` (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def check_shorthand(name, value, full_name, full_value):
+    """Refuses a shorthand argument (e.g. `threshold`) given together with the object it
+    stands for (`pseudo_label_policy`), naming both."""
+    if value is not None and full_value is not None:
+        raise ValueError(
+            f"Pass either `{name}` or `{full_name}`, not both. "
+            f"Received: {name}={value!r}, {full_name}={full_value!r}"
+        )
+
+
+def check_positive_number(name, value):
+    """`value` as a float, or a `ValueError` naming it unless it is a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"`{name}` must be a number > 0. Received: {name}={value!r}")
+    return float(value)
+
+
+def check_at_least_one(name, value):
+    """`value`, or a `ValueError` naming it unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+    return value
+
+
+def output_shape(model):
+    """The model's output shape as a tuple, or `None` while it is unknown."""
+    try:
+        return tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        # A subclassed model never called has no known output shape: checked at the first step.
+        return None
+
+
+def check_same_outputs(first_name, first, second_name, second):
+    """Raises a ValueError naming both shapes if two models' known output shapes differ."""
+    first_shape, second_shape = output_shape(first), output_shape(second)
+    if first_shape is not None and second_shape is not None and first_shape != second_shape:
+        raise ValueError(
+            f"The {first_name} and the {second_name} must output logits of the same shape. "
+            f"Received: {first_name} output shape {first_shape}, {second_name} output shape "
+            f"{second_shape}"
+        )

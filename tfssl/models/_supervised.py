@@ -2,8 +2,9 @@
 
 `SemiSupervisedModel.supervised_loss` computes the supervised term on the labeled rows
 with `objective_loss`, for one of `SUPERVISED_OBJECTIVES`: the softmax cross-entropy of
-integer labels (`-1` unlabeled), or for multi-hot labels (`-1` an unknown entry) one sigmoid
-cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
+integer labels (`-1` unlabeled) or one of its noise-robust variants (generalized and
+symmetric cross-entropy, `tfssl.losses`), or for multi-hot labels (`-1` an unknown entry)
+one sigmoid cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
 batch's value, so a run on several replicas equals one device. `tfssl.models.base`
 re-exports the two tuples.
 """
@@ -16,10 +17,20 @@ from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
 from tfssl.models._replicas import gather_from_replicas, global_mean
 
-# Objectives of the supervised term. The first reads integer labels `(batch,)` and a softmax;
-# the others read multi-hot labels `(batch, num_classes)` and one sigmoid per class.
-SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1")
+# Objectives of the supervised term. "crossentropy", "gce" and "sce" read integer labels
+# `(batch,)` and a softmax; the others read multi-hot labels `(batch, num_classes)` and one
+# sigmoid per class.
+SUPERVISED_OBJECTIVES = ("crossentropy", "binary_crossentropy", "f1", "sigmoid_f1", "gce", "sce")
 MULTILABEL_OBJECTIVES = ("binary_crossentropy", "f1", "sigmoid_f1")
+# The noise-robust objectives, with the papers' parameters.
+ROBUST_OBJECTIVES = {
+    "gce": lambda labels, logits: losses_lib.generalized_crossentropy(
+        labels, logits, q=0.7, normalize="none"
+    ),
+    "sce": lambda labels, logits: losses_lib.symmetric_crossentropy(
+        labels, logits, alpha=0.1, beta=1.0, log_zero=-4.0, normalize="none"
+    ),
+}
 
 
 def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, normalize="batch"):
@@ -30,7 +41,10 @@ def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, 
             labels `(batch, num_classes)` (or flattened); `-1` marks unlabeled rows
             (entries).
         logits: `(batch, outputs)` logits.
-        objective: One of `SUPERVISED_OBJECTIVES`.
+        objective: One of `SUPERVISED_OBJECTIVES`: `"gce"` is
+            `tfssl.losses.generalized_crossentropy` with `q = 0.7` (arXiv 1805.07836),
+            `"sce"` is `tfssl.losses.symmetric_crossentropy` with `alpha = 0.1`,
+            `beta = 1`, `A = -4` (arXiv 1908.06112), both on the labeled rows.
         num_classes: Number of classes (the one-hot depth of smoothed cross-entropy).
         label_smoothing: Smoothing of the cross-entropy targets, with Keras' semantics.
             Defaults to `0.0`.
@@ -41,7 +55,10 @@ def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, 
         A scalar: this replica's share of the global batch's supervised loss.
     """
     logits = tf.cast(logits, tf.float32)
-    if objective == "crossentropy":
+    if objective in ROBUST_OBJECTIVES:
+        per_sample = ROBUST_OBJECTIVES[objective](labels, logits)
+        row_weights = tf.cast(labels != UNLABELED, tf.float32)
+    elif objective == "crossentropy":
         labeled = labels != UNLABELED
         if label_smoothing:
             # Keras' own loss, so the smoothing is Keras' to the last detail.

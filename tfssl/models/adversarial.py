@@ -8,105 +8,25 @@ Adversarial Attacks", arXiv 1706.06083 (PGD). Ports the seed's PyTorch `FGM` and
 (seed 003, section 10, "NLP中的对抗训练"), which perturb the embedding weights, take one norm
 over the whole batch, add the adversarial gradient to the clean one and restore the weights.
 
-`PerturbationSite` says where the perturbation goes (a named layer's output, the only
-`Embedding`, or the input); `VAT` (tfssl.models.vat) uses it too.
+`PerturbationSite` (`tfssl.models._perturbation`, shared with `VAT`) says where the
+perturbation goes: a named layer's output, the only `Embedding`, or the input.
 """
 
 import keras
 import tensorflow as tf
 
-from tfssl.models._checks import check_choice
-from tfssl.models._graph import Split, embedding_name
-from tfssl.models._replicas import global_sum
+from tfssl.models._checks import check_at_least_one, check_choice, check_positive_number
+from tfssl.models._perturbation import NORMS, PerturbationSite, l2_norm, normalize
 from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["AdversarialTraining", "PerturbationSite", "adversarial_inputs", "normalize"]
 
 METHODS = ("fgm", "pgd")
-NORMS = ("sample", "batch")
-
-
-class PerturbationSite(Split):
-    """Where an adversarial perturbation `r` is added to a backbone.
-
-    The site is, in this order: the output of the layer named `layer`; else the backbone's
-    `keras.layers.Embedding` when it has exactly one (text backbones: `r` goes on the word
-    vectors, as in Miyato et al.); else the backbone's input, which must then be a float.
-
-    At an inner layer, the backbone is split there (`tfssl.models._graph.Split`) into two
-    Keras models that share its layers and weights: `head` maps the input `x` to the
-    layer's output `z`, and `tail` maps `(x, z)` to the logits. The tail takes `x` as well
-    because the graph after the layer may still read it: an `Embedding(mask_zero=True)`
-    computes its mask from the token ids, and a skip connection may bypass the layer.
-    `tail([x, head(x)])` equals `backbone(x)`, and the perturbed logits are
-    `tail([x, z + r])`. This needs a functional or `Sequential` backbone with one input in
-    which the layer is used once; no call hook stays on the backbone, and the split models
-    are not tracked by Keras (the weights are saved once, under the backbone).
-
-    Example:
-
-    ```python
-    site = tfssl.models.PerturbationSite(text_backbone)   # finds the Embedding
-    z = site.inputs(token_ids)                           # word vectors
-    logits = site.logits(token_ids, z + r)
-    ```
-
-    Args:
-        backbone: `keras.Model` mapping inputs to logits.
-        layer: Name of a layer of `backbone` whose output is perturbed. Defaults to `None`
-            (the only `Embedding`, else the input).
-
-    Raises:
-        ValueError: If `layer` is not a layer of the backbone, if there are several
-            `Embedding` layers and no `layer`, if the backbone cannot be split (not
-            functional, several inputs, a shared layer), or if the perturbed tensor is not
-            a float.
-    """
-
-    def __init__(self, backbone, layer=None):
-        if layer is not None and not isinstance(layer, str):
-            raise ValueError(f"`layer` must be a layer name or None. Received: layer={layer!r}")
-        if layer is None:
-            layer = embedding_name(backbone, "layer", required=False)
-        super().__init__(backbone, layer)
-        inputs = getattr(backbone, "inputs", None)
-        dtype = inputs[0].dtype if inputs else None
-        if self.head is None and dtype is not None and not keras.backend.is_float_dtype(dtype):
-            raise ValueError(
-                f"The backbone's input has dtype {dtype} and cannot be perturbed: give "
-                f"`layer`, a layer with a float output. Received: layer={layer!r}"
-            )
-
-
-def _norm(v, norm):
-    """L2 norm per sample (over all but the batch axis) or over the whole global batch."""
-    if norm == "sample":
-        axes = list(range(1, len(v.shape)))
-        return tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True))
-    return tf.sqrt(global_sum(tf.reduce_sum(tf.square(v))))
-
-
-def normalize(v, norm="sample"):
-    """`v / ||v||`, the norm per sample or over the batch; a zero `v` stays zero.
-
-    Under a `tf.distribute` strategy `norm="batch"` sums over the global batch, so that
-    several replicas equal one device.
-
-    Args:
-        v: Tensor of shape `(batch, ...)`.
-        norm: `"sample"` (each row over all its axes) or `"batch"` (the whole tensor).
-            Defaults to `"sample"`.
-
-    Returns:
-        A tensor shaped like `v`.
-    """
-    check_choice("norm", norm, NORMS)
-    return tf.math.divide_no_nan(v, _norm(v, norm))
 
 
 def _project(r, epsilon, norm):
     """Scales `r` back into the `epsilon` ball where it left it (the seed's `project`)."""
-    return r * tf.minimum(1.0, tf.math.divide_no_nan(epsilon, _norm(r, norm)))
+    return r * tf.minimum(1.0, tf.math.divide_no_nan(epsilon, l2_norm(r, norm)))
 
 
 def _gradient(loss_fn, point):
@@ -133,18 +53,6 @@ def _perturbation(loss_fn, z, gradient, method, epsilon, step_size, steps, norm)
         r = _project(r + step_size * normalize(gradient, norm), epsilon, norm)
         r = tf.stop_gradient(r)
     return r
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"`{name}` must be a number > 0. Received: {name}={value!r}")
-    return float(value)
-
-
-def _check_steps(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    return value
 
 
 def adversarial_inputs(
@@ -181,9 +89,9 @@ def adversarial_inputs(
     Raises:
         ValueError: For an out-of-range argument, or a backbone whose input is not a float.
     """
-    epsilon = _check_positive("epsilon", epsilon)
-    step_size = _check_positive("step_size", step_size)
-    steps = _check_steps("steps", steps)
+    epsilon = check_positive_number("epsilon", epsilon)
+    step_size = check_positive_number("step_size", step_size)
+    steps = check_at_least_one("steps", steps)
     check_choice("method", method, METHODS)
     check_choice("norm", norm, NORMS)
     site = PerturbationSite(backbone, layer=None)
@@ -294,9 +202,9 @@ class AdversarialTraining(SemiSupervisedModel):
         check_choice("method", method, METHODS)
         check_choice("norm", norm, NORMS)
         self.method = method
-        self.epsilon = _check_positive("epsilon", epsilon)
-        self.step_size = _check_positive("step_size", step_size)
-        self.steps = _check_steps("steps", steps)
+        self.epsilon = check_positive_number("epsilon", epsilon)
+        self.step_size = check_positive_number("step_size", step_size)
+        self.steps = check_at_least_one("steps", steps)
         self.norm = norm
         self.layer = layer
         self.site = PerturbationSite(backbone, layer)

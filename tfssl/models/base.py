@@ -7,8 +7,12 @@ methods share, once, with the parts a method never touches in private modules be
 
 - unpacking and validating a batch (sample indices in range and unique, labels in range;
   `_batches`);
-- the masked supervised loss (`_supervised`) and the ramped-up unsupervised weight of the
-  seed code, `ramp_up(epoch) * max_unsupervised_weight * num_labeled / num_samples`;
+- the masked supervised loss (`_supervised`) and the unsupervised weight, a
+  `tfssl.schedules.WeightSchedule` read with the epoch (by default the seed code's
+  `ramp_up(epoch) * max_unsupervised_weight * num_labeled / num_samples`);
+- the hooks of the pseudo-label family (`tfssl.models.policies`): policies and target
+  transforms that a method registers with `add_hook`, whose state updates are written after
+  the optimizer step;
 - the epoch counter the ramp-up reads (set by a callback that `fit` adds);
 - one `keras.metrics.Mean` per loss term, reset every epoch;
 - per-sample state (`(num_samples, ...)` variables such as Temporal Ensembling's ensemble):
@@ -24,7 +28,7 @@ methods share, once, with the parts a method never touches in private modules be
 
 A method overrides `compute_losses` (the paper's loss, as a dict of named terms) and, when it
 keeps state beside the weights, `update_state_after_step` (the ensemble or teacher update that
-follows the optimizer step).
+follows the optimizer step). `docs/writing-a-method.md` walks through one.
 """
 import keras
 import tensorflow as tf
@@ -42,6 +46,7 @@ from tfssl.models._checks import (
 from tfssl.models._replicas import gather_from_replicas, global_consistency, global_mean
 from tfssl.models._supervised import MULTILABEL_OBJECTIVES, SUPERVISED_OBJECTIVES, objective_loss
 from tfssl.models._trainer import Trainer
+from tfssl.models import policies
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
@@ -68,11 +73,13 @@ class SemiSupervisedModel(Trainer, keras.Model):
     `update_state_after_step`. `call` runs the serving model (`serving_model()`) in inference,
     so `predict` and `evaluate` take plain arrays or `{"x", "idx"}` dicts.
 
-    The unsupervised weight follows the seed code:
+    The unsupervised weight is `weight_schedule(epoch)`, a `tfssl.schedules.WeightSchedule`.
+    By default it follows the seed code, `tfssl.schedules.RampUpWeight`:
     `ramp_up(min(epoch, ramp_up_epochs), ramp_up_epochs, ramp_up_method)
     * max_unsupervised_weight * num_labeled / num_samples`, the last factor only when
-    `num_labeled` is given. The epoch is written into `model.epoch` by a callback that `fit`
-    adds; it is restored with the other weights.
+    `num_labeled` is given; those four arguments are a shorthand for that schedule and
+    cannot be combined with `weight_schedule`. The epoch is written into `model.epoch` by a
+    callback that `fit` adds; it is restored with the other weights.
 
     `compile(jit_compile=True)` compiles the step with XLA on one replica, all but the batch
     checks: on GPU and under XLA a gather clamps an out-of-range index and a scatter drops
@@ -89,14 +96,18 @@ class SemiSupervisedModel(Trainer, keras.Model):
             Defaults to `None`.
         num_classes: Number of classes. Defaults to `None`: the size of the backbone's
             output. When given, it must equal that size.
+        weight_schedule: The unsupervised weight: a `tfssl.schedules.WeightSchedule`
+            (`RampUpWeight`, `LinearRampWeight`, `ConstantWeight`, or your own) or a number
+            (a constant). Defaults to `None`: the seed's ramp-up built from the next four
+            arguments.
         num_labeled: Number of labeled rows in the training set, for the seed's weighting
             `num_labeled / num_samples`. Defaults to `None` (no such factor).
         max_unsupervised_weight: Weight of the unsupervised term after the ramp-up.
-            Defaults to `1.0`.
+            Defaults to `None` (1.0).
         ramp_up_method: `"sigmoid"` (the papers' `exp(-5 (1 - t)^2)`), `"linear"`,
             `"cosine"` (the seed's, which falls from 1 to 0) or `"cosine_rampup"` (a cosine
-            that rises). Defaults to `"sigmoid"`.
-        ramp_up_epochs: Length of the ramp-up in epochs. Defaults to `80`.
+            that rises). Defaults to `None` (`"sigmoid"`).
+        ramp_up_epochs: Length of the ramp-up in epochs. Defaults to `None` (80).
         supervised_normalize: `"batch"` divides the labeled rows' cross-entropy by the batch
             size (the seed's TF1 code), `"labeled"` by the number of labeled rows.
             Defaults to `"batch"`.
@@ -114,7 +125,10 @@ class SemiSupervisedModel(Trainer, keras.Model):
               (click-through style) classifier, labels 0 or 1, and `num_classes` is 2.
             - `"f1"`: the seed's soft macro-F1 `tfssl.losses.f1_loss` on sigmoid outputs.
             - `"sigmoid_f1"`: `tfssl.losses.sigmoid_f1_loss` (sigmoidF1) on the logits.
-            The last three read multi-hot labels `(batch, num_classes)` where `-1` marks an
+            - `"gce"`, `"sce"`: the noise-robust `tfssl.losses.generalized_crossentropy`
+              (q 0.7) and `tfssl.losses.symmetric_crossentropy` (alpha 0.1, beta 1, A -4)
+              of integer labels, with the papers' parameters; label smoothing must be 0.
+            `"binary_crossentropy"` and the F1 objectives read multi-hot labels `(batch, num_classes)` where `-1` marks an
             unknown entry: an unlabeled row is all `-1`, and unknown entries add nothing
             (the F1 counts leave them out). The F1 objectives are statistics of the whole
             batch, computed on the global batch under a `tf.distribute` strategy, and
@@ -140,6 +154,10 @@ class SemiSupervisedModel(Trainer, keras.Model):
     # on every replica.
     loss_terms = ("loss", "supervised_loss")
     schedule_terms = ("unsupervised_weight",)
+    # The weight schedule when neither `weight_schedule` nor the ramp-up shorthand is given;
+    # `None` is the seed's ramp-up. A `RampUpWeight` here also supplies the shorthand's
+    # missing values.
+    default_weight_schedule = None
 
     def __init__(
         self,
@@ -147,13 +165,14 @@ class SemiSupervisedModel(Trainer, keras.Model):
         num_samples=None,
         num_classes=None,
         num_labeled=None,
-        max_unsupervised_weight=1.0,
-        ramp_up_method="sigmoid",
-        ramp_up_epochs=80,
+        max_unsupervised_weight=None,
+        ramp_up_method=None,
+        ramp_up_epochs=None,
         supervised_normalize="batch",
         label_smoothing=0.0,
         supervised_objective="crossentropy",
         on_nonfinite="raise",
+        weight_schedule=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -168,22 +187,20 @@ class SemiSupervisedModel(Trainer, keras.Model):
             backbone, num_classes, sigmoid=supervised_objective in MULTILABEL_OBJECTIVES
         )
         check_sample_counts(num_samples, num_labeled)
-        if max_unsupervised_weight < 0:
-            raise ValueError(
-                f"`max_unsupervised_weight` must be >= 0. "
-                f"Received: max_unsupervised_weight={max_unsupervised_weight}"
-            )
-        check_choice("ramp_up_method", ramp_up_method, schedules.RAMP_UP_METHODS)
-        check_positive_int("ramp_up_epochs", ramp_up_epochs)
+        self.weight_schedule = _weight_schedule(
+            weight_schedule,
+            self.default_weight_schedule,
+            num_labeled=num_labeled,
+            num_samples=num_samples,
+            max_unsupervised_weight=max_unsupervised_weight,
+            ramp_up_method=ramp_up_method,
+            ramp_up_epochs=ramp_up_epochs,
+        )
         check_choice("supervised_normalize", supervised_normalize, ("batch", "labeled"))
         check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
         self.backbone = backbone
         self.num_samples = None if num_samples is None else int(num_samples)
         self.num_classes = num_classes
-        self.num_labeled = None if num_labeled is None else int(num_labeled)
-        self.max_unsupervised_weight = float(max_unsupervised_weight)
-        self.ramp_up_method = ramp_up_method
-        self.ramp_up_epochs = int(ramp_up_epochs)
         self.supervised_normalize = supervised_normalize
         self.label_smoothing = float(label_smoothing)
         self.supervised_objective = supervised_objective
@@ -203,6 +220,7 @@ class SemiSupervisedModel(Trainer, keras.Model):
             name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
         }
         self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
+        self.hooks = []
         self._jit_step = False
         self._compiled_step = None
         self._metric_reset = None
@@ -257,7 +275,7 @@ class SemiSupervisedModel(Trainer, keras.Model):
 
         A resource gather reads only those rows; `tf.gather` on the Keras variable would
         first convert the whole `(num_samples, ...)` variable to a tensor (121x slower
-        per step with 10M samples, see REFERENCES.md). State stored in half precision is
+        per step with 10M samples, measured on CPU). State stored in half precision is
         cast up after the gather, so the update that follows runs in float32.
         """
         return tf.cast(tf.nn.embedding_lookup(variable.value, sample_idx), tf.float32)
@@ -278,6 +296,84 @@ class SemiSupervisedModel(Trainer, keras.Model):
             # once.
             rows = tf.cast(gather_from_replicas(tf.cast(rows, tf.float32)), variable.dtype)
             variable.value.scatter_update(tf.IndexedSlices(rows, global_idx))
+
+    def assign_state(self, variable, value):
+        """Assigns `value` to a non-trainable `variable` on every replica, after the step.
+
+        For state computed from the global batch (all-reduced, hence the same on every
+        replica), such as a policy's running statistics. Call it from
+        `update_state_after_step`, which runs only when the step is applied.
+        """
+
+        def assign(strategy, value):
+            strategy.extended.update(
+                variable.value, lambda v, new: v.assign(tf.cast(new, v.dtype)), args=(value,)
+            )
+
+        tf.distribute.get_replica_context().merge_call(assign, args=(value,))
+
+    # ------------------------------------------------------------------------ hooks
+    def add_hook(self, hook):
+        """Registers a pseudo-label policy or target transform (`tfssl.models.policies`).
+
+        Builds its state for this model (`hook.build_state(self)`), tracks it so its
+        variables are saved, and has `update_state_after_step` write the updates a step
+        returned for it under `outputs["hook_updates"][hook.name]`.
+
+        Args:
+            hook: A `PseudoLabelPolicy` or `TargetTransform`.
+
+        Returns:
+            `hook`.
+
+        Raises:
+            ValueError: If `hook` is neither, or needs `idx` and the model has no
+                `num_samples`.
+        """
+        if not isinstance(hook, (policies.PseudoLabelPolicy, policies.TargetTransform)):
+            raise ValueError(
+                "Expected a tfssl.models.policies.PseudoLabelPolicy or TargetTransform. "
+                f"Received: {hook!r}"
+            )
+        if getattr(hook, "needs_sample_idx", False) and self.num_samples is None:
+            raise ValueError(
+                f"{type(hook).__name__} keeps per-row state and needs the model's "
+                "`num_samples`. Received: num_samples=None"
+            )
+        hook.build_state(self)
+        self.hooks.append(hook)
+        return hook
+
+    def run_hooks(self, probabilities, sample_idx=None, labeled_probabilities=None,
+                  policy=None, transforms=()):
+        """Runs target transforms, then a policy, on guessed probabilities.
+
+        Args:
+            probabilities: `(rows, num_classes)` guesses for unlabeled rows (no gradient).
+            sample_idx: Their `idx`, or `None`.
+            labeled_probabilities: Predictions on the batch's labeled rows, or `None`.
+            policy: A registered `PseudoLabelPolicy`, or `None` (every row weighs 1).
+            transforms: Registered `TargetTransform`s, applied in order before the policy.
+
+        Returns:
+            `(probabilities, weights, hook_outputs)`: the transformed guesses, `(rows,)`
+            weights and a dict to merge into `compute_losses`' outputs (the hooks' state
+            updates and `sample_idx`) and whose `"logs"` the method may report.
+        """
+        updates = {}
+        for transform in transforms:
+            probabilities, updates[transform.name] = transform.transform(
+                probabilities, labeled_probabilities
+            )
+        if policy is None:
+            weights, logs = tf.ones_like(probabilities[:, 0]), {}
+        else:
+            weights, updates[policy.name] = policy.select(
+                probabilities, sample_idx, labeled_probabilities
+            )
+            logs = policy.logs(updates[policy.name])
+        hook_outputs = {"hook_updates": updates, "hook_sample_idx": sample_idx}
+        return probabilities, weights, hook_outputs, logs
 
     # --------------------------------------------------------------------- batches
     def unpack_batch(self, data):
@@ -364,13 +460,8 @@ class SemiSupervisedModel(Trainer, keras.Model):
         )
 
     def unsupervised_weight(self):
-        """The seed's weight: ramp-up(epoch) x max weight x num_labeled / num_samples."""
-        epoch = tf.minimum(tf.cast(self.epoch, tf.float32), float(self.ramp_up_epochs))
-        ramp = schedules.ramp_up(epoch, float(self.ramp_up_epochs), self.ramp_up_method)
-        scale = self.max_unsupervised_weight
-        if self.num_labeled is not None:
-            scale *= self.num_labeled / self.num_samples
-        return ramp * scale
+        """The weight of the unsupervised term at this epoch: `weight_schedule(epoch)`."""
+        return tf.cast(self.weight_schedule(self.epoch), tf.float32)
 
     def combine_losses(self, supervised, unsupervised, unsupervised_name="consistency_loss"):
         """The named terms of `supervised + unsupervised_weight() * unsupervised`.
@@ -403,7 +494,12 @@ class SemiSupervisedModel(Trainer, keras.Model):
 
     def update_state_after_step(self, sample_idx, outputs):
         """Updates state kept beside the weights (ensemble, teacher) after the optimizer
-        step, from the `outputs` of `compute_losses`. Does nothing by default."""
+        step, from the `outputs` of `compute_losses`. By default it writes the registered
+        hooks' updates (`run_hooks`); a method with state of its own calls it too."""
+        updates = outputs.get("hook_updates", {})
+        for hook in self.hooks:
+            if hook.name in updates:
+                hook.apply_updates(self, updates[hook.name], outputs.get("hook_sample_idx"))
 
     # ----------------------------------------------------------------- keras hooks
     def call(self, inputs, training=False):
@@ -442,10 +538,7 @@ class SemiSupervisedModel(Trainer, keras.Model):
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "num_samples": self.num_samples,
                 "num_classes": self.num_classes,
-                "num_labeled": self.num_labeled,
-                "max_unsupervised_weight": self.max_unsupervised_weight,
-                "ramp_up_method": self.ramp_up_method,
-                "ramp_up_epochs": self.ramp_up_epochs,
+                "weight_schedule": keras.saving.serialize_keras_object(self.weight_schedule),
                 "supervised_normalize": self.supervised_normalize,
                 "label_smoothing": self.label_smoothing,
                 "supervised_objective": self.supervised_objective,
@@ -457,8 +550,49 @@ class SemiSupervisedModel(Trainer, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        for name, value in config.items():
+            # Nested Keras objects: the backbone, augmentations, schedules, policies.
+            if isinstance(value, dict) and "class_name" in value:
+                config[name] = keras.saving.deserialize_keras_object(value)
         return cls(**config)
+
+
+def _weight_schedule(weight_schedule, default, num_labeled, num_samples, **ramp_up):
+    """The model's `WeightSchedule`: `weight_schedule`; else a ramp-up from the shorthand
+    arguments (`max_unsupervised_weight`, `ramp_up_method`, `ramp_up_epochs`, `num_labeled`),
+    which cannot be combined with it, their missing values taken from `default` when it is a
+    `RampUpWeight`; else `default`; else the seed's ramp-up."""
+    given = {name: value for name, value in ramp_up.items() if value is not None}
+    if num_labeled is not None:
+        given["num_labeled"] = num_labeled
+    if weight_schedule is not None:
+        if given:
+            raise ValueError(
+                "Pass either `weight_schedule` or the ramp-up shorthand "
+                "(max_unsupervised_weight, ramp_up_method, ramp_up_epochs, num_labeled), "
+                f"not both. Received: weight_schedule={weight_schedule!r} and {given}"
+            )
+        return schedules.get_weight_schedule(weight_schedule)
+    if not given and default is not None:
+        return default
+    if isinstance(default, schedules.RampUpWeight):
+        defaults = {
+            "max_unsupervised_weight": default.max_weight,
+            "ramp_up_method": default.method,
+            "ramp_up_epochs": default.ramp_up_epochs,
+        }
+        given = {**defaults, **given}
+    max_weight = given.get("max_unsupervised_weight", 1.0)
+    if isinstance(max_weight, bool) or not isinstance(max_weight, (int, float)) or max_weight < 0:
+        raise ValueError(
+            f"`max_unsupervised_weight` must be >= 0. Received: max_unsupervised_weight={max_weight}"
+        )
+    method = given.get("ramp_up_method", "sigmoid")
+    check_choice("ramp_up_method", method, schedules.RAMP_UP_METHODS)
+    epochs = given.get("ramp_up_epochs", 80)
+    check_positive_int("ramp_up_epochs", epochs)
+    scale = 1.0 if num_labeled is None else num_labeled / num_samples
+    return schedules.RampUpWeight(max_weight, epochs, method, scale=scale)
 
 
 class _SampleState(keras.layers.Layer):

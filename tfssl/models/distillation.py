@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 from tfssl import losses as losses_lib
+from tfssl.models._checks import check_same_outputs, output_shape
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import SemiSupervisedModel
 
@@ -27,26 +28,6 @@ def _check_temperature(temperature):
     if temperature <= 0:
         raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
     return float(temperature)
-
-
-def output_shape(model):
-    """The model's output shape as a tuple, or `None` while it is unknown."""
-    try:
-        return tuple(model.output_shape)
-    except (AttributeError, ValueError):
-        # A subclassed model never called has no known output shape: checked at the first step.
-        return None
-
-
-def check_same_outputs(first_name, first, second_name, second):
-    """Raises a ValueError naming both shapes if two models' known output shapes differ."""
-    first_shape, second_shape = output_shape(first), output_shape(second)
-    if first_shape is not None and second_shape is not None and first_shape != second_shape:
-        raise ValueError(
-            f"The {first_name} and the {second_name} must output logits of the same shape. "
-            f"Received: {first_name} output shape {first_shape}, {second_name} output shape "
-            f"{second_shape}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="tfssl")

@@ -10,15 +10,14 @@ import keras
 import tensorflow as tf
 
 from tfssl import layers as layers_lib
+from tfssl import schedules
 from tfssl.data import UNLABELED
+from tfssl.models import policies
+from tfssl.models._checks import check_shorthand
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import SemiSupervisedModel
-from tfssl.models.pseudo_label import check_threshold, pseudo_label_loss, pseudo_label_targets
 
 __all__ = ["FixMatch"]
-
-# The base class's weight schedule; FixMatch's weight is the constant `lambda_u`.
-_SCHEDULE_ARGUMENTS = ("num_labeled", "max_unsupervised_weight", "ramp_up_method", "ramp_up_epochs")
 
 
 @keras.saving.register_keras_serializable(package="tfssl")
@@ -30,17 +29,22 @@ class FixMatch(SemiSupervisedModel):
     1. `weak = weak_augment(x)` for every row; `strong = strong_augment(u)` for the
        unlabeled rows `u`. One backbone pass over both (`training=True`), so batch-norm
        statistics cover both views, as in the reference code.
-    2. For each unlabeled row, `q = softmax(backbone(weak))` held fixed (no gradient);
-       its pseudo-label is `argmax q`, kept when `max q >= threshold`.
+    2. For each unlabeled row, `q = softmax(backbone(weak))` held fixed (no gradient),
+       aligned when `distribution_alignment` is given; its pseudo-label is `argmax q`, with
+       the weight the `pseudo_label_policy` gives it (FixMatch: 1 when `max q >= threshold`,
+       else 0).
     3. `loss = CE(y, backbone(weak)) over the labeled rows
        + lambda_u * sum_u(mask * CE(argmax q, backbone(strong))) / n_unlabeled`.
+
+    The adaptive-threshold methods (`FlexMatch`, ...) are this step with another policy.
 
     The paper's batches hold `mu = 7` times more unlabeled than labeled rows:
     `tfssl.data.make_dataset(x, y_semi, batch_size=64 * 8, labeled_per_batch=64)`. The
     supervised term is averaged over the labeled rows (`supervised_normalize="labeled"`,
     the paper's `1 / B`) and the unsupervised one over all unlabeled rows, kept or not (the
-    paper's `1 / (mu B)`). The weight is the constant `lambda_u` (no ramp-up: the
-    threshold keeps early, unconfident targets out).
+    paper's `1 / (mu B)`). The weight is the constant `lambda_u`
+    (`tfssl.schedules.ConstantWeight`; no ramp-up: the threshold keeps early, unconfident
+    targets out); any `weight_schedule` may replace it.
 
     Augmentations: by default the weak view is `tfssl.layers.image_augmentation` (shifts
     of up to 2 pixels, no flip, no noise; pass your own for the flip of natural images) and
@@ -52,8 +56,9 @@ class FixMatch(SemiSupervisedModel):
     (`weak_augment`, `strong_augment`). `estimators/text_classification.py --method
     fixmatch` uses the identity and `WordDropout(0.3)`.
 
-    Metrics: `pseudo_label_loss`, `mask_rate` (share of the batch's unlabeled rows whose
-    pseudo-label is kept) and `unsupervised_weight`; the accuracy of the pseudo-labels
+    Metrics: `pseudo_label_loss`, `mask_rate` (mean weight of the batch's unlabeled rows:
+    the share whose pseudo-label is kept), `threshold` (the policy's, the mean over classes
+    for per-class thresholds) and `unsupervised_weight`; the accuracy of the pseudo-labels
     needs labels kept aside from training: `tfssl.models.PseudoLabelMonitor`.
 
     Not in this class: the paper also evaluates an EMA of the weights (decay 0.999) and
@@ -85,19 +90,27 @@ class FixMatch(SemiSupervisedModel):
             noise_stddev=0)` (needs an image backbone).
         strong_augment: Keras layer giving the strong view. Defaults to `None`:
             `tfssl.layers.strong_augmentation()`.
-        threshold: Confidence a weak-view prediction needs to become a target, in `[0, 1]`.
-            Defaults to `0.95` (the paper's).
-        lambda_u: Weight of the unlabeled term, `>= 0`. Defaults to `1.0` (the paper's).
+        threshold: Shorthand for `pseudo_label_policy=FixedThreshold(threshold)`: the
+            confidence a weak-view prediction needs to become a target, in `[0, 1]`.
+            Defaults to `None` (0.95, the paper's).
+        lambda_u: Shorthand for `weight_schedule=ConstantWeight(lambda_u)`, `>= 0`.
+            Defaults to `None` (1.0, the paper's).
+        pseudo_label_policy: A `tfssl.models.policies.PseudoLabelPolicy` deciding which
+            unlabeled rows count and with what weight. Defaults to `None`:
+            `FixedThreshold(threshold)`.
+        distribution_alignment: `None`, `True` (a
+            `tfssl.models.policies.DistributionAlignment()`), or a `TargetTransform` applied
+            to the weak-view guesses before the policy. Defaults to `None`.
         num_samples: Number of training rows. Optional: when given, batch indices are
             checked against it.
         num_classes: Number of classes. Defaults to the backbone's output size.
-        **kwargs: `supervised_normalize` (default `"labeled"`) and `keras.Model`
-            arguments.
+        **kwargs: `weight_schedule`, `supervised_normalize` (default `"labeled"`) and the
+            other arguments of `SemiSupervisedModel`, and `keras.Model` arguments.
 
     Raises:
-        ValueError: If `threshold` is outside `[0, 1]`, `lambda_u < 0`, an augmentation is
-            not a Keras layer, a default augmentation is asked of a backbone that does not
-            take images, or a ramp-up argument of the base class is given.
+        ValueError: If `threshold` is outside `[0, 1]`, `lambda_u < 0`, a shorthand is given
+            with the object it stands for, an augmentation is not a Keras layer, or a
+            default augmentation is asked of a backbone that does not take images.
 
     References:
         Sohn et al., FixMatch: Simplifying Semi-Supervised Learning with Consistency and
@@ -105,30 +118,41 @@ class FixMatch(SemiSupervisedModel):
     """
 
     loss_terms = ("loss", "supervised_loss", "pseudo_label_loss", "mask_rate")
+    schedule_terms = ("unsupervised_weight", "threshold")
+    default_weight_schedule = schedules.ConstantWeight(1.0)
+    default_threshold = 0.95
 
     def __init__(
         self,
         backbone,
         weak_augment=None,
         strong_augment=None,
-        threshold=0.95,
-        lambda_u=1.0,
+        threshold=None,
+        lambda_u=None,
         num_samples=None,
         num_classes=None,
+        pseudo_label_policy=None,
+        distribution_alignment=None,
         **kwargs,
     ):
-        for name in _SCHEDULE_ARGUMENTS:
-            if name in kwargs:
-                raise ValueError(
-                    f"FixMatch weighs its unlabeled term by the constant `lambda_u`; it takes "
-                    f"no `{name}`. Received: {name}={kwargs[name]!r}"
-                )
         kwargs.setdefault("supervised_normalize", "labeled")
-        check_threshold(threshold)
-        if lambda_u < 0:
-            raise ValueError(f"`lambda_u` must be >= 0. Received: lambda_u={lambda_u}")
-        super().__init__(
-            backbone, num_samples, num_classes, max_unsupervised_weight=lambda_u, **kwargs
+        if lambda_u is not None:
+            if isinstance(lambda_u, bool) or not isinstance(lambda_u, (int, float)) \
+                    or lambda_u < 0:
+                raise ValueError(f"`lambda_u` must be >= 0. Received: lambda_u={lambda_u!r}")
+            check_shorthand("lambda_u", lambda_u, "weight_schedule", kwargs.get("weight_schedule"))
+            kwargs["weight_schedule"] = schedules.ConstantWeight(lambda_u)
+        super().__init__(backbone, num_samples, num_classes, **kwargs)
+        check_shorthand("threshold", threshold, "pseudo_label_policy", pseudo_label_policy)
+        if pseudo_label_policy is None:
+            pseudo_label_policy = self.make_default_policy(
+                self.default_threshold if threshold is None else threshold
+            )
+        self.pseudo_label_policy = self.add_hook(pseudo_label_policy)
+        if distribution_alignment is True:
+            distribution_alignment = policies.DistributionAlignment()
+        self.distribution_alignment = (
+            None if distribution_alignment in (None, False) else self.add_hook(distribution_alignment)
         )
         if weak_augment is None:
             weak_augment = layers_lib.image_augmentation(
@@ -141,12 +165,15 @@ class FixMatch(SemiSupervisedModel):
                 raise ValueError(f"`{name}` must be a Keras layer. Received: {name}={layer!r}")
         self.weak_augment = weak_augment
         self.strong_augment = strong_augment
-        self.threshold = float(threshold)
-        self.lambda_u = float(lambda_u)
 
-    def unsupervised_weight(self):
-        """The constant `lambda_u`."""
-        return tf.constant(self.lambda_u, tf.float32)
+    def make_default_policy(self, threshold):
+        """The policy when none is given: `FixedThreshold(threshold)`."""
+        return policies.FixedThreshold(threshold)
+
+    @property
+    def threshold(self):
+        """The policy's fixed threshold (its `threshold`), for monitoring."""
+        return self.pseudo_label_policy.threshold
 
     def compute_losses(self, x, sample_idx, labels):
         unlabeled_rows = tf.where(labels == UNLABELED)[:, 0]
@@ -155,35 +182,41 @@ class FixMatch(SemiSupervisedModel):
         logits = self.backbone(tf.concat([weak, tf.cast(strong, weak.dtype)], 0), training=True)
         batch_size = tf.shape(labels)[0]
         weak_logits, strong_logits = logits[:batch_size], logits[batch_size:]
-        targets, mask, _ = pseudo_label_targets(
-            tf.gather(weak_logits, unlabeled_rows), self.threshold
+        guesses = tf.stop_gradient(tf.nn.softmax(tf.cast(weak_logits, tf.float32)))
+        guesses, mask, outputs, logs = self.run_hooks(
+            tf.gather(guesses, unlabeled_rows),
+            sample_idx=None if sample_idx is None else tf.gather(sample_idx, unlabeled_rows),
+            labeled_probabilities=tf.boolean_mask(guesses, labels != UNLABELED),
+            policy=self.pseudo_label_policy,
+            transforms=[t for t in (self.distribution_alignment,) if t is not None],
         )
+        targets = tf.argmax(guesses, axis=-1, output_type=tf.int32)
         supervised = self.supervised_loss(labels, weak_logits)
-        unsupervised = pseudo_label_loss(strong_logits, targets, mask, tf.ones_like(mask))
+        unsupervised = global_mean(
+            mask * keras.losses.sparse_categorical_crossentropy(
+                targets, tf.cast(strong_logits, tf.float32), from_logits=True
+            )
+        )
         terms = self.combine_losses(supervised, unsupervised, "pseudo_label_loss")
         terms["mask_rate"] = global_mean(mask)
-        return terms, {"logits": weak_logits}
+        terms["threshold"] = logs["threshold"]
+        return terms, {"logits": weak_logits, **outputs}
 
     def get_config(self):
         config = super().get_config()
-        for name in _SCHEDULE_ARGUMENTS:
-            config.pop(name)
         config.update(
             {
                 "weak_augment": keras.saving.serialize_keras_object(self.weak_augment),
                 "strong_augment": keras.saving.serialize_keras_object(self.strong_augment),
-                "threshold": self.threshold,
-                "lambda_u": self.lambda_u,
+                "pseudo_label_policy": keras.saving.serialize_keras_object(
+                    self.pseudo_label_policy
+                ),
+                "distribution_alignment": keras.saving.serialize_keras_object(
+                    self.distribution_alignment
+                ),
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for name in ("weak_augment", "strong_augment"):
-            config[name] = keras.saving.deserialize_keras_object(config[name])
-        return super().from_config(config)
 
 
 def _image_shape(backbone):

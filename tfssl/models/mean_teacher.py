@@ -25,7 +25,8 @@ class MeanTeacher(SemiSupervisedModel):
     of it whose weights follow, after every optimizer step,
     `teacher <- d * teacher + (1 - d) * student` for every weight, the non-trainable ones
     (batch-norm moving statistics) included. `d` is `rampup_ema_decay` while
-    `epoch < ramp_up_epochs` and `ema_decay` after (seed 001, the paper's TF1 code). A step:
+    `epoch < ema_rampup_epochs` and `ema_decay` after (seed 001, the paper's TF1 code, where
+    it is the ramp-up of the unsupervised weight). A step:
 
     1. The student and the teacher each see their own noisy pass of the batch
        (`training=True`: augmentation, noise and dropout differ).
@@ -81,6 +82,9 @@ class MeanTeacher(SemiSupervisedModel):
         num_classes: Number of classes. Defaults to the backbone's output size.
         ema_decay: Teacher decay after the ramp-up. Defaults to `0.999`.
         rampup_ema_decay: Teacher decay during the ramp-up. Defaults to `0.99`.
+        ema_rampup_epochs: Epochs of `rampup_ema_decay`. Defaults to `None`: the weight
+            schedule's `ramp_up_epochs` (80 by default, the seed's single ramp-up), 0 for
+            a schedule without one.
         ema_warmup: Cap the decay at `1 - 1 / (step + 1)`, as the authors' PyTorch code
             does: the teacher is then the plain average of the student's weights so far
             until that bound passes the decay, instead of keeping `0.99^step` of its random
@@ -111,9 +115,19 @@ class MeanTeacher(SemiSupervisedModel):
         ema_warmup=False,
         consistency="mse",
         teacher_batch_norm="batch",
+        ema_rampup_epochs=None,
         **kwargs,
     ):
         super().__init__(backbone, num_samples, num_classes, **kwargs)
+        if ema_rampup_epochs is None:
+            ema_rampup_epochs = getattr(self.weight_schedule, "ramp_up_epochs", 0)
+        if isinstance(ema_rampup_epochs, bool) or not isinstance(ema_rampup_epochs, int) \
+                or ema_rampup_epochs < 0:
+            raise ValueError(
+                "`ema_rampup_epochs` must be an integer >= 0. "
+                f"Received: ema_rampup_epochs={ema_rampup_epochs!r}"
+            )
+        self.ema_rampup_epochs = ema_rampup_epochs
         for name, value in (("ema_decay", ema_decay), ("rampup_ema_decay", rampup_ema_decay)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value}")
@@ -140,7 +154,7 @@ class MeanTeacher(SemiSupervisedModel):
         `rampup_ema_decay` during the ramp-up, then `ema_decay`; with `ema_warmup`, at most
         `1 - 1 / (step + 1)`."""
         decay = schedules.ema_decay(
-            self.epoch, self.ramp_up_epochs, self.rampup_ema_decay, self.ema_decay
+            self.epoch, self.ema_rampup_epochs, self.rampup_ema_decay, self.ema_decay
         )
         if self.ema_warmup:
             step = tf.cast(step, tf.float32)
@@ -202,6 +216,7 @@ class MeanTeacher(SemiSupervisedModel):
                 "ema_decay": self.ema_decay,
                 "rampup_ema_decay": self.rampup_ema_decay,
                 "ema_warmup": self.ema_warmup,
+                "ema_rampup_epochs": self.ema_rampup_epochs,
                 "consistency": self.consistency,
                 "teacher_batch_norm": self.teacher_batch_norm,
             }

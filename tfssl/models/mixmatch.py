@@ -9,8 +9,10 @@ seed 002's mixup to unlabeled rows: they are mixed with guessed labels.
 import keras
 import tensorflow as tf
 
-from tfssl import layers, losses
+from tfssl import layers, schedules
 from tfssl.data import UNLABELED
+from tfssl.models import policies
+from tfssl.models._checks import check_shorthand
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import SemiSupervisedModel
 
@@ -26,8 +28,10 @@ class MixMatch(SemiSupervisedModel):
     1. Augment: `K` views of the batch through `augment`; a labeled row keeps its first
        view, an unlabeled row all `K`.
     2. Guess: an unlabeled row's label guess is the mean of the backbone's softmax over
-       its `K` views (training-mode passes), sharpened with temperature `T`
-       (`tfssl.losses.sharpen`), held fixed (no gradient). Each of its `K` views gets it.
+       its `K` views (training-mode passes), aligned when `distribution_alignment` is
+       given (ReMixMatch's addition), sharpened with temperature `T`
+       (`tfssl.models.policies.Sharpen`), held fixed (no gradient). Each of its `K` views
+       gets it.
     3. Mix: all views with their targets (one-hot labels, guesses) form `W`; every view is
        mixed with a random partner of `W` with `lam = max(m, 1 - m)`, `m ~ Beta(alpha,
        alpha)` (one draw per row, as the authors' code; `lambda_per_row=False` draws one
@@ -74,19 +78,24 @@ class MixMatch(SemiSupervisedModel):
         T: Sharpening temperature, `> 0`. Defaults to `0.5`.
         alpha: Beta concentration of the mix, `> 0`. Defaults to `0.75`.
         lambda_u: Weight of the unlabeled term after the ramp-up (the paper's 75 for
-            CIFAR-10, 250 for SVHN). Defaults to `75.0`.
+            CIFAR-10, 250 for SVHN): shorthand for `max_unsupervised_weight`. Defaults to
+            `None` (75.0).
         lambda_per_row: Draw `lam` for every row (the authors' code) or once for the
             batch. Defaults to `True`.
         seed: Seed of the mixing draws. Defaults to `None`.
-        ramp_up_method: Shape of the `lambda_u` ramp-up. Defaults to `"linear"` (the
-            paper's).
+        ramp_up_method: Shape of the `lambda_u` ramp-up. Defaults to `None` (`"linear"`,
+            the paper's).
         ramp_up_epochs: Epochs of the ramp-up (the paper: 16,384 steps of 64 rows).
-            Defaults to `16`.
+            Defaults to `None` (16).
+        distribution_alignment: `None`, `True` (a
+            `tfssl.models.policies.DistributionAlignment()`) or a `TargetTransform` applied
+            to the mean guess before sharpening. Defaults to `None` (MixMatch has none).
         supervised_normalize: `"labeled"`: the cross-entropy is the mean over the labeled
             views (the paper's); `"batch"`: divided by the batch size. Defaults to
             `"labeled"`.
-        **kwargs: `num_samples`, `num_classes` of `SemiSupervisedModel`, and `keras.Model`
-            arguments.
+        **kwargs: `num_samples`, `num_classes`, `weight_schedule` (default
+            `RampUpWeight(75.0, 16, "linear")`; the three shorthands above build one) of
+            `SemiSupervisedModel`, and `keras.Model` arguments.
 
     Raises:
         ValueError: If `K < 1`, `T <= 0`, `alpha <= 0`, `lambda_u < 0`, or no `augment` is
@@ -98,6 +107,7 @@ class MixMatch(SemiSupervisedModel):
     """
 
     loss_terms = ("loss", "supervised_loss", "consistency_loss")
+    default_weight_schedule = schedules.RampUpWeight(75.0, ramp_up_epochs=16, method="linear")
 
     def __init__(
         self,
@@ -106,12 +116,13 @@ class MixMatch(SemiSupervisedModel):
         K=2,
         T=0.5,
         alpha=0.75,
-        lambda_u=75.0,
+        lambda_u=None,
         lambda_per_row=True,
         seed=None,
-        ramp_up_method="linear",
-        ramp_up_epochs=16,
+        ramp_up_method=None,
+        ramp_up_epochs=None,
         supervised_normalize="labeled",
+        distribution_alignment=None,
         **kwargs,
     ):
         if isinstance(K, bool) or not isinstance(K, int) or K < 1:
@@ -120,16 +131,17 @@ class MixMatch(SemiSupervisedModel):
             raise ValueError(f"`T` must be > 0. Received: T={T!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
             raise ValueError(f"`alpha` must be > 0. Received: alpha={alpha!r}")
-        if isinstance(lambda_u, bool) or not isinstance(lambda_u, (int, float)) or lambda_u < 0:
-            raise ValueError(f"`lambda_u` must be >= 0. Received: lambda_u={lambda_u!r}")
-        if "max_unsupervised_weight" in kwargs:
-            raise ValueError(
-                "MixMatch's unsupervised weight is `lambda_u`. Received: "
-                f"max_unsupervised_weight={kwargs['max_unsupervised_weight']!r}"
+        if lambda_u is not None:
+            if isinstance(lambda_u, bool) or not isinstance(lambda_u, (int, float)) \
+                    or lambda_u < 0:
+                raise ValueError(f"`lambda_u` must be >= 0. Received: lambda_u={lambda_u!r}")
+            check_shorthand(
+                "lambda_u", lambda_u, "max_unsupervised_weight",
+                kwargs.get("max_unsupervised_weight"),
             )
+            kwargs["max_unsupervised_weight"] = lambda_u
         super().__init__(
             backbone,
-            max_unsupervised_weight=lambda_u,
             ramp_up_method=ramp_up_method,
             ramp_up_epochs=ramp_up_epochs,
             supervised_normalize=supervised_normalize,
@@ -139,12 +151,21 @@ class MixMatch(SemiSupervisedModel):
             augment = _default_augmentation(backbone)
         self.augment = augment
         self.K = K
-        self.T = float(T)
+        self.sharpen = self.add_hook(policies.Sharpen(T))
+        if distribution_alignment is True:
+            distribution_alignment = policies.DistributionAlignment()
+        self.distribution_alignment = (
+            None if distribution_alignment in (None, False) else self.add_hook(distribution_alignment)
+        )
         self.alpha = float(alpha)
-        self.lambda_u = self.max_unsupervised_weight
         self.lambda_per_row = bool(lambda_per_row)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def T(self):
+        """The sharpening temperature."""
+        return self.sharpen.temperature
 
     def draw_mixing(self, num_rows):
         """One step's draws: `(lam, index)`, the folded weights (`(num_rows,)` or a scalar)
@@ -154,11 +175,11 @@ class MixMatch(SemiSupervisedModel):
         index = keras.random.shuffle(tf.range(num_rows), seed=self.seed_generator)
         return tf.maximum(m, 1.0 - m), index
 
-    def guess_labels(self, views):
-        """Sharpened mean softmax over the `K` views of the unlabeled rows (no gradient)."""
+    def mean_prediction(self, views):
+        """Mean softmax over the `K` views of the unlabeled rows (no gradient)."""
         logits = tf.cast(self.backbone(tf.concat(views, 0), training=True), tf.float32)
         probabilities = tf.reshape(tf.nn.softmax(logits), [self.K, -1, self.num_classes])
-        return tf.stop_gradient(losses.sharpen(tf.reduce_mean(probabilities, axis=0), self.T))
+        return tf.stop_gradient(tf.reduce_mean(probabilities, axis=0))
 
     def compute_losses(self, x, sample_idx, labels):
         labeled = labels != UNLABELED
@@ -169,10 +190,14 @@ class MixMatch(SemiSupervisedModel):
         num_unlabeled = tf.shape(unlabeled_views[0])[0]
         # A batch without unlabeled rows skips the guess: batch norm would average over
         # no rows.
-        guess = tf.cond(
+        mean_prediction = tf.cond(
             num_unlabeled > 0,
-            lambda: self.guess_labels(unlabeled_views),
+            lambda: self.mean_prediction(unlabeled_views),
             lambda: tf.zeros([0, self.num_classes]),
+        )
+        transforms = [self.distribution_alignment, self.sharpen]
+        guess, _, hook_outputs, _ = self.run_hooks(
+            mean_prediction, transforms=[t for t in transforms if t is not None]
         )
         inputs = tf.concat([labeled_view] + unlabeled_views, 0)
         targets = tf.concat(
@@ -204,30 +229,26 @@ class MixMatch(SemiSupervisedModel):
             "guess": guess,
             "mixed_inputs": mixed_inputs,
             "mixed_targets": mixed_targets,
+            **hook_outputs,
         }
         return terms, outputs
 
     def get_config(self):
         config = super().get_config()
-        del config["max_unsupervised_weight"]
         config.update(
             {
                 "augment": keras.saving.serialize_keras_object(self.augment),
                 "K": self.K,
                 "T": self.T,
                 "alpha": self.alpha,
-                "lambda_u": self.lambda_u,
                 "lambda_per_row": self.lambda_per_row,
                 "seed": self.seed,
+                "distribution_alignment": keras.saving.serialize_keras_object(
+                    self.distribution_alignment
+                ),
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
-        return super().from_config(config)
 
 
 def _default_augmentation(backbone):

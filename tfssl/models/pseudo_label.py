@@ -15,8 +15,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfssl import schedules
 from tfssl.data import UNLABELED
-from tfssl.models._checks import check_choice
+from tfssl.models import policies
+from tfssl.models._checks import check_choice, check_shorthand
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import SemiSupervisedModel
 
@@ -51,22 +53,6 @@ def pseudo_label_targets(logits, threshold):
     return targets, mask, confidence
 
 
-def check_threshold(threshold):
-    """Raises a `ValueError` naming `threshold` unless it is in `[0, 1]`."""
-    if isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold}")
-
-
-def pseudo_label_loss(logits, targets, mask, unlabeled):
-    """Cross-entropy of the kept pseudo-labels, averaged over all unlabeled rows of the
-    global batch (rows below the threshold count as 0, as FixMatch's `1 / (mu B)`)."""
-    # Under a mixed dtype policy the logits are half precision: the loss runs in float32, as
-    # every tfssl loss does.
-    logits = tf.cast(logits, tf.float32)
-    per_sample = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-    return global_mean(per_sample * mask, weights=unlabeled)
-
-
 @keras.saving.register_keras_serializable(package="tfssl")
 class PseudoLabel(SemiSupervisedModel):
     """Pseudo-Label: the model's own confident predictions as targets for unlabeled rows.
@@ -78,13 +64,17 @@ class PseudoLabel(SemiSupervisedModel):
        kept when `max softmax(z) >= threshold` (Lee: always, `threshold=0`).
     3. `loss = masked CE(y, z) + alpha(t) * sum_unlabeled(mask * CE(target, z)) / n_unlabeled`.
 
-    The pseudo-labels are recomputed at every step, as in the paper. The weight `alpha(t)`:
+    The pseudo-labels are recomputed at every step, as in the paper. The weight `alpha(t)` is
+    the model's `weight_schedule`:
 
-    - `schedule="ramp_up"` (default): the library's ramp-up, the seed's "Gaussian-shaped
-      ramp used by two later papers", `ramp_up(epoch) * max_unsupervised_weight`
-      (`SemiSupervisedModel`);
-    - `schedule="lee"`: the paper's, 0 until epoch `t1`, linear to `alpha_f` at epoch `t2`,
-      then `alpha_f` (Lee: `t1=100`, `t2=600`, `alpha_f=3`).
+    - by default the library's ramp-up, the seed's "Gaussian-shaped ramp used by two later
+      papers", `ramp_up(epoch) * max_unsupervised_weight` (`tfssl.schedules.RampUpWeight`);
+    - the paper's: 0 until epoch `t1`, linear to `alpha_f` at epoch `t2`, then `alpha_f`
+      (Lee: `t1=100`, `t2=600`, `alpha_f=3`), `tfssl.schedules.LinearRampWeight(t1, t2,
+      alpha_f)`, for which `schedule="lee"` is a shorthand.
+
+    Which rows count is the `pseudo_label_policy` (`threshold` is the shorthand for a
+    `FixedThreshold`).
 
     Metrics: `pseudo_label_loss`, `mask_rate` (share of the unlabeled rows of the batch
     whose pseudo-label is kept) and `unsupervised_weight`. The accuracy of the pseudo-labels
@@ -111,19 +101,25 @@ class PseudoLabel(SemiSupervisedModel):
 
     Args:
         backbone: `keras.Model` mapping inputs to logits.
-        threshold: Confidence a prediction needs to become a target, in `[0, 1]`.
-            Defaults to `0.0` (the paper: every unlabeled row).
-        schedule: `"ramp_up"` or `"lee"`, see above. Defaults to `"ramp_up"`.
+        threshold: Shorthand for `pseudo_label_policy=FixedThreshold(threshold)`, the
+            confidence a prediction needs to become a target, in `[0, 1]`. Defaults to
+            `None` (0.0, the paper: every unlabeled row).
+        schedule: `"ramp_up"` or `"lee"` (shorthand for
+            `weight_schedule=LinearRampWeight(t1, t2, alpha_f)`), see above. Defaults to
+            `"ramp_up"`.
         t1: With `schedule="lee"`, the epoch where the weight starts to rise. Defaults to
             `100`.
         t2: With `schedule="lee"`, the epoch where it reaches `alpha_f`. Defaults to `600`.
         alpha_f: With `schedule="lee"`, the final weight. Defaults to `3.0`.
+        pseudo_label_policy: A `tfssl.models.policies.PseudoLabelPolicy`. Defaults to
+            `None`: `FixedThreshold(threshold)`.
         num_samples: Number of training rows. Optional: when given, batch indices are
             checked against it.
         num_classes: Number of classes. Defaults to the backbone's output size.
-        **kwargs: `num_labeled`, `max_unsupervised_weight`, `ramp_up_method`,
-            `ramp_up_epochs`, `supervised_normalize` of `SemiSupervisedModel` (the first four
-            for `schedule="ramp_up"`), and `keras.Model` arguments.
+        **kwargs: `weight_schedule` (or its shorthand `num_labeled`,
+            `max_unsupervised_weight`, `ramp_up_method`, `ramp_up_epochs`),
+            `supervised_normalize` and the other arguments of `SemiSupervisedModel`, and
+            `keras.Model` arguments.
 
     Raises:
         ValueError: If `threshold` is outside `[0, 1]`, `schedule` is unknown, or not
@@ -139,56 +135,61 @@ class PseudoLabel(SemiSupervisedModel):
     def __init__(
         self,
         backbone,
-        threshold=0.0,
+        threshold=None,
         schedule="ramp_up",
         t1=100,
         t2=600,
         alpha_f=3.0,
         num_samples=None,
         num_classes=None,
+        pseudo_label_policy=None,
         **kwargs,
     ):
-        super().__init__(backbone, num_samples, num_classes, **kwargs)
-        check_threshold(threshold)
         check_choice("schedule", schedule, ("ramp_up", "lee"))
-        if not 0 <= t1 < t2:
-            raise ValueError(f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}")
-        if alpha_f < 0:
-            raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
-        self.threshold = float(threshold)
-        self.schedule = schedule
-        self.t1 = int(t1)
-        self.t2 = int(t2)
-        self.alpha_f = float(alpha_f)
+        if schedule == "lee":
+            if alpha_f < 0:
+                raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
+            if not 0 <= t1 < t2:
+                raise ValueError(
+                    f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}"
+                )
+            check_shorthand("schedule", schedule, "weight_schedule", kwargs.get("weight_schedule"))
+            kwargs["weight_schedule"] = schedules.LinearRampWeight(t1, t2, alpha_f)
+        super().__init__(backbone, num_samples, num_classes, **kwargs)
+        check_shorthand("threshold", threshold, "pseudo_label_policy", pseudo_label_policy)
+        if pseudo_label_policy is None:
+            pseudo_label_policy = policies.FixedThreshold(0.0 if threshold is None else threshold)
+        self.pseudo_label_policy = self.add_hook(pseudo_label_policy)
 
-    def unsupervised_weight(self):
-        """`alpha(t)`: the ramp-up of the base class, or Lee's piecewise-linear schedule."""
-        if self.schedule == "ramp_up":
-            return super().unsupervised_weight()
-        epoch = tf.cast(self.epoch, tf.float32)
-        rise = tf.clip_by_value((epoch - self.t1) / (self.t2 - self.t1), 0.0, 1.0)
-        return rise * self.alpha_f
+    @property
+    def threshold(self):
+        """The policy's fixed threshold, for monitoring."""
+        return self.pseudo_label_policy.threshold
 
     def compute_losses(self, x, sample_idx, labels):
         logits = self.backbone(x, training=True)
-        unlabeled = tf.cast(labels == UNLABELED, tf.float32)
-        targets, mask, _ = pseudo_label_targets(logits, self.threshold)
+        unlabeled = labels == UNLABELED
+        guesses = tf.stop_gradient(tf.nn.softmax(tf.cast(logits, tf.float32)))
+        _, mask, outputs, _ = self.run_hooks(
+            tf.boolean_mask(guesses, unlabeled),
+            sample_idx=None if sample_idx is None else tf.boolean_mask(sample_idx, unlabeled),
+            labeled_probabilities=tf.boolean_mask(guesses, ~unlabeled),
+            policy=self.pseudo_label_policy,
+        )
+        targets = tf.argmax(tf.boolean_mask(guesses, unlabeled), axis=-1, output_type=tf.int32)
+        unlabeled_logits = tf.cast(tf.boolean_mask(logits, unlabeled), tf.float32)
+        per_row = keras.losses.sparse_categorical_crossentropy(
+            targets, unlabeled_logits, from_logits=True
+        )
         supervised = self.supervised_loss(labels, logits)
-        unsupervised = pseudo_label_loss(logits, targets, mask, unlabeled)
-        terms = self.combine_losses(supervised, unsupervised, "pseudo_label_loss")
-        terms["mask_rate"] = global_mean(mask, weights=unlabeled)
-        return terms, {"logits": logits}
+        terms = self.combine_losses(supervised, global_mean(mask * per_row), "pseudo_label_loss")
+        terms["mask_rate"] = global_mean(mask)
+        return terms, {"logits": logits, **outputs}
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "threshold": self.threshold,
-                "schedule": self.schedule,
-                "t1": self.t1,
-                "t2": self.t2,
-                "alpha_f": self.alpha_f,
-            }
+        config["pseudo_label_policy"] = keras.saving.serialize_keras_object(
+            self.pseudo_label_policy
         )
         return config
 
@@ -211,7 +212,8 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     The training step sees its inputs with noise, dropout and, for FixMatch, the weak
     augmentation; this callback sees them clean, so its figures describe the same rule on
     the model's best guess rather than the exact targets of the last batches. Any model
-    with a `threshold` and a `serving_model()` works (`PseudoLabel`, `FixMatch`).
+    with a `pseudo_label_policy` and a `serving_model()` works (`PseudoLabel`, `FixMatch`
+    and the adaptive-threshold methods; a stateful policy is read, not updated).
 
     Example:
 
@@ -245,9 +247,10 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logits = self.model.serving_model().predict(self.x, batch_size=self.batch_size, verbose=0)
-        targets, mask, _ = pseudo_label_targets(logits, self.model.threshold)
-        correct = targets.numpy() == self.y_true
-        kept = mask.numpy() > 0
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+        weights = self.model.pseudo_label_policy.current_weights(probabilities)
+        correct = np.argmax(logits, axis=-1) == self.y_true
+        kept = weights.numpy() > 0
         figures = {
             "pseudo_label_mask_rate": float(np.mean(kept)),
             "pseudo_label_accuracy": float(np.mean(correct[kept])) if kept.any() else np.nan,

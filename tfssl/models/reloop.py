@@ -11,10 +11,9 @@ import tensorflow as tf
 
 from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
-from tfssl.models._checks import check_choice
+from tfssl.models._checks import check_choice, check_same_outputs, output_shape
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import STATE_DTYPES, SemiSupervisedModel
-from tfssl.models.distillation import check_same_outputs, output_shape
 
 __all__ = ["ReLoop"]
 

@@ -12,15 +12,10 @@ import random
 import keras
 import tensorflow as tf
 
-from tfssl import losses
+from tfssl import losses, schedules
 from tfssl.models._replicas import global_mean
-from tfssl.models.adversarial import (
-    PerturbationSite,
-    _check_positive,
-    _check_steps,
-    _norm,
-    normalize,
-)
+from tfssl.models._checks import check_at_least_one, check_positive_number
+from tfssl.models._perturbation import PerturbationSite, l2_norm, normalize
 from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["VAT"]
@@ -28,7 +23,7 @@ __all__ = ["VAT"]
 # The relative rounding unit (machine epsilon) of the half-precision compute dtypes.
 _ROUNDING_UNITS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
 # The finite-difference step of a half-precision backbone is at least this many rounding
-# units of the row's norm (benchmarks/notes/mixed_precision.md, "VAT's xi").
+# units of the row's norm: fewer leave the difference of the two passes mostly rounding.
 XI_FLOOR_UNITS = 8.0
 
 
@@ -51,7 +46,7 @@ class VAT(SemiSupervisedModel):
     Norms are per sample, over all of a row's axes. Every pass runs in training mode, as
     in the authors' code: with a stochastic backbone (dropout, noise) the VAT term must
     constrain the noisy network the cross-entropy trains, or it can be satisfied by a flat
-    clean network (REFERENCES.md measured a fall to 0.41 accuracy). Unlike the authors'
+    clean network (a prototype measured on Fashion-MNIST fell to 0.41 accuracy). Unlike the authors'
     code, the extra passes also update batch-norm moving statistics (Keras has no switch
     for that). With such a backbone the two passes of the power iteration differ by their
     noise far more than by `xi * d` (an input noise of 0.3 against 1e-6), so the direction
@@ -80,8 +75,8 @@ class VAT(SemiSupervisedModel):
     step is raised to `max(xi, 8 * u * ||z_row||)` (`finite_difference_step`), 8 rounding
     units of the row's norm: on a 6-feature MLP and on the 784-pixel `mlp` the direction
     then has a median cosine of 0.94 to 1.00 with the exact float32 one (against 0 with
-    `xi = 1e-6`; `benchmarks/notes/mixed_precision.md`, "VAT's xi"). A float32 backbone
-    uses `xi` as given.
+    `xi = 1e-6`; `tests/test_vat.py` checks the direction against the exact finite
+    difference). A float32 backbone uses `xi` as given.
 
     Defaults per domain (`xi` is 1e-6 in the authors' image code; 1 power iteration
     throughout):
@@ -91,7 +86,7 @@ class VAT(SemiSupervisedModel):
     | CIFAR-10 (ZCA), with / without augmentation | 8.0 / 10.0 | vat_tf README |
     | SVHN, with / without augmentation | 3.5 / 2.5 | vat_tf README |
     | text, on normalized word embeddings (IMDB), `xi=0.1` | 5.0 | arXiv 1605.07725 |
-    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | REFERENCES.md (held-out rows) |
+    | Fashion-MNIST, `tfssl.backbones.mlp`, 1000 labels | 5.0 | the benchmark's registry (chosen on held-out rows) |
 
     The default `epsilon=8.0` is CIFAR-10's with augmentation, the setting of the paper's
     headline VAT + EntMin result. Oliver et al. (arXiv 1804.09170) report on CIFAR-10 with
@@ -121,15 +116,18 @@ class VAT(SemiSupervisedModel):
             Defaults to `False`.
         entropy_weight: Weight of the entropy term, `>= 0`. Defaults to `1.0` (the
             paper's and the authors' code; Oliver et al. tuned their own multiplier).
-        ramp_up: Weight the VAT term with the base class's ramp-up schedule instead of
-            the paper's fixed weight. Defaults to `False`.
+        ramp_up: Shorthand: weight the VAT term with the base class's ramp-up
+            (`tfssl.schedules.RampUpWeight` from `max_unsupervised_weight`, `ramp_up_method`,
+            `ramp_up_epochs`, `num_labeled`) instead of the paper's fixed weight. Defaults
+            to `False`.
         layer: Name of the layer whose output is perturbed. Defaults to `None`: the only
             `Embedding`, else the input.
         seed: Seed of the random start directions. Defaults to `None`: drawn from
             Python's generator (seeded by `keras.utils.set_random_seed`) and kept in the
             config.
-        **kwargs: `num_labeled`, `max_unsupervised_weight` (the weight `alpha`),
-            `ramp_up_method`, `ramp_up_epochs`, `supervised_normalize` of
+        **kwargs: `weight_schedule` (default `ConstantWeight(max_unsupervised_weight)`,
+            the paper's fixed `alpha`), `max_unsupervised_weight` (the weight `alpha`,
+            1.0 by default), `supervised_normalize` and the other arguments of
             `SemiSupervisedModel`, and `keras.Model` arguments.
 
     Raises:
@@ -162,10 +160,14 @@ class VAT(SemiSupervisedModel):
         seed=None,
         **kwargs,
     ):
+        if not ramp_up and kwargs.get("weight_schedule") is None:
+            # The paper's fixed weight: `max_unsupervised_weight` is the constant alpha.
+            alpha = kwargs.pop("max_unsupervised_weight", None)
+            kwargs["weight_schedule"] = schedules.ConstantWeight(1.0 if alpha is None else alpha)
         super().__init__(backbone, num_samples, num_classes, **kwargs)
-        self.xi = _check_positive("xi", xi)
-        self.epsilon = _check_positive("epsilon", epsilon)
-        self.power_iterations = _check_steps("power_iterations", power_iterations)
+        self.xi = check_positive_number("xi", xi)
+        self.epsilon = check_positive_number("epsilon", epsilon)
+        self.power_iterations = check_at_least_one("power_iterations", power_iterations)
         if isinstance(entropy_weight, bool) or not entropy_weight >= 0:
             raise ValueError(
                 f"`entropy_weight` must be >= 0. Received: entropy_weight={entropy_weight!r}"
@@ -174,17 +176,11 @@ class VAT(SemiSupervisedModel):
             raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
         self.entropy_minimization = bool(entropy_minimization)
         self.entropy_weight = float(entropy_weight)
-        self.ramp_up = bool(ramp_up)
         self.layer = layer
         # As Keras' layers do for seed=None: a draw from Python's generator.
         self.seed = random.randint(1, 2**31 - 1) if seed is None else seed
         self.site = PerturbationSite(backbone, layer)
         self._rounding_unit = _rounding_unit(backbone)
-
-    def unsupervised_weight(self):
-        if self.ramp_up:
-            return super().unsupervised_weight()
-        return tf.constant(self.max_unsupervised_weight, tf.float32)
 
     def compute_losses(self, x, sample_idx, labels):
         z = self.site.inputs(x, training=True)
@@ -250,7 +246,7 @@ class VAT(SemiSupervisedModel):
         if self._rounding_unit is None:
             return tf.cast(self.xi, z.dtype)
         # The norm in float32: a float16 sum of squares overflows past 65504.
-        norm = _norm(tf.cast(z, tf.float32), "sample")
+        norm = l2_norm(tf.cast(z, tf.float32), "sample")
         floor = XI_FLOOR_UNITS * self._rounding_unit * norm
         return tf.cast(tf.maximum(self.xi, floor), z.dtype)
 
@@ -282,7 +278,6 @@ class VAT(SemiSupervisedModel):
                 "power_iterations": self.power_iterations,
                 "entropy_minimization": self.entropy_minimization,
                 "entropy_weight": self.entropy_weight,
-                "ramp_up": self.ramp_up,
                 "layer": self.layer,
                 "seed": self.seed,
             }

@@ -1,8 +1,8 @@
 """The seed's TF1 Temporal Ensembling step, as `tf.compat.v1` graph code.
 
 Laine & Aila, "Temporal Ensembling for Semi-Supervised Learning", ICLR 2017, arXiv 1610.02242.
-Source: seed 000 (`shared/seeds/000_*.txt`), the blog post on Temporal Ensembling and Mean
-Teacher from the author's TF1 project. The oracle of `tfssl.models.TemporalEnsembling`.
+Source: seed 000, the blog post on Temporal Ensembling and Mean Teacher from the author's TF1
+project. The oracle of `tfssl.models.TemporalEnsembling`.
 
 What is the seed's text, kept with its variable names and ops:
 
@@ -11,7 +11,7 @@ What is the seed's text, kept with its variable names and ops:
   `Z = embedding_lookup(temporal_ensemble, features['idx'])`,
   `Z = alpha * Z + (1 - alpha) * preds`, `assign_op = scatter_update(temporal_ensemble,
   features['idx'], Z)`; `preds` are the network's logits (the seed's project averages
-  logits, see REFERENCES.md);
+  logits);
 - the weighting `ramp_up(epoch, max_epoch, method) * max_unsupervised_weight * labeled_size
   / sample_size`, with the seed's `ramp_up` (`tfssl.reference.seed_ops.ramp_up`).
 
