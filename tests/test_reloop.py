@@ -215,5 +215,3 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_wrong_shape_of_previous_predictions_is_named():
     with pytest.raises(ValueError, match=r"\(48, 3\).*\(48, 2\)"):
         _model(False).set_previous_predictions(np.zeros((48, 2)))
-
-

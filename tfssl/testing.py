@@ -72,6 +72,11 @@ CONTRACT_ARGUMENTS = {
         "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
         "threshold": 0.4,
     },
+    # FixMatch's image augmentations by default: the same fixed views.
+    "FlexMatch": {
+        "weak_augment": keras.layers.Identity,
+        "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
+    },
     # Image augmentations by default: the views are the input.
     "MixMatch": {"augment": keras.layers.Identity},
     # A threshold that 3 classes cross on some rows only: the mask is neither empty nor full.
