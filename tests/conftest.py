@@ -52,7 +52,7 @@ def _run_python(args, timeout=600):
     return completed
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def run_python():
     """Runs `python *args` in a fresh process with the repository and the tests folder on
     its path; fails the test with the end of its stderr unless it exits with 0.
@@ -68,7 +68,7 @@ def _mirrored_equivalence(*specs, timeout=600):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def mirrored_equivalence():
     """Trains each `module:function[:argument]` factory on two logical CPUs and on one, in
     one fresh process (mirrored_worker.py, which documents the factories).
@@ -105,6 +105,7 @@ SLOW_NAME_PARTS = (
     "script",
     "command_line",
     "two_replicas",
+    "mirrored",
 )
 
 

@@ -17,7 +17,7 @@ def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, d
     model = testing.build_model(
         getattr(models, name), backbone=testing.tiny_backbone(dropout=0.2), num_samples=len(x)
     )
-    # Eager steps keep twelve models within the time budget (tracing each costs seconds);
+    # Eager steps keep every model within the time budget (tracing each costs seconds);
     # test_the_loss_scale_optimizer_step_equals_the_float32_step runs the compiled step.
     model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
