@@ -9,11 +9,25 @@ refusal of the whole step (`tfssl.models._nonfinite`); the loss terms and the co
 metrics are tracked on the labeled rows.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
 from tfssl.models._nonfinite import check_finite, raise_nonfinite_error, restore_values
 from tfssl.models._replicas import distributable_logs, global_sum
+
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+class UnreadableWeightsError(OSError, ValueError):
+    """A weights file that cannot be loaded whole (missing, truncated, half-written).
+
+    An `OSError`, as h5py's error for a truncated file, so that
+    `keras.callbacks.BackupAndRestore(double_checkpoint=True)` falls back to its previous
+    checkpoint; a `ValueError` too, as Keras' error for a file missing variables.
+    """
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -26,12 +40,26 @@ class _EpochCounter(keras.callbacks.Callback):
 class Trainer:
     """The training and evaluation steps of `SemiSupervisedModel`, and their Keras setup.
 
-    A mixin before `keras.Model`: it reads what `SemiSupervisedModel.__init__` creates
-    (`backbone`, `epoch`, `on_nonfinite`, `loss_trackers`, `skipped_steps` and the
-    `_jit_step`, `_compiled_step` and `_metric_reset` caches) and calls the method's hooks
-    (`unpack_batch`, `compute_losses`, `update_state_after_step`, `forward_pass_state`,
-    `supervised_loss`, `metric_inputs`).
+    A mixin before `keras.Model`. Its initialiser creates the state that only the steps
+    use: one `keras.metrics.Mean` per name in the class attributes `loss_terms` and
+    `schedule_terms` (`loss_trackers`, reset by Keras every epoch), the `skipped_steps`
+    metric and the caches of the compiled step and of the metric reset. It reads what
+    `SemiSupervisedModel.__init__` creates (`backbone`, `epoch`, `on_nonfinite`) and calls
+    the method's hooks (`unpack_batch`, `compute_losses`, `update_state_after_step`,
+    `forward_pass_state`, `supervised_loss`, `metric_inputs`).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_trackers = {
+            name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
+        }
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
+        # Whether `compile(jit_compile=True)` asked for XLA, and the step it compiled.
+        self._jit_step = False
+        self._compiled_step = None
+        # `(ids of the metric variables, the tf.function zeroing them)` of `reset_metrics`.
+        self._metric_reset = None
 
     def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
         """Configures training. No loss is needed: the method defines it.
@@ -97,6 +125,80 @@ class Trainer:
         if self.built:
             # Creates the slots so the saved optimizer state can be loaded into them.
             self.optimizer.build(self.trainable_variables)
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """`keras.Model.save_weights`, written whole or not at all.
+
+        Keras writes the `.weights.h5` file in place: a write that fails part-way (a full
+        disk, a killed process) leaves a half-written file where the previous good one was,
+        which `keras.callbacks.BackupAndRestore` then cannot restore from. Here the weights
+        go to a `.partial<pid>.weights.h5` file beside it, flushed to disk, which then
+        replaces `filepath` in one `os.replace`: `filepath` holds either the previous file
+        or the new one. Sharded files (`max_shard_size`), remote paths (`gs://...`) and
+        `overwrite=False` (which asks before overwriting) are Keras' own write.
+
+        Args:
+            filepath: Path of the `.weights.h5` file.
+            overwrite: Whether to overwrite an existing file without asking. Defaults to
+                `True`.
+            max_shard_size: Largest shard in GB, or `None` for one file. Defaults to
+                `None`.
+        """
+        path = os.fspath(filepath)
+        if (
+            max_shard_size is not None
+            or not overwrite
+            or "://" in path
+            or not path.endswith(WEIGHTS_SUFFIX)
+        ):
+            return super().save_weights(
+                filepath, overwrite=overwrite, max_shard_size=max_shard_size
+            )
+        partial = f"{path[: -len(WEIGHTS_SUFFIX)]}.partial{os.getpid()}{WEIGHTS_SUFFIX}"
+        try:
+            super().save_weights(partial, overwrite=True)
+            with open(partial, "rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """`keras.Model.load_weights`, which loads all of the file or none of it.
+
+        A truncated file, or one missing a layer's variables (half-written by a writer
+        other than `save_weights` above), is refused with `UnreadableWeightsError`, and the
+        model and its optimizer keep the values they had: Keras alone would have assigned
+        the layers it read before failing. The error is an `OSError`, so
+        `keras.callbacks.BackupAndRestore(double_checkpoint=True)` restores the previous
+        checkpoint instead. To put values back, the variables are copied first, which
+        takes their size in host memory for the time of the load.
+
+        Args:
+            filepath: Path of the `.weights.h5` (or sharded `.weights.json`) file.
+            skip_mismatch: Whether to skip layers whose variables do not match, as in
+                Keras. Defaults to `False`.
+            **kwargs: Passed to `keras.Model.load_weights`.
+
+        Raises:
+            UnreadableWeightsError: If the file cannot be read whole; the message names it
+                and Keras' reason.
+        """
+        variables = list(self.weights)
+        if self.optimizer is not None and self.optimizer.built:
+            variables += list(self.optimizer.variables)
+        values = [variable.numpy() for variable in variables]
+        try:
+            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+        except (OSError, ValueError) as error:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            raise UnreadableWeightsError(
+                f"{type(self).__name__} could not load the weights file: it is missing, "
+                "truncated or half-written, or not of this model. The model keeps its "
+                f"previous weights. Received: filepath={os.fspath(filepath)!r} ({error})"
+            ) from error
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
