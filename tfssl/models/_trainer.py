@@ -19,6 +19,10 @@ from tfssl.models._replicas import distributable_logs, global_sum
 
 
 WEIGHTS_SUFFIX = ".weights.h5"
+# Name scopes of the parts of a training step, as a TensorFlow profile shows them.
+BATCH_CHECKS_SCOPE = "batch_checks"
+NONFINITE_GUARD_SCOPE = "nonfinite_guard"
+METRICS_SCOPE = "step_metrics"
 
 
 class UnreadableWeightsError(OSError, ValueError):
@@ -71,9 +75,17 @@ class Trainer:
             jit_compile: `True` compiles the step with XLA, except the batch checks, which
                 run before it without XLA (see `SemiSupervisedModel`). One replica only:
                 refused under a strategy with several. Ignored with `run_eagerly=True`.
-                Meant for GPUs: on CPU it was no faster, and 9x slower for Temporal
-                Ensembling with dropout or noise layers (benchmarks/notes/step_cost.md).
-                Defaults to `False`.
+                Meant for GPUs. On CPU, a model with one random layer (`Dropout`,
+                `GaussianNoise`) was 9x slower under XLA: XLA inlines the random-number
+                computation of that layer's only draw and fuses it into the layer's
+                elementwise select, which then recomputes the Philox key and a whole
+                4-value block for every element (the HLO of the step shows the
+                `StatelessRandomGetKeyCounter` ops inside the select's loop fusion; with
+                two draws of one shape, as the Π-model's, XLA keeps them in a called
+                computation and is not slowed). Start the process with
+                `XLA_FLAGS=--xla_disable_hlo_passes=call-inliner` to keep it out of the
+                fusion: Temporal Ensembling's XLA step then costs as much as its other
+                methods' (benchmarks/step_cost.py's `xla` section). Defaults to `False`.
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
 
         Raises:
@@ -235,7 +247,11 @@ class Trainer:
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
-        x, sample_idx, labels = self.unpack_batch(data)
+        # The name scopes (here, in `_guarded_step` and `_update_metrics`) let a
+        # TensorFlow profile attribute each op to its part of the step
+        # (benchmarks/step_cost.py's `profile` section); they cost nothing at run time.
+        with tf.name_scope(BATCH_CHECKS_SCOPE):
+            x, sample_idx, labels = self.unpack_batch(data)
         if not self._jit_step:
             logs, _, _ = self._guarded_step(data, x, sample_idx, labels, raise_nonfinite=True)
             return logs
@@ -260,13 +276,15 @@ class Trainer:
         raises."""
         # Batch normalisation writes its moving statistics in the forward pass, before the
         # loss is known: a refused step puts these values back.
-        layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
+        with tf.name_scope(NONFINITE_GUARD_SCOPE):
+            layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        finite, report = check_finite(data, x, terms["loss"], gradients, self.optimizer)
+        with tf.name_scope(NONFINITE_GUARD_SCOPE):
+            finite, report = check_finite(data, x, terms["loss"], gradients, self.optimizer)
         tf.distribute.get_replica_context().merge_call(
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
@@ -348,30 +366,32 @@ class Trainer:
 
         A skipping model's step that was not `finite` adds nothing to them.
         """
-        weight = None if finite is None else tf.cast(finite, tf.float32)
-        logs = {}
-        for name, value in terms.items():
-            if name in self.loss_terms:
-                # Each replica holds its share of the global mean: the sum is the global value.
-                value = global_sum(value)
+        with tf.name_scope(METRICS_SCOPE):
+            weight = None if finite is None else tf.cast(finite, tf.float32)
+            logs = {}
+            for name, value in terms.items():
+                if name in self.loss_terms:
+                    # Each replica holds its share of the global mean: the sum is the
+                    # global value.
+                    value = global_sum(value)
+                if finite is not None:
+                    value = tf.where(finite, value, tf.zeros_like(value))
+                self.loss_trackers[name].update_state(value, sample_weight=weight)
+                logs[name] = self.loss_trackers[name].result()
+            targets, predictions, labeled = self.metric_inputs(labels, logits)
             if finite is not None:
-                value = tf.where(finite, value, tf.zeros_like(value))
-            self.loss_trackers[name].update_state(value, sample_weight=weight)
-            logs[name] = self.loss_trackers[name].result()
-        targets, predictions, labeled = self.metric_inputs(labels, logits)
-        if finite is not None:
-            logs[self.skipped_steps.name] = self.skipped_steps.result()
-            labeled *= weight
-            predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
-        compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
-        # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
-        # step did not compute (evaluation has no consistency term) are left out.
-        compiled = {
-            k: v
-            for k, v in compiled.items()
-            if k not in self.loss_trackers and k != self.skipped_steps.name
-        }
-        return distributable_logs({**compiled, **logs})
+                logs[self.skipped_steps.name] = self.skipped_steps.result()
+                labeled *= weight
+                predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
+            compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
+            # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
+            # step did not compute (evaluation has no consistency term) are left out.
+            compiled = {
+                k: v
+                for k, v in compiled.items()
+                if k not in self.loss_trackers and k != self.skipped_steps.name
+            }
+            return distributable_logs({**compiled, **logs})
 
 
 def _resets_in_graph(metric):
