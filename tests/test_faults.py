@@ -250,8 +250,9 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, datasets)
 
 
 def _te_with_backup(backup, callbacks=()):
-    """Temporal Ensembling for `EPOCHS` with `BackupAndRestore(double_checkpoint=True)`
-    first among `callbacks`; returns the model and the epochs this run trained."""
+    """Temporal Ensembling for `EPOCHS` with `callbacks`, then
+    `BackupAndRestore(double_checkpoint=True)`; returns the model and the epochs this run
+    trained."""
     model, dataset = build("te", tf.distribute.get_strategy())
     backup_and_restore = keras.callbacks.BackupAndRestore(backup, double_checkpoint=True)
     history = model.fit(
