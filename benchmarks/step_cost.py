@@ -341,12 +341,13 @@ def tf1(args, protocol, rows):
 
 
 # ----------------------------------------------------------------- profiler
-# Parts of a step, by the name scope of its ops (`tfssl.models._trainer`'s scopes).
+# Parts of a step, by the name scope of its ops (`tfssl.models._trainer`'s scopes; a scope
+# entered twice in a graph is named `scope_1` the second time).
 PROFILE_PARTS = (
     ("data iterator", ("IteratorGetNext",)),
-    ("batch checks", (f"/{_trainer.BATCH_CHECKS_SCOPE}/",)),
-    ("non-finite guard", (f"/{_trainer.NONFINITE_GUARD_SCOPE}/",)),
-    ("metrics", (f"/{_trainer.METRICS_SCOPE}/",)),
+    ("batch checks", (f"/{_trainer.BATCH_CHECKS_SCOPE}",)),
+    ("non-finite guard", (f"/{_trainer.NONFINITE_GUARD_SCOPE}",)),
+    ("metrics", (f"/{_trainer.METRICS_SCOPE}",)),
 )
 
 
@@ -372,55 +373,77 @@ def _trace_events(run):
     return events
 
 
-def _op_parts(events, function_ms):
-    """Splits `function_ms` (the step function's wall time per step) by the parts'
-    shares of the op time. Ops are the events named `scope/op:Type`, on TensorFlow's
-    threads or the caller's (a small function runs inline), but not tf.data's, whose
-    threads prepare the next batches meanwhile. Two threads run ops at once, so shares,
-    not sums, carry over to wall time."""
+def _shares(events, function_name):
+    """Each part's share of a traced run's time: the fit loop and callbacks (the time
+    outside the step function, whose calls are the python thread's `function_name`
+    events), then the step function's time split by the parts' shares of its op time.
+    Ops are the events named `scope/op:Type` on TensorFlow's threads or the caller's (a
+    small function runs inline), not tf.data's, which prepare the next batches
+    meanwhile; the data iterator is the wait for the next batch (`IteratorGetNextOp`).
+    Two threads run ops at once, so shares, not sums, carry over to wall time."""
+    total = sum(ms for thread, name, ms in events if thread == "python" and name == "fit")
+    function = sum(ms for thread, name, ms in events
+                   if thread == "python" and name.startswith(function_name))
     op_ms = collections.Counter()
     for thread, name, ms in events:
-        if ":" in name and " " not in name and not thread.startswith("tf_data"):
+        if name == "IteratorGetNextOp::DoCompute":
+            op_ms["data iterator"] += ms
+        elif ":" in name and "::" not in name and " " not in name \
+                and not thread.startswith("tf_data"):
             part = next((part for part, keys in PROFILE_PARTS if any(k in name for k in keys)),
                         "the step itself")
             op_ms[part] += ms
-    total = sum(op_ms.values()) or 1.0
-    return {part: function_ms * op_ms[part] / total
-            for part in [*(p for p, _ in PROFILE_PARTS), "the step itself"]}
+    ops = sum(op_ms.values()) or 1.0
+    in_function = function / total if total else 1.0
+    shares = {"fit loop and callbacks": 1.0 - in_function} if total else {}
+    for part in [*(p for p, _ in PROFILE_PARTS), "the step itself"]:
+        shares[part] = in_function * op_ms[part] / ops
+    return shares
 
 
 def profile(args, protocol, rows):
-    """Section 3's Keras TE `fit` step and TF1 `session.run` step under the TensorFlow
-    profiler: wall ms per step of the fit loop and callbacks (Python, outside the step
-    function), and of the step function split into the data iterator, the batch checks,
-    the non-finite guard, the metrics and the step itself. The profiler's own cost per
-    traced op inflates the step with more ops: the `tf1` section gives the ratios."""
+    """Section 3's Keras TE `fit` step and TF1 `session.run` step, timed, then traced by
+    the TensorFlow profiler: ms per step (wall, untraced) and its split into the fit loop
+    and callbacks (Python, outside the step function), the data iterator, the batch
+    checks, the non-finite guard, the metrics and the step itself, by their shares of the
+    traced run (tracing slows a step with many small ops most, so the trace gives shares
+    only)."""
     batches, graph, keras_te, _ = _tf1_setup(args, protocol, rows)
     steps = args.steps * args.rounds
     _, semi_data = _fit_dataset(batches[:steps], protocol.batch_size)
     result = {}
-    for name, compile_kwargs in (("te_fit", {}), ("te_fit_steps_per_execution_10",
-                                                  {"steps_per_execution": 10})):
-        model = keras_te(**compile_kwargs)
-        model.fit(semi_data.take(args.warmup * 10), epochs=1, verbose=0)
+    for name, per_call in (("te_fit", 1), ("te_fit_steps_per_execution_10", 10)):
+        model = keras_te(steps_per_execution=per_call)
+        model.fit(semi_data.take(args.warmup * per_call), epochs=1, verbose=0)
         start = time.perf_counter()
-        events = _trace_events(lambda: model.fit(semi_data, epochs=1, verbose=0))
-        fit_ms = 1000 * (time.perf_counter() - start) / steps
-        per_call = compile_kwargs.get("steps_per_execution", 1)
-        function_ms = sum(ms for thread, name, ms in events
-                          if thread == "python" and name.startswith("EagerLocalExecute: "
-                                                                     "__inference_multi_step"))
-        function_ms /= steps
-        row = {"ms": fit_ms, "steps_per_execution": per_call,
-               "fit loop and callbacks": max(fit_ms - function_ms, 0.0)}
-        row.update(_op_parts(events, function_ms))
-        result[name] = row
-    events = _trace_events(lambda: [graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
-                                    for b in batches[:steps]])
-    session_ms = sum(ms for thread, name, ms in events
-                     if thread == "python" and name == "SessionRun") / steps
-    result["tf1_graph"] = {"ms": session_ms, "steps_per_execution": 1,
-                           **_op_parts(events, session_ms)}
+        model.fit(semi_data, epochs=1, verbose=0)
+        step_ms = 1000 * (time.perf_counter() - start) / steps
+
+        def traced_fit(model=model):
+            with tf.profiler.experimental.Trace("fit"):
+                model.fit(semi_data, epochs=1, verbose=0)
+
+        shares = _shares(_trace_events(traced_fit), "EagerLocalExecute: __inference_multi_step")
+        result[name] = {"ms": step_ms, "steps_per_execution": per_call,
+                        **{part: share * step_ms for part, share in shares.items()}}
+
+    def tf1_steps():
+        for b in batches[:steps]:
+            graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
+
+    for b in batches[:args.warmup]:
+        graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
+    start = time.perf_counter()
+    tf1_steps()
+    step_ms = 1000 * (time.perf_counter() - start) / steps
+
+    def traced_tf1_steps():
+        with tf.profiler.experimental.Trace("fit"):
+            tf1_steps()
+
+    shares = _shares(_trace_events(traced_tf1_steps), "SessionRun")
+    result["tf1_graph"] = {"ms": step_ms, "steps_per_execution": 1,
+                           **{part: share * step_ms for part, share in shares.items()}}
     graph.close()
     for row in result.values():
         row["ratio"] = row["ms"] / result["tf1_graph"]["ms"]
@@ -552,9 +575,10 @@ def speed_markdown(record):
         parts = ["fit loop and callbacks", *(p for p, _ in PROFILE_PARTS), "the step itself"]
         lines += ["### Where a step's time goes (TensorFlow profiler, section 3's protocol)", "",
                   _provenance(entry), "",
-                  "ms per step. The step function's wall time is split by each part's share "
-                  "of the op time (ops by name scope); the fit loop and callbacks are the "
-                  "time of `fit` outside the step function.", ""]
+                  "Wall ms per step, untraced, split by each part's share of a traced run: "
+                  "outside the step function (Keras: the fit loop and callbacks; TF1: the "
+                  "Python loop feeding `session.run`), then the step function's time by "
+                  "its ops' name scopes.", ""]
         rows = [[part, *(f"{result[key][part]:.2f}" if part in result[key] else "–"
                          for key, _ in columns)] for part in parts]
         rows.append(["**total**", *(f"**{result[key]['ms']:.2f}**" for key, _ in columns)])
