@@ -403,7 +403,7 @@ def _shares(events, function_name):
 
 def profile(args, protocol, rows):
     """Section 3's Keras TE `fit` step and TF1 `session.run` step, timed, then traced by
-    the TensorFlow profiler: ms per step (wall, untraced) and its split into the fit loop
+    the TensorFlow profiler: ms per step (untraced, `--clock`) and its split into the fit loop
     and callbacks (Python, outside the step function), the data iterator, the batch
     checks, the non-finite guard, the metrics and the step itself, by their shares of the
     traced run (tracing slows a step with many small ops most, so the trace gives shares
@@ -415,9 +415,9 @@ def profile(args, protocol, rows):
     for name, per_call in (("te_fit", 1), ("te_fit_steps_per_execution_10", 10)):
         model = keras_te(steps_per_execution=per_call)
         model.fit(semi_data.take(args.warmup * per_call), epochs=1, verbose=0)
-        start = time.perf_counter()
+        start = clock()
         model.fit(semi_data, epochs=1, verbose=0)
-        step_ms = 1000 * (time.perf_counter() - start) / steps
+        step_ms = 1000 * (clock() - start) / steps
 
         def traced_fit(model=model):
             with tf.profiler.experimental.Trace("fit"):
@@ -433,9 +433,9 @@ def profile(args, protocol, rows):
 
     for b in batches[:args.warmup]:
         graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
-    start = time.perf_counter()
+    start = clock()
     tf1_steps()
-    step_ms = 1000 * (time.perf_counter() - start) / steps
+    step_ms = 1000 * (clock() - start) / steps
 
     def traced_tf1_steps():
         with tf.profiler.experimental.Trace("fit"):
@@ -575,12 +575,14 @@ def speed_markdown(record):
         parts = ["fit loop and callbacks", *(p for p, _ in PROFILE_PARTS), "the step itself"]
         lines += ["### Where a step's time goes (TensorFlow profiler, section 3's protocol)", "",
                   _provenance(entry), "",
-                  "Wall ms per step, untraced, split by each part's share of a traced run: "
-                  "outside the step function (Keras: the fit loop and callbacks; TF1: the "
-                  "Python loop feeding `session.run`), then the step function's time by "
-                  "its ops' name scopes.", ""]
-        rows = [[part, *(f"{result[key][part]:.2f}" if part in result[key] else "–"
-                         for key, _ in columns)] for part in parts]
+                  "ms per step, untraced, split by each part's share of a traced run: "
+                  "outside the step function (Keras: the fit loop, the callbacks and the "
+                  "Python call of the `tf.function`; TF1: the Python loop feeding "
+                  "`session.run`), then the step function's time by its ops' name "
+                  "scopes.", ""]
+        labels = {"fit loop and callbacks": "outside the step function (Python)"}
+        rows = [[labels.get(part, part), *(f"{result[key][part]:.2f}" if part in result[key]
+                                           else "–" for key, _ in columns)] for part in parts]
         rows.append(["**total**", *(f"**{result[key]['ms']:.2f}**" for key, _ in columns)])
         rows.append(["× TF1 graph step", *(f"{result[key]['ratio']:.2f}" for key, _ in columns)])
         lines += _table(["part", *(label for _, label in columns)], rows)

@@ -88,7 +88,7 @@ def test_speed_markdown_renders_the_record():
     text = step_cost.speed_markdown(record)
     assert "| Mean Teacher | 7.50 | 1.250 (1.24–1.26) |" in text
     assert "| Keras TE `fit` | 1.80 | 0.90 |" in text
-    assert "| fit loop and callbacks | 0.50 | – |" in text
+    assert "| outside the step function (Python) | 0.50 | – |" in text
     assert "| batch checks | 0.25 | 0.00 |" in text
     assert "| **total** | **3.00** | **2.00** |" in text
     assert "| Temporal Ensembling | 1.10 | 9.20 |" in text
