@@ -84,8 +84,9 @@ class Trainer:
                 two draws of one shape, as the Π-model's, XLA keeps them in a called
                 computation and is not slowed). Start the process with
                 `XLA_FLAGS=--xla_disable_hlo_passes=call-inliner` to keep it out of the
-                fusion: Temporal Ensembling's XLA step then costs as much as its other
-                methods' (benchmarks/step_cost.py's `xla` section). Defaults to `False`.
+                fusion: Temporal Ensembling's XLA step then costs 1.17x its graph step on
+                CPU, as the other methods' (1.28x), against 8.5x without the flag
+                (benchmarks/speed.json, `xla` sections). Defaults to `False`.
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
 
         Raises:
@@ -155,6 +156,9 @@ class Trainer:
                 `True`.
             max_shard_size: Largest shard in GB, or `None` for one file. Defaults to
                 `None`.
+
+        Raises:
+            OSError: If the write fails; `filepath` then still holds the previous file.
         """
         path = os.fspath(filepath)
         if (
