@@ -183,6 +183,8 @@ def _values(model):
 
 
 def _assert_values_equal(values, model):
+    """Bit for bit: one process runs the same ops on the same values, and a weights file
+    keeps float32 values exactly."""
     for value, variable in zip(values, model.weights + model.optimizer.variables, strict=True):
         np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
 
