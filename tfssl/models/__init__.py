@@ -2,24 +2,30 @@
 
 from tfssl.models import policies
 from tfssl.models.adversarial import AdversarialTraining, PerturbationSite, adversarial_inputs
+from tfssl.models.adamatch import AdaMatch
 from tfssl.models.base import SemiSupervisedModel
 from tfssl.models.distillation import Distiller, MutualLearning
 from tfssl.models.fixmatch import FixMatch
 from tfssl.models.flexmatch import FlexMatch
+from tfssl.models.freematch import FreeMatch
 from tfssl.models.mean_teacher import MeanTeacher
 from tfssl.models.mixmatch import MixMatch
 from tfssl.models.mixup import MixupModel
 from tfssl.models.pi_model import PiModel
 from tfssl.models.pseudo_label import PseudoLabel, PseudoLabelMonitor
 from tfssl.models.reloop import ReLoop
+from tfssl.models.softmatch import SoftMatch
 from tfssl.models.temporal_ensembling import TemporalEnsembling
+from tfssl.models.uda import UDA
 from tfssl.models.vat import VAT
 
 __all__ = [
+    "AdaMatch",
     "AdversarialTraining",
     "Distiller",
     "FixMatch",
     "FlexMatch",
+    "FreeMatch",
     "MeanTeacher",
     "MixMatch",
     "MixupModel",
@@ -30,7 +36,9 @@ __all__ = [
     "PseudoLabelMonitor",
     "ReLoop",
     "SemiSupervisedModel",
+    "SoftMatch",
     "TemporalEnsembling",
+    "UDA",
     "VAT",
     "adversarial_inputs",
     "policies",
