@@ -485,6 +485,7 @@ class FreeMatchThreshold(PseudoLabelPolicy):
         return weights, updates
 
     def current_weights(self, probabilities):
+        probabilities = tf.cast(probabilities, tf.float32)
         return self._weights(probabilities, self.global_threshold.value, self.p_model.value)
 
     def logs(self, updates):
@@ -598,7 +599,7 @@ class SoftMatchWeight(PseudoLabelPolicy):
     def current_weights(self, probabilities):
         p_model = None if self.alignment is None else self.alignment.p_model.value
         return self._weights(
-            self._confidence(probabilities, p_model),
+            self._confidence(tf.cast(probabilities, tf.float32), p_model),
             self.confidence_mean.value,
             self.confidence_variance.value,
         )
@@ -676,7 +677,7 @@ class RelativeThreshold(PseudoLabelPolicy):
         return tf.cast(confidence >= cutoff, tf.float32), {"cutoff": cutoff}
 
     def current_weights(self, probabilities):
-        confidence = tf.reduce_max(probabilities, axis=-1)
+        confidence = tf.reduce_max(tf.cast(probabilities, tf.float32), axis=-1)
         return tf.cast(confidence >= self.cutoff.value, tf.float32)
 
     def logs(self, updates):
