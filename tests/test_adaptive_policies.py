@@ -140,12 +140,13 @@ def test_freematch_a_batch_without_unlabeled_rows_changes_nothing():
 def numpy_fairness(strong_logits, kept, p_model, histogram):
     """FreeMatch's Eq. 12 as USB computes it: the kept rows' mean prediction and argmax
     histogram, each modulated (a class without argmax gets 0) and sum-normalised."""
+    num_classes = strong_logits.shape[-1]
     probabilities = np.exp(strong_logits) / np.exp(strong_logits).sum(-1, keepdims=True)
     probabilities = probabilities[kept]
-    hist_s = np.bincount(probabilities.argmax(-1), minlength=C) / len(probabilities)
+    hist_s = np.bincount(probabilities.argmax(-1), minlength=num_classes) / len(probabilities)
     target = p_model / histogram
     target /= target.sum()
-    scale = np.divide(1.0, hist_s, out=np.zeros(C), where=hist_s > 0)
+    scale = np.divide(1.0, hist_s, out=np.zeros(num_classes), where=hist_s > 0)
     mean_s = probabilities.mean(0) * scale
     mean_s /= mean_s.sum()
     return np.sum(target * np.log(mean_s + 1e-12))
