@@ -210,7 +210,7 @@ def test_two_replicas_equal_one_device():
         ({"threshold": -0.1}, "threshold=-0.1"),
         ({"lambda_u": -1.0}, "lambda_u=-1.0"),
         ({"strong_augment": "randaugment"}, "strong_augment='randaugment'"),
-        ({"ramp_up_epochs": 5}, "ramp_up_epochs=5"),
+        ({"lambda_u": 1.0, "weight_schedule": 2.0}, "lambda_u=1.0"),
     ],
 )
 def test_bad_arguments_name_the_value(kwargs, message):

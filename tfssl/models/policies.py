@@ -43,6 +43,8 @@ __all__ = [
     "TargetTransform",
     "TrainingSignalAnnealing",
     "all_replicas_mean",
+    "check_probability",
+    "class_threshold_weights",
 ]
 
 
@@ -242,14 +244,11 @@ class FlexMatchThreshold(PseudoLabelPolicy):
             gather_from_replicas(new_rows),
         )
         thresholds = self.class_thresholds(memory)
-        weights = tf.cast(confidence >= tf.gather(thresholds, prediction), tf.float32)
+        weights = class_threshold_weights(probabilities, thresholds)
         return weights, {"memory": new_rows, "mean_threshold": tf.reduce_mean(thresholds)}
 
     def current_weights(self, probabilities):
-        confidence = tf.reduce_max(probabilities, axis=-1)
-        prediction = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        thresholds = self.class_thresholds(self.memory.value)
-        return tf.cast(confidence >= tf.gather(thresholds, prediction), tf.float32)
+        return class_threshold_weights(probabilities, self.class_thresholds(self.memory.value))
 
     def apply_updates(self, model, updates, sample_idx):
         model.scatter_sample_state([(self.memory, updates["memory"])], sample_idx)
@@ -369,6 +368,21 @@ class DistributionAlignment(TargetTransform):
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "target": self.target}
+
+
+def class_threshold_weights(probabilities, thresholds):
+    """1 where a row's largest probability reaches the threshold of its predicted class.
+
+    Args:
+        probabilities: `(rows, num_classes)` guesses.
+        thresholds: `(num_classes,)` thresholds.
+
+    Returns:
+        `(rows,)` float32 weights, 0 or 1.
+    """
+    confidence = tf.reduce_max(probabilities, axis=-1)
+    prediction = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+    return tf.cast(confidence >= tf.gather(thresholds, prediction), tf.float32)
 
 
 def check_probability(name, value):
