@@ -479,10 +479,9 @@ class FreeMatchThreshold(PseudoLabelPolicy):
         return p_model / tf.reduce_max(p_model) * global_threshold
 
     def _weights(self, probabilities, global_threshold, p_model):
-        thresholds = self.class_thresholds(global_threshold, p_model)
-        prediction = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        confidence = tf.reduce_max(probabilities, axis=-1)
-        return tf.cast(confidence >= tf.gather(thresholds, prediction), tf.float32)
+        return class_threshold_weights(
+            probabilities, self.class_thresholds(global_threshold, p_model)
+        )
 
     def select(self, probabilities, sample_idx=None, labeled_probabilities=None):
         prediction = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
