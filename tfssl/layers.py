@@ -299,6 +299,9 @@ class PerImageRandAugment(keras.layers.RandAugment):
         **kwargs: The arguments of `keras.layers.RandAugment`.
     """
 
+    # Keras' Equalization takes its histogram over the whole batch: it runs image by image.
+    _BATCH_STATISTICS = ("equalization",)
+
     def get_random_transformation(self, data, training=True, seed=None):
         transformation = super().get_random_transformation(data, training, seed)
         if transformation is None:
@@ -340,7 +343,12 @@ class PerImageRandAugment(keras.layers.RandAugment):
         value = tf.nest.map_structure(
             lambda leaf: tf.gather(leaf, rows) if per_image(leaf) else leaf, value
         )
-        transformed = getattr(self, name).transform_images(tf.gather(images, rows), value)
+        layer, subset = getattr(self, name), tf.gather(images, rows)
+        if name in self._BATCH_STATISTICS:
+            transformed = tf.map_fn(lambda image: layer.transform_images(image[None], value)[0],
+                                    subset)
+        else:
+            transformed = layer.transform_images(subset, value)
         return tf.tensor_scatter_nd_update(
             images, rows[:, None], tf.cast(transformed, images.dtype)
         )
