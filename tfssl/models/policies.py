@@ -582,23 +582,15 @@ class SoftMatchWeight(PseudoLabelPolicy):
                 aggregation="only_first_replica", name=name,
             ))
 
-    def _confidence(self, probabilities, p_model):
-        if self.alignment is not None:
-            probabilities = probabilities / p_model
-            probabilities /= tf.reduce_sum(probabilities, axis=-1, keepdims=True)
-        return tf.reduce_max(probabilities, axis=-1)
-
     def _weights(self, confidence, mean, variance):
         below = tf.minimum(confidence - mean, 0.0)
         return tf.exp(-tf.square(below) / (2.0 * variance / self.n_sigma**2))
 
     def select(self, probabilities, sample_idx=None, labeled_probabilities=None):
-        updates = {}
-        p_model = None
+        aligned, updates = probabilities, {}
         if self.alignment is not None:
-            _, updates = self.alignment.transform(probabilities)
-            p_model = updates["p_model"]
-        confidence = self._confidence(probabilities, p_model)
+            aligned, updates = self.alignment.transform(probabilities)
+        confidence = tf.reduce_max(aligned, axis=-1)
         batch_mean, count = all_replicas_mean(confidence)
         squares = global_sum(tf.reduce_sum(tf.square(confidence - batch_mean)))
         # The unbiased variance needs two rows; with fewer the variance stays as it is.
@@ -610,9 +602,13 @@ class SoftMatchWeight(PseudoLabelPolicy):
         return self._weights(confidence, mean, variance), updates
 
     def current_weights(self, probabilities):
-        p_model = None if self.alignment is None else self.alignment.p_model.value
+        probabilities = tf.cast(probabilities, tf.float32)
+        if self.alignment is not None:
+            # The current alignment, without its update.
+            probabilities = probabilities / self.alignment.p_model.value
+            probabilities /= tf.reduce_sum(probabilities, axis=-1, keepdims=True)
         return self._weights(
-            self._confidence(tf.cast(probabilities, tf.float32), p_model),
+            tf.reduce_max(probabilities, axis=-1),
             self.confidence_mean.value,
             self.confidence_variance.value,
         )
