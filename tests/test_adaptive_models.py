@@ -76,7 +76,8 @@ def test_freematch_step_is_the_papers_over_two_steps():
     for epoch in range(2):
         tau = momentum * tau + (1 - momentum) * confidence.mean()
         p_model = momentum * p_model + (1 - momentum) * q.mean(0)
-        histogram = momentum * histogram + (1 - momentum) * np.bincount(prediction, minlength=3) / len(q)
+        counts = np.bincount(prediction, minlength=3)
+        histogram = momentum * histogram + (1 - momentum) * counts / len(q)
         thresholds = (p_model / p_model.max() * tau)[prediction]
         check_margin(confidence, thresholds)
         mask = confidence >= thresholds
@@ -231,7 +232,8 @@ def test_defaults_are_the_papers():
     assert models.FreeMatch(image_backbone()).fairness_weight == 0.01
     alignment = models.AdaMatch(image_backbone()).distribution_alignment
     assert (alignment.momentum, alignment.target) == (0.0, "labeled")
-    assert models.AdaMatch(image_backbone(), distribution_alignment=False).distribution_alignment is None
+    unaligned = models.AdaMatch(image_backbone(), distribution_alignment=False)
+    assert unaligned.distribution_alignment is None
 
 
 # ------------------------------------------------------- save/load, serving, replicas

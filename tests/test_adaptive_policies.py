@@ -114,7 +114,8 @@ def test_freematch_thresholds_are_the_papers_emas_over_three_steps(initial_state
         confidence, prediction = probabilities.max(-1), probabilities.argmax(-1)
         tau = momentum * tau + (1 - momentum) * confidence.mean()
         p_model = momentum * p_model + (1 - momentum) * probabilities.mean(0)
-        histogram = momentum * histogram + (1 - momentum) * np.bincount(prediction, minlength=C) / 12
+        counts = np.bincount(prediction, minlength=C)
+        histogram = momentum * histogram + (1 - momentum) * counts / 12
         thresholds = p_model / p_model.max() * tau
         weights, updates = step(model, probabilities)
         assert_binary_weights(weights, confidence, thresholds[prediction])

@@ -5,7 +5,6 @@ image, and the augmented images have the same distribution as the per-image call
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from tfssl import layers

@@ -459,7 +459,8 @@ class FreeMatchThreshold(PseudoLabelPolicy):
         self.momentum = _check_momentum(momentum)
         if initial_state not in ("paper", "usb"):
             raise ValueError(
-                f"`initial_state` must be 'paper' or 'usb'. Received: initial_state={initial_state!r}"
+                "`initial_state` must be 'paper' or 'usb'. "
+                f"Received: initial_state={initial_state!r}"
             )
         self.initial_state = initial_state
 

@@ -10,7 +10,6 @@ model already fits.
 import keras
 import tensorflow as tf
 
-from tfssl import losses
 from tfssl.models import policies
 from tfssl.models._replicas import global_mean
 from tfssl.models.fixmatch import FixMatch
@@ -54,7 +53,7 @@ class UDA(FixMatch):
     Example:
 
     ```python
-    tsa = tfssl.models.policies.TrainingSignalAnnealing(total_steps=epochs * steps, schedule="linear")
+    tsa = tfssl.models.policies.TrainingSignalAnnealing(total_steps=epochs * steps_per_epoch)
     model = tfssl.models.UDA(backbone, training_signal_annealing=tsa)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
     ```
