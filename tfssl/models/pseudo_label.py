@@ -205,8 +205,10 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     labels. The figures are written into the epoch's logs (so `History` and TensorBoard keep
     them):
 
-    - `pseudo_label_mask_rate`: share of `x` whose pseudo-label is kept;
-    - `pseudo_label_accuracy`: accuracy of the kept pseudo-labels (NaN if none is kept);
+    - `pseudo_label_mask_rate`: share of `x` whose pseudo-label is kept (the mean weight,
+      for policies with weights between 0 and 1 such as SoftMatch's);
+    - `pseudo_label_accuracy`: accuracy of the kept pseudo-labels, each counted with its
+      weight (NaN if none is kept);
     - `pseudo_label_accuracy_all`: accuracy of the argmax on all of `x`.
 
     The training step sees its inputs with noise, dropout and, for FixMatch, the weak
@@ -248,12 +250,12 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logits = self.model.serving_model().predict(self.x, batch_size=self.batch_size, verbose=0)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-        weights = self.model.pseudo_label_policy.current_weights(probabilities)
+        weights = self.model.pseudo_label_policy.current_weights(probabilities).numpy()
         correct = np.argmax(logits, axis=-1) == self.y_true
-        kept = weights.numpy() > 0
+        total = float(np.sum(weights))
         figures = {
-            "pseudo_label_mask_rate": float(np.mean(kept)),
-            "pseudo_label_accuracy": float(np.mean(correct[kept])) if kept.any() else np.nan,
+            "pseudo_label_mask_rate": float(np.mean(weights)),
+            "pseudo_label_accuracy": float(np.sum(weights * correct)) / total if total else np.nan,
             "pseudo_label_accuracy_all": float(np.mean(correct)),
         }
         if logs is not None:
