@@ -172,8 +172,9 @@ class FixMatch(SemiSupervisedModel):
 
     @property
     def threshold(self):
-        """The policy's fixed threshold (its `threshold`), for monitoring."""
-        return self.pseudo_label_policy.threshold
+        """The policy's fixed threshold `tau` (`None` for a policy without one, such as
+        SoftMatch's weights)."""
+        return getattr(self.pseudo_label_policy, "threshold", None)
 
     def compute_losses(self, x, sample_idx, labels):
         unlabeled_rows = tf.where(labels == UNLABELED)[:, 0]

@@ -146,13 +146,11 @@ class PseudoLabel(SemiSupervisedModel):
         **kwargs,
     ):
         check_choice("schedule", schedule, ("ramp_up", "lee"))
+        if alpha_f < 0:
+            raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
+        if not 0 <= t1 < t2:
+            raise ValueError(f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}")
         if schedule == "lee":
-            if alpha_f < 0:
-                raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
-            if not 0 <= t1 < t2:
-                raise ValueError(
-                    f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}"
-                )
             check_shorthand("schedule", schedule, "weight_schedule", kwargs.get("weight_schedule"))
             kwargs["weight_schedule"] = schedules.LinearRampWeight(t1, t2, alpha_f)
         super().__init__(backbone, num_samples, num_classes, **kwargs)
