@@ -1,8 +1,8 @@
-"""Step cost of the tfssl train step, interleaved in one process (issue 20).
+"""Step cost of the tfssl train step, interleaved in one process (issues 20 and 28).
 
-Three comparisons, each measured in rounds in which every variant runs `--steps` steps in
-turn (order rotated each round); the table gives each variant's median ms/step and its
-median per-round ratio to the reference, so a loaded machine's drift cancels out:
+Comparisons measured in rounds in which every variant runs `--steps` steps in turn (order
+rotated each round); the table gives each variant's median ms/step and its median
+per-round ratio to the reference, so a loaded machine's drift cancels out:
 
 - `speed`: BENCHMARKS.md section 4's protocol (`clean-1000`, `mlp` backbone, batches of
   100, `train_on_batch` on prepared numpy batches): supervised Keras, Temporal Ensembling,
@@ -13,13 +13,34 @@ median per-round ratio to the reference, so a loaded machine's drift cancels out
 - `tf1`: section 3's comparison: the seed's TF1 graph (`session.run` per step) next to
   Keras `TemporalEnsembling.fit` (one step per call, timed from batch begin to batch end
   as section 3 does) and `train_on_batch`, on the dense 784-256-10 network; ratios to TF1.
-- `xla`: Temporal Ensembling with `compile(jit_compile=True)` next to the default.
+- `profile`: the same TE `fit` step and TF1 step under the TensorFlow profiler, split into
+  the fit loop and callbacks, the data iterator, the batch checks, the non-finite guard,
+  the metrics and the step itself.
+- `xla`: each method with `compile(jit_compile=True)` next to the default. Run it again
+  with `XLA_FLAGS=--xla_disable_hlo_passes=call-inliner` for the CPU workaround of the
+  dropout/noise slowdown (see `tfssl.models._trainer.Trainer.compile`).
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py --sections speed parts tf1 xla
+`--record` writes each section's result with its command, machine and commit into
+`benchmarks/speed.json`; `speed_markdown(record)` renders BENCHMARKS.md's speed section from
+it (`--render` prints it); `--compare` reruns sections and checks their ratios against the
+record:
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py --sections speed tf1 profile xla \
+        --record
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py --render
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py --sections speed tf1 --compare
 """
 
 import argparse
+import collections
+import datetime
+import glob
 import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 import keras
@@ -28,7 +49,10 @@ import tensorflow as tf
 
 from estimators.benchmarking import methods as methods_lib
 from estimators.benchmarking import protocols as protocols_lib
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
 from tfssl import data
+from tfssl.models import _trainer
 from tfssl.reference import temporal_ensemble
 
 SEMI_METHODS = ("temporal_ensembling", "mean_teacher", "pi_model")
@@ -211,7 +235,9 @@ def _dense(units, seed):
     )
 
 
-def tf1(args, protocol, rows):
+def _tf1_setup(args, protocol, rows):
+    """Section 3's comparison: `(batches, graph, keras_te, weights)`: the TF1 graph and
+    a factory of the Keras TE model with the same initial weights."""
     x = rows["x"].reshape(len(rows["x"]), -1)
     y_semi = rows["y_semi"]
     needed = args.warmup + args.rounds * args.steps
@@ -238,6 +264,20 @@ def tf1(args, protocol, rows):
                       **compile_kwargs)
         return model
 
+    return batches, graph, keras_te, weights
+
+
+def _fit_dataset(batches, batch_size):
+    """`(columns, dataset)`: the batches' rows as columns, and a dataset that yields the
+    same batches in order (one epoch of `fit`)."""
+    columns = ({"x": np.concatenate([b[0]["x"] for b in batches]),
+                "idx": np.concatenate([b[0]["idx"] for b in batches])},
+               np.concatenate([b[1] for b in batches]))
+    return columns, tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
+
+
+def tf1(args, protocol, rows):
+    batches, graph, keras_te, weights = _tf1_setup(args, protocol, rows)
     runners = {
         "tf1_graph": (lambda b: graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0), batches),
         "te_train_on_batch": (on_batch(keras_te()), batches),
@@ -247,10 +287,7 @@ def tf1(args, protocol, rows):
     # (batch begin to batch end, as section 3 times it) over the TF1 graph's on the same
     # batches right after it.
     steps = args.steps * args.rounds
-    columns = ({"x": np.concatenate([b[0]["x"] for b in batches[:steps]]),
-                "idx": np.concatenate([b[0]["idx"] for b in batches[:steps]])},
-               np.concatenate([b[1] for b in batches[:steps]]))
-    semi_data = tf.data.Dataset.from_tensor_slices(columns).batch(protocol.batch_size)
+    columns, semi_data = _fit_dataset(batches[:steps], protocol.batch_size)
     labeled_data = tf.data.Dataset.from_tensor_slices(
         (columns[0]["x"], np.maximum(columns[1], 0))
     ).batch(protocol.batch_size)
@@ -303,6 +340,116 @@ def tf1(args, protocol, rows):
     return result
 
 
+# ----------------------------------------------------------------- profiler
+# Parts of a step, by the name scope of its ops (`tfssl.models._trainer`'s scopes; a scope
+# entered twice in a graph is named `scope_1` the second time).
+PROFILE_PARTS = (
+    ("data iterator", ("IteratorGetNext",)),
+    ("batch checks", (f"/{_trainer.BATCH_CHECKS_SCOPE}",)),
+    ("non-finite guard", (f"/{_trainer.NONFINITE_GUARD_SCOPE}",)),
+    ("metrics", (f"/{_trainer.METRICS_SCOPE}",)),
+)
+
+
+def _trace_events(run):
+    """Runs `run()` under the TensorFlow profiler; returns `[(thread, name, ms)]` of every
+    event of the host's trace."""
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            run()
+        finally:
+            tf.profiler.experimental.stop()
+        (path,) = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as file:
+            space.ParseFromString(file.read())
+    events = []
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            events += [(line.name, names.get(e.metadata_id, ""), e.duration_ps / 1e9)
+                       for e in line.events]
+    return events
+
+
+def _shares(events, function_name):
+    """Each part's share of a traced run's time: the fit loop and callbacks (the time
+    outside the step function, whose calls are the python thread's `function_name`
+    events), then the step function's time split by the parts' shares of its op time.
+    Ops are the events named `scope/op:Type` on TensorFlow's threads or the caller's (a
+    small function runs inline), not tf.data's, which prepare the next batches
+    meanwhile; the data iterator is the wait for the next batch (`IteratorGetNextOp`).
+    Two threads run ops at once, so shares, not sums, carry over to wall time."""
+    total = sum(ms for thread, name, ms in events if thread == "python" and name == "fit")
+    function = sum(ms for thread, name, ms in events
+                   if thread == "python" and name.startswith(function_name))
+    op_ms = collections.Counter()
+    for thread, name, ms in events:
+        if name == "IteratorGetNextOp::DoCompute":
+            op_ms["data iterator"] += ms
+        elif ":" in name and "::" not in name and " " not in name \
+                and not thread.startswith("tf_data"):
+            part = next((part for part, keys in PROFILE_PARTS if any(k in name for k in keys)),
+                        "the step itself")
+            op_ms[part] += ms
+    ops = sum(op_ms.values()) or 1.0
+    in_function = function / total if total else 1.0
+    shares = {"fit loop and callbacks": 1.0 - in_function} if total else {}
+    for part in [*(p for p, _ in PROFILE_PARTS), "the step itself"]:
+        shares[part] = in_function * op_ms[part] / ops
+    return shares
+
+
+def profile(args, protocol, rows):
+    """Section 3's Keras TE `fit` step and TF1 `session.run` step, timed, then traced by
+    the TensorFlow profiler: ms per step (untraced, `--clock`) and its split into the fit loop
+    and callbacks (Python, outside the step function), the data iterator, the batch
+    checks, the non-finite guard, the metrics and the step itself, by their shares of the
+    traced run (tracing slows a step with many small ops most, so the trace gives shares
+    only)."""
+    batches, graph, keras_te, _ = _tf1_setup(args, protocol, rows)
+    steps = args.steps * args.rounds
+    _, semi_data = _fit_dataset(batches[:steps], protocol.batch_size)
+    result = {}
+    for name, per_call in (("te_fit", 1), ("te_fit_steps_per_execution_10", 10)):
+        model = keras_te(steps_per_execution=per_call)
+        model.fit(semi_data.take(args.warmup * per_call), epochs=1, verbose=0)
+        start = clock()
+        model.fit(semi_data, epochs=1, verbose=0)
+        step_ms = 1000 * (clock() - start) / steps
+
+        def traced_fit(model=model):
+            with tf.profiler.experimental.Trace("fit"):
+                model.fit(semi_data, epochs=1, verbose=0)
+
+        shares = _shares(_trace_events(traced_fit), "EagerLocalExecute: __inference_multi_step")
+        result[name] = {"ms": step_ms, "steps_per_execution": per_call,
+                        **{part: share * step_ms for part, share in shares.items()}}
+
+    def tf1_steps():
+        for b in batches[:steps]:
+            graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
+
+    for b in batches[:args.warmup]:
+        graph.train_step(b[0]["x"], b[0]["idx"], b[1], 0)
+    start = clock()
+    tf1_steps()
+    step_ms = 1000 * (clock() - start) / steps
+
+    def traced_tf1_steps():
+        with tf.profiler.experimental.Trace("fit"):
+            tf1_steps()
+
+    shares = _shares(_trace_events(traced_tf1_steps), "SessionRun")
+    result["tf1_graph"] = {"ms": step_ms, "steps_per_execution": 1,
+                           **{part: share * step_ms for part, share in shares.items()}}
+    graph.close()
+    for row in result.values():
+        row["ratio"] = row["ms"] / result["tf1_graph"]["ms"]
+    return result
+
+
 def xla(args, protocol, rows):
     return timed_runners(
         args, protocol, rows,
@@ -312,7 +459,157 @@ def xla(args, protocol, rows):
     )
 
 
-SECTIONS = {"speed": speed, "parts": parts, "tf1": tf1, "xla": xla}
+SECTIONS = {"speed": speed, "parts": parts, "tf1": tf1, "xla": xla, "profile": profile}
+
+
+# ------------------------------------------------------------ record and report
+RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "speed.json")
+# Rows of the report's tables: (section, row, label), in order.
+REPORT_ROWS = {
+    "speed": [("supervised", "Supervised Keras step"),
+              ("temporal_ensembling", "Temporal Ensembling"),
+              ("mean_teacher", "Mean Teacher"), ("pi_model", "Π-model")],
+    "tf1": [("tf1_graph", "TF1 graph, seed 000's TE step (`session.run`)"),
+            ("supervised_fit", "Keras supervised `fit`, same network"),
+            ("te_fit", "Keras TE `fit`"),
+            ("te_fit_steps_per_execution_10", "Keras TE `fit`, `steps_per_execution=10`"),
+            ("te_fit_xla", "Keras TE `fit`, `jit_compile=True`"),
+            ("te_train_function", "Keras TE, the compiled train function called directly"),
+            ("te_train_on_batch", "Keras TE `train_on_batch`")],
+}
+PROFILE_COLUMNS = [("te_fit", "Keras TE `fit`"),
+                   ("te_fit_steps_per_execution_10", "TE `fit`, `steps_per_execution=10`"),
+                   ("tf1_graph", "TF1 `session.run`")]
+
+
+def machine():
+    """The CPU model, its cores and the versions, as the report prints them."""
+    model = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as file:
+            names = [line.split(":", 1)[1].strip() for line in file
+                     if line.startswith("model name")]
+        model = names[0] if names else model
+    return (f"{os.cpu_count()} CPUs ({model}); TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__}, Python {platform.python_version()}")
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(RECORD), check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def record_entry(section, result, argv, xla_flags):
+    """The record of one section's run: its result, the command that produced it (with
+    `XLA_FLAGS` when set), the machine, the time and the commit."""
+    command = "PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py " + " ".join(argv)
+    if xla_flags:
+        command = f"XLA_FLAGS={xla_flags} {command}"
+    return {"command": command, "xla_flags": xla_flags, "machine": machine(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": _commit(), "result": result}
+
+
+def record_key(section, xla_flags):
+    """Where a section's run goes in the record: runs with other `XLA_FLAGS` are kept apart."""
+    return f"{section} XLA_FLAGS={xla_flags}" if xla_flags else section
+
+
+def _provenance(entry):
+    return (f"Command: `{entry['command']}`  \nMachine: {entry['machine']}. "
+            f"Commit: {entry['commit']}. Run: {entry['date']}.")
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def speed_markdown(record):
+    """The markdown of BENCHMARKS.md's speed section from a `speed.json` record.
+
+    Example:
+
+    ```python
+    import json, step_cost   # benchmarks/ on sys.path
+    with open("benchmarks/speed.json") as file:
+        print(step_cost.speed_markdown(json.load(file)))
+    ```
+
+    Args:
+        record: The record: `{"sections": {key: entry}}` as `main` writes it.
+
+    Returns:
+        The section's markdown (subsections with their tables and commands), without its
+        `##` title.
+    """
+    sections = record["sections"]
+    lines = []
+    if "speed" in sections:
+        entry = sections["speed"]
+        lines += ["### Step cost × supervised (section 4's protocol, `train_on_batch`)", "",
+                  _provenance(entry), ""]
+        result = entry["result"]
+        lines += _table(["method", "median ms / step", "× supervised (IQR)"], [
+            [label, f"{result[key]['ms']:.2f}",
+             f"{result[key]['ratio']:.3f} ({result[key]['ratio_iqr'][0]:.2f}–"
+             f"{result[key]['ratio_iqr'][1]:.2f})"]
+            for key, label in REPORT_ROWS["speed"] if key in result])
+        lines.append("")
+    if "tf1" in sections:
+        entry = sections["tf1"]
+        lines += ["### The Keras TE step next to the seed's TF1 graph (section 3's protocol)", "",
+                  _provenance(entry), ""]
+        result = entry["result"]
+        lines += _table(["step", "ms / step", "× TF1 graph step"], [
+            [label, f"{result[key]['ms']:.2f}", f"{result[key]['ratio']:.2f}"]
+            for key, label in REPORT_ROWS["tf1"] if key in result])
+        lines.append("")
+    if "profile" in sections:
+        entry = sections["profile"]
+        result = entry["result"]
+        columns = [(key, label) for key, label in PROFILE_COLUMNS if key in result]
+        parts = ["fit loop and callbacks", *(p for p, _ in PROFILE_PARTS), "the step itself"]
+        lines += ["### Where a step's time goes (TensorFlow profiler, section 3's protocol)", "",
+                  _provenance(entry), "",
+                  "ms per step, untraced, split by each part's share of a traced run: "
+                  "outside the step function (Keras: the fit loop, the callbacks and the "
+                  "Python call of the `tf.function`; TF1: the Python loop feeding "
+                  "`session.run`), then the step function's time by its ops' name "
+                  "scopes.", ""]
+        labels = {"fit loop and callbacks": "outside the step function (Python)"}
+        rows = [[labels.get(part, part), *(f"{result[key][part]:.2f}" if part in result[key]
+                                           else "–" for key, _ in columns)] for part in parts]
+        rows.append(["**total**", *(f"**{result[key]['ms']:.2f}**" for key, _ in columns)])
+        rows.append(["× TF1 graph step", *(f"{result[key]['ratio']:.2f}" for key, _ in columns)])
+        lines += _table(["part", *(label for _, label in columns)], rows)
+        lines.append("")
+    for key in sorted(k for k in sections if k.split(" ")[0] == "xla"):
+        entry = sections[key]
+        result = entry["result"]
+        flags = entry["xla_flags"] or "none"
+        lines += [f"### XLA on CPU (`XLA_FLAGS`: {flags})", "", _provenance(entry), ""]
+        header = ["method", "graph step × supervised", "`jit_compile=True` × supervised"]
+        lines += _table(header, [
+            [label, f"{result[name]['ratio']:.2f}", f"{result[name + '_xla']['ratio']:.2f}"]
+            for name, label in REPORT_ROWS["speed"][1:] if name + "_xla" in result])
+        lines.append("")
+    return "\n".join(lines)
+
+
+def compare(record, key, result, tolerance):
+    """Rows `(row, recorded ratio, new ratio, within)`: each ratio of `result` against the
+    record's for `key`; `within` if they differ by at most `tolerance` relatively."""
+    recorded = record["sections"][key]["result"]
+    rows = []
+    for name, row in result.items():
+        if name in recorded:
+            before, now = recorded[name]["ratio"], row["ratio"]
+            rows.append((name, before, now, abs(now - before) <= tolerance * before))
+    return rows
 
 
 def main():
@@ -332,7 +629,21 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads")
     parser.add_argument("--before", action="store_true",
                         help="speed: also each method with Keras' metric reset (before)")
+    parser.add_argument("--record", nargs="?", const=RECORD, default=None,
+                        help="write each section's result, command and machine into this JSON "
+                        "record (default benchmarks/speed.json), replacing that section's")
+    parser.add_argument("--compare", nargs="?", const=RECORD, default=None,
+                        help="compare each ratio with this record's (default "
+                        "benchmarks/speed.json); exit 1 if one differs by more than --tolerance")
+    parser.add_argument("--tolerance", type=float, default=0.15,
+                        help="--compare: largest relative difference of a ratio")
+    parser.add_argument("--render", nargs="?", const=RECORD, default=None,
+                        help="only print the speed section's markdown from this record")
     args = parser.parse_args()
+    if args.render:
+        with open(args.render) as file:
+            print(speed_markdown(json.load(file)))
+        return
     global clock
     clock = CLOCK[args.clock]
     if args.threads:
@@ -340,12 +651,32 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     protocol = protocols_lib.PROTOCOLS["clean-1000"]
     rows = protocols_lib.load(protocol, args.seed)
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    compared = []
     for section in args.sections:
         result = SECTIONS[section](args, protocol, rows)
         print(json.dumps({"section": section, "result": result}), flush=True)
         for name, row in result.items():
             extra = {k: v for k, v in row.items() if k not in ("ms", "ratio")}
             print(f"  {section:6s} {name:24s} {row['ms']:7.2f} ms  x{row['ratio']:.3f}  {extra}")
+        key = record_key(section, xla_flags)
+        if args.compare:
+            with open(args.compare) as file:
+                compared += compare(json.load(file), key, result, args.tolerance)
+        if args.record:
+            record = {"sections": {}}
+            if os.path.exists(args.record):
+                with open(args.record) as file:
+                    record = json.load(file)
+            record["sections"][key] = record_entry(section, result, sys.argv[1:], xla_flags)
+            with open(args.record, "w") as file:
+                json.dump(record, file, indent=1, sort_keys=True)
+                file.write("\n")
+    for name, before, now, within in compared:
+        print(f"  compare {name:32s} recorded x{before:.3f}  now x{now:.3f}  "
+              f"{'ok' if within else 'DIFFERS'}")
+    if not all(within for *_, within in compared):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

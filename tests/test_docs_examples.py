@@ -54,3 +54,15 @@ def test_the_example_is_at_most_60_lines_and_the_page_says_how_many():
     lines = sum(len([line for line in b.splitlines() if line.strip()]) for b in _page_blocks())
     assert lines <= 60
     assert f"in {lines} lines" in PAGE.read_text()
+
+
+def test_the_readme_table_lists_every_model():
+    readme = (PAGE.parents[1] / "README.md").read_text()
+    models = [
+        name for name in tfssl.models.__all__
+        if inspect.isclass(getattr(tfssl.models, name))
+        and issubclass(getattr(tfssl.models, name), tfssl.models.SemiSupervisedModel)
+        and name != "SemiSupervisedModel"
+    ]
+    missing = [name for name in models if f"| `{name}` |" not in readme]
+    assert not missing

@@ -14,11 +14,7 @@ global batch.
 
 import json
 import os
-import re
-import socket
-import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -26,6 +22,7 @@ import pytest
 import tensorflow as tf
 
 from mirrored_utils import mirrored_equivalence
+from multiworker_utils import model_state, start_workers, wait
 from test_scripts import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
 from tfssl import backbones, data, models, testing
 
@@ -86,15 +83,6 @@ def train_plain(strategy):
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     return model, history.history
-
-
-def model_state(model):
-    """Every variable of the model and its optimizer as numpy arrays, keyed by position and
-    path without Keras' uniquifying suffixes: a fresh worker process names its first layer
-    `dense`, the pytest process that ran other tests before `dense_129`."""
-    variables = model.weights + model.optimizer.variables
-    return {f"{i:03d} {re.sub(r'_[0-9]+(?=[_/]|$)', '', v.path)}": v.numpy()
-            for i, v in enumerate(variables)}
 
 
 def make_fasttext_te():
@@ -164,60 +152,15 @@ def run_worker(output_dir, data_dir):
 
 
 # -------------------------------------------------------------------------- the test
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _start_workers(output_dirs, data_dir):
-    """Starts one worker per folder; each writes its results and its log there."""
-    workers = [f"127.0.0.1:{port}" for port in _free_ports(len(output_dirs))]
-    processes = []
-    for index, output_dir in enumerate(output_dirs):
-        env = dict(os.environ)
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        )
-        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        with open(os.path.join(output_dir, "log.txt"), "w") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, os.path.abspath(__file__), output_dir, data_dir],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    return processes
-
-
-def _wait(processes, timeout):
-    """Waits for every process until `timeout` seconds in all, then kills those left (a
-    worker whose peer died waits in its collectives forever)."""
-    deadline = time.monotonic() + timeout
-    try:
-        for process in processes:
-            process.wait(timeout=max(deadline - time.monotonic(), 1))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return [process.returncode for process in processes]
-
-
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory, data_dir):  # noqa: F811
     """Starts the worker pair, trains the one-device reference meanwhile, waits."""
     output_dirs = [str(tmp_path_factory.mktemp(f"worker{i}")) for i in range(2)]
-    processes = _start_workers(output_dirs, data_dir)
+    processes = start_workers(
+        os.path.basename(__file__),
+        [[output_dir, data_dir] for output_dir in output_dirs],
+        logs=[os.path.join(output_dir, "log.txt") for output_dir in output_dirs],
+    )
     reference = {}
     try:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
@@ -231,7 +174,7 @@ def two_workers(tmp_path_factory, data_dir):  # noqa: F811
         reference["plain"] = (model_state(model), history["loss"], accuracy["accuracy"])
         reference["plain_predictions"] = model.predict(x, verbose=0)
     finally:
-        returncodes = _wait(processes, WORKERS_TIMEOUT)
+        returncodes = wait(processes, WORKERS_TIMEOUT)
     for returncode, output_dir in zip(returncodes, output_dirs):
         with open(os.path.join(output_dir, "log.txt")) as log:
             assert returncode == 0, f"worker exit code {returncode}:\n{log.read()[-5000:]}"

@@ -96,6 +96,7 @@ import keras
 import tfssl
 from benchmarking import training
 from tfssl import layers, models
+from tfssl.models import policies
 
 __all__ = ["METHODS", "Method", "consistency_kwargs", "default_methods"]
 
@@ -348,6 +349,76 @@ METHODS = {
         # Issue 16: FixMatch should beat Mean Teacher.
         compare_with="mean_teacher",
     ),
+    "flexmatch": Method(
+        label="FlexMatch",
+        model=models.FlexMatch,
+        build=lambda backbone, protocol, hyper: models.FlexMatch(
+            backbone, num_samples=protocol.train_size, threshold=hyper["threshold"],
+            lambda_u=hyper["lambda_u"],
+        ),
+        hyper={"threshold": 0.95, "lambda_u": 1.0},
+        reference="Bowen Zhang et al. FlexMatch: Boosting Semi-Supervised Learning with "
+        "Curriculum Pseudo Labeling. NeurIPS 2021. arXiv:2110.08263",
+        cost=2.0,
+        default=False,
+        compare_with="fixmatch",
+    ),
+    "freematch": Method(
+        label="FreeMatch",
+        model=models.FreeMatch,
+        build=lambda backbone, protocol, hyper: models.FreeMatch(
+            backbone, lambda_u=hyper["lambda_u"], fairness_weight=hyper["fairness_weight"]
+        ),
+        hyper={"lambda_u": 1.0, "fairness_weight": 0.01},
+        reference="Yidong Wang et al. FreeMatch: Self-adaptive Thresholding for "
+        "Semi-supervised Learning. ICLR 2023. arXiv:2205.07246",
+        cost=2.0,
+        default=False,
+        compare_with="fixmatch",
+    ),
+    "softmatch": Method(
+        label="SoftMatch",
+        model=models.SoftMatch,
+        build=lambda backbone, protocol, hyper: models.SoftMatch(
+            backbone, lambda_u=hyper["lambda_u"]
+        ),
+        hyper={"lambda_u": 1.0},
+        reference="Hao Chen et al. SoftMatch: Addressing the Quantity-Quality Trade-off in "
+        "Semi-supervised Learning. ICLR 2023. arXiv:2301.10921",
+        cost=2.0,
+        default=False,
+        compare_with="fixmatch",
+    ),
+    "adamatch": Method(
+        label="AdaMatch",
+        model=models.AdaMatch,
+        build=lambda backbone, protocol, hyper: models.AdaMatch(
+            backbone, threshold=hyper["threshold"], lambda_u=hyper["lambda_u"]
+        ),
+        hyper={"threshold": 0.9, "lambda_u": 1.0},
+        reference="David Berthelot et al. AdaMatch: A Unified Approach to Semi-Supervised "
+        "Learning and Domain Adaptation. ICLR 2022. arXiv:2106.04732",
+        cost=2.0,
+        default=False,
+        compare_with="fixmatch",
+    ),
+    "uda": Method(
+        label="UDA",
+        model=models.UDA,
+        build=lambda backbone, protocol, hyper: models.UDA(
+            backbone, threshold=hyper["threshold"], temperature=hyper["temperature"],
+            lambda_u=hyper["lambda_u"],
+            training_signal_annealing=policies.TrainingSignalAnnealing(
+                protocol.steps, hyper["tsa"]
+            ),
+        ),
+        hyper={"threshold": 0.8, "temperature": 0.4, "lambda_u": 1.0, "tsa": "linear"},
+        reference="Qizhe Xie et al. Unsupervised Data Augmentation for Consistency Training. "
+        "NeurIPS 2020. arXiv:1904.12848",
+        cost=2.0,
+        default=False,
+        compare_with="fixmatch",
+    ),
     "mixup": Method(
         label="Mixup (labeled rows)",
         model=models.MixupModel,
@@ -472,6 +543,70 @@ METHODS = {
         reference="Ying Zhang, Tao Xiang, Timothy M. Hospedales, Huchuan Lu. Deep Mutual "
         "Learning. CVPR 2018. arXiv:1706.00384",
         cost=2.0,
+        default=False,
+    ),
+    "pi_model_gce": Method(
+        label="Π-model + GCE",
+        model=models.PiModel,
+        build=lambda backbone, protocol, hyper: models.PiModel(
+            backbone, supervised_objective="gce", **consistency_kwargs(protocol, hyper)
+        ),
+        hyper={"max_unsupervised_weight": 30.0, "ramp_up_epochs": 5},
+        reference="Zhilu Zhang, Mert R. Sabuncu. Generalized Cross Entropy Loss for Training "
+        "Deep Neural Networks with Noisy Labels. NeurIPS 2018. arXiv:1805.07836",
+        cost=1.7,
+        default=False,
+        compare_with="pi_model",
+    ),
+    "pi_model_sce": Method(
+        label="Π-model + SCE",
+        model=models.PiModel,
+        build=lambda backbone, protocol, hyper: models.PiModel(
+            backbone, supervised_objective="sce", **consistency_kwargs(protocol, hyper)
+        ),
+        hyper={"max_unsupervised_weight": 30.0, "ramp_up_epochs": 5},
+        reference="Yisen Wang et al. Symmetric Cross Entropy for Robust Learning with Noisy "
+        "Labels. ICCV 2019. arXiv:1908.06112",
+        cost=1.7,
+        default=False,
+        compare_with="pi_model",
+    ),
+    "elr": Method(
+        label="ELR",
+        model=models.ELR,
+        build=lambda backbone, protocol, hyper: models.ELR(
+            backbone, num_samples=protocol.train_size, beta=hyper["beta"],
+            supervised_normalize=protocol.supervised_normalize,
+        ),
+        hyper={"beta": 0.7},
+        reference="Sheng Liu et al. Early-Learning Regularization Prevents Memorization of "
+        "Noisy Labels. NeurIPS 2020. arXiv:2007.00151",
+        cost=1.1,
+        default=False,
+    ),
+    "co_teaching": Method(
+        label="Co-teaching",
+        model=models.CoTeaching,
+        build=lambda backbone, protocol, hyper: models.CoTeaching(
+            backbone, forget_rate=protocol.label_noise, gradual_epochs=hyper["gradual_epochs"],
+        ),
+        hyper={"gradual_epochs": 5},
+        reference="Bo Han et al. Co-teaching: Robust Training of Deep Neural Networks with "
+        "Extremely Noisy Labels. NeurIPS 2018. arXiv:1804.06872",
+        cost=2.0,
+        default=False,
+    ),
+    "divide_mix": Method(
+        label="DivideMix",
+        model=models.DivideMix,
+        build=lambda backbone, protocol, hyper: models.DivideMix(
+            backbone, num_samples=protocol.train_size, warmup_epochs=hyper["warmup_epochs"],
+            lambda_u=hyper["lambda_u"],
+        ),
+        hyper={"warmup_epochs": 3, "lambda_u": 25.0},
+        reference="Junnan Li, Richard Socher, Steven C.H. Hoi. DivideMix: Learning with Noisy "
+        "Labels as Semi-supervised Learning. ICLR 2020. arXiv:2002.07394",
+        cost=4.0,
         default=False,
     ),
     "ceiling": Method(label="All labels (ceiling)", data="all_labels"),

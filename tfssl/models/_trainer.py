@@ -9,11 +9,29 @@ refusal of the whole step (`tfssl.models._nonfinite`); the loss terms and the co
 metrics are tracked on the labeled rows.
 """
 
+import os
+
 import keras
 import tensorflow as tf
 
 from tfssl.models._nonfinite import check_finite, raise_nonfinite_error, restore_values
 from tfssl.models._replicas import distributable_logs, global_sum
+
+
+WEIGHTS_SUFFIX = ".weights.h5"
+# Name scopes of the parts of a training step, as a TensorFlow profile shows them.
+BATCH_CHECKS_SCOPE = "batch_checks"
+NONFINITE_GUARD_SCOPE = "nonfinite_guard"
+METRICS_SCOPE = "step_metrics"
+
+
+class UnreadableWeightsError(OSError, ValueError):
+    """A weights file that cannot be loaded whole (missing, truncated, half-written).
+
+    An `OSError`, as h5py's error for a truncated file, so that
+    `keras.callbacks.BackupAndRestore(double_checkpoint=True)` falls back to its previous
+    checkpoint; a `ValueError` too, as Keras' error for a file missing variables.
+    """
 
 
 class _EpochCounter(keras.callbacks.Callback):
@@ -26,12 +44,26 @@ class _EpochCounter(keras.callbacks.Callback):
 class Trainer:
     """The training and evaluation steps of `SemiSupervisedModel`, and their Keras setup.
 
-    A mixin before `keras.Model`: it reads what `SemiSupervisedModel.__init__` creates
-    (`backbone`, `epoch`, `on_nonfinite`, `loss_trackers`, `skipped_steps` and the
-    `_jit_step`, `_compiled_step` and `_metric_reset` caches) and calls the method's hooks
-    (`unpack_batch`, `compute_losses`, `update_state_after_step`, `forward_pass_state`,
-    `supervised_loss`, `metric_inputs`).
+    A mixin before `keras.Model`. Its initialiser creates the state that only the steps
+    use: one `keras.metrics.Mean` per name in the class attributes `loss_terms` and
+    `schedule_terms` (`loss_trackers`, reset by Keras every epoch), the `skipped_steps`
+    metric and the caches of the compiled step and of the metric reset. It reads what
+    `SemiSupervisedModel.__init__` creates (`backbone`, `epoch`, `on_nonfinite`) and calls
+    the method's hooks (`unpack_batch`, `compute_losses`, `update_state_after_step`,
+    `forward_pass_state`, `supervised_loss`, `metric_inputs`).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_trackers = {
+            name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
+        }
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
+        # Whether `compile(jit_compile=True)` asked for XLA, and the step it compiled.
+        self._jit_step = False
+        self._compiled_step = None
+        # `(ids of the metric variables, the tf.function zeroing them)` of `reset_metrics`.
+        self._metric_reset = None
 
     def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
         """Configures training. No loss is needed: the method defines it.
@@ -43,9 +75,18 @@ class Trainer:
             jit_compile: `True` compiles the step with XLA, except the batch checks, which
                 run before it without XLA (see `SemiSupervisedModel`). One replica only:
                 refused under a strategy with several. Ignored with `run_eagerly=True`.
-                Meant for GPUs: on CPU it was no faster, and 9x slower for Temporal
-                Ensembling with dropout or noise layers (benchmarks/notes/step_cost.md).
-                Defaults to `False`.
+                Meant for GPUs. On CPU, a model with one random layer (`Dropout`,
+                `GaussianNoise`) was 9x slower under XLA: XLA inlines the random-number
+                computation of that layer's only draw and fuses it into the layer's
+                elementwise select, which then recomputes the Philox key and a whole
+                4-value block for every element (the HLO of the step shows the
+                `StatelessRandomGetKeyCounter` ops inside the select's loop fusion; with
+                two draws of one shape, as the Π-model's, XLA keeps them in a called
+                computation and is not slowed). Start the process with
+                `XLA_FLAGS=--xla_disable_hlo_passes=call-inliner` to keep it out of the
+                fusion: Temporal Ensembling's XLA step then costs 1.17x its graph step on
+                CPU, as the other methods' (1.28x), against 8.5x without the flag
+                (benchmarks/speed.json, `xla` sections). Defaults to `False`.
             **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
 
         Raises:
@@ -98,6 +139,83 @@ class Trainer:
             # Creates the slots so the saved optimizer state can be loaded into them.
             self.optimizer.build(self.trainable_variables)
 
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """`keras.Model.save_weights`, written whole or not at all.
+
+        Keras writes the `.weights.h5` file in place: a write that fails part-way (a full
+        disk, a killed process) leaves a half-written file where the previous good one was,
+        which `keras.callbacks.BackupAndRestore` then cannot restore from. Here the weights
+        go to a `.partial<pid>.weights.h5` file beside it, flushed to disk, which then
+        replaces `filepath` in one `os.replace`: `filepath` holds either the previous file
+        or the new one. Sharded files (`max_shard_size`), remote paths (`gs://...`) and
+        `overwrite=False` (which asks before overwriting) are Keras' own write.
+
+        Args:
+            filepath: Path of the `.weights.h5` file.
+            overwrite: Whether to overwrite an existing file without asking. Defaults to
+                `True`.
+            max_shard_size: Largest shard in GB, or `None` for one file. Defaults to
+                `None`.
+
+        Raises:
+            OSError: If the write fails; `filepath` then still holds the previous file.
+        """
+        path = os.fspath(filepath)
+        if (
+            max_shard_size is not None
+            or not overwrite
+            or "://" in path
+            or not path.endswith(WEIGHTS_SUFFIX)
+        ):
+            return super().save_weights(
+                filepath, overwrite=overwrite, max_shard_size=max_shard_size
+            )
+        partial = f"{path[: -len(WEIGHTS_SUFFIX)]}.partial{os.getpid()}{WEIGHTS_SUFFIX}"
+        try:
+            super().save_weights(partial, overwrite=True)
+            with open(partial, "rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """`keras.Model.load_weights`, which loads all of the file or none of it.
+
+        A truncated file, or one missing a layer's variables (half-written by a writer
+        other than `save_weights` above), is refused with `UnreadableWeightsError`, and the
+        model and its optimizer keep the values they had: Keras alone would have assigned
+        the layers it read before failing. The error is an `OSError`, so
+        `keras.callbacks.BackupAndRestore(double_checkpoint=True)` restores the previous
+        checkpoint instead. To put values back, the variables are copied first, which
+        takes their size in host memory for the time of the load.
+
+        Args:
+            filepath: Path of the `.weights.h5` (or sharded `.weights.json`) file.
+            skip_mismatch: Whether to skip layers whose variables do not match, as in
+                Keras. Defaults to `False`.
+            **kwargs: Passed to `keras.Model.load_weights`.
+
+        Raises:
+            UnreadableWeightsError: If the file cannot be read whole; the message names it
+                and Keras' reason.
+        """
+        variables = list(self.weights)
+        if self.optimizer is not None and self.optimizer.built:
+            variables += list(self.optimizer.variables)
+        values = [variable.numpy() for variable in variables]
+        try:
+            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+        except (OSError, ValueError) as error:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            raise UnreadableWeightsError(
+                f"{type(self).__name__} could not load the weights file: it is missing, "
+                "truncated or half-written, or not of this model. The model keeps its "
+                f"previous weights. Received: filepath={os.fspath(filepath)!r} ({error})"
+            ) from error
+
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, with a callback that keeps `model.epoch` current."""
         if args and isinstance(args[0], tf.data.Dataset):
@@ -133,7 +251,11 @@ class Trainer:
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
-        x, sample_idx, labels = self.unpack_batch(data)
+        # The name scopes (here, in `_guarded_step` and `_update_metrics`) let a
+        # TensorFlow profile attribute each op to its part of the step
+        # (benchmarks/step_cost.py's `profile` section); they cost nothing at run time.
+        with tf.name_scope(BATCH_CHECKS_SCOPE):
+            x, sample_idx, labels = self.unpack_batch(data)
         if not self._jit_step:
             logs, _, _ = self._guarded_step(data, x, sample_idx, labels, raise_nonfinite=True)
             return logs
@@ -158,13 +280,15 @@ class Trainer:
         raises."""
         # Batch normalisation writes its moving statistics in the forward pass, before the
         # loss is known: a refused step puts these values back.
-        layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
+        with tf.name_scope(NONFINITE_GUARD_SCOPE):
+            layer_state = [tf.identity(v.value) for v in self.forward_pass_state()]
         with tf.GradientTape() as tape:
             terms, outputs = self.compute_losses(x, sample_idx, labels)
             loss = self.optimizer.scale_loss(terms["loss"])
         trainable_weights = self.backbone.trainable_weights
         gradients = tape.gradient(loss, trainable_weights)
-        finite, report = check_finite(data, x, terms["loss"], gradients, self.optimizer)
+        with tf.name_scope(NONFINITE_GUARD_SCOPE):
+            finite, report = check_finite(data, x, terms["loss"], gradients, self.optimizer)
         tf.distribute.get_replica_context().merge_call(
             self._apply_or_refuse,
             args=(finite, gradients, sample_idx, outputs, layer_state, report),
@@ -246,30 +370,32 @@ class Trainer:
 
         A skipping model's step that was not `finite` adds nothing to them.
         """
-        weight = None if finite is None else tf.cast(finite, tf.float32)
-        logs = {}
-        for name, value in terms.items():
-            if name in self.loss_terms:
-                # Each replica holds its share of the global mean: the sum is the global value.
-                value = global_sum(value)
+        with tf.name_scope(METRICS_SCOPE):
+            weight = None if finite is None else tf.cast(finite, tf.float32)
+            logs = {}
+            for name, value in terms.items():
+                if name in self.loss_terms:
+                    # Each replica holds its share of the global mean: the sum is the
+                    # global value.
+                    value = global_sum(value)
+                if finite is not None:
+                    value = tf.where(finite, value, tf.zeros_like(value))
+                self.loss_trackers[name].update_state(value, sample_weight=weight)
+                logs[name] = self.loss_trackers[name].result()
+            targets, predictions, labeled = self.metric_inputs(labels, logits)
             if finite is not None:
-                value = tf.where(finite, value, tf.zeros_like(value))
-            self.loss_trackers[name].update_state(value, sample_weight=weight)
-            logs[name] = self.loss_trackers[name].result()
-        targets, predictions, labeled = self.metric_inputs(labels, logits)
-        if finite is not None:
-            logs[self.skipped_steps.name] = self.skipped_steps.result()
-            labeled *= weight
-            predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
-        compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
-        # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
-        # step did not compute (evaluation has no consistency term) are left out.
-        compiled = {
-            k: v
-            for k, v in compiled.items()
-            if k not in self.loss_trackers and k != self.skipped_steps.name
-        }
-        return distributable_logs({**compiled, **logs})
+                logs[self.skipped_steps.name] = self.skipped_steps.result()
+                labeled *= weight
+                predictions = tf.where(finite, predictions, tf.zeros_like(predictions))
+            compiled = self.compute_metrics(None, targets, predictions, sample_weight=labeled)
+            # Keras' own (unused) "loss" tracker is in `compiled` too: ours wins. Terms this
+            # step did not compute (evaluation has no consistency term) are left out.
+            compiled = {
+                k: v
+                for k, v in compiled.items()
+                if k not in self.loss_trackers and k != self.skipped_steps.name
+            }
+            return distributable_logs({**compiled, **logs})
 
 
 def _resets_in_graph(metric):

@@ -215,15 +215,7 @@ class SemiSupervisedModel(Trainer, keras.Model):
         # The wrapper owns no layer of its own to build: it is built once its backbone is,
         # so `.keras` saving and loading restore its state without a forward pass.
         self.built = backbone.built
-        # One Mean per loss term; Keras resets them at each epoch.
-        self.loss_trackers = {
-            name: keras.metrics.Mean(name=name) for name in self.loss_terms + self.schedule_terms
-        }
-        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
         self.hooks = []
-        self._jit_step = False
-        self._compiled_step = None
-        self._metric_reset = None
 
     # ----------------------------------------------------------------- per-sample state
     def add_sample_state(self, name, shape, initializer="zeros", dtype="float32"):

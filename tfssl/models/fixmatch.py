@@ -172,8 +172,9 @@ class FixMatch(SemiSupervisedModel):
 
     @property
     def threshold(self):
-        """The policy's fixed threshold (its `threshold`), for monitoring."""
-        return self.pseudo_label_policy.threshold
+        """The policy's fixed threshold `tau` (`None` for a policy without one, such as
+        SoftMatch's weights)."""
+        return getattr(self.pseudo_label_policy, "threshold", None)
 
     def compute_losses(self, x, sample_idx, labels):
         unlabeled_rows = tf.where(labels == UNLABELED)[:, 0]
@@ -190,17 +191,25 @@ class FixMatch(SemiSupervisedModel):
             policy=self.pseudo_label_policy,
             transforms=[t for t in (self.distribution_alignment,) if t is not None],
         )
-        targets = tf.argmax(guesses, axis=-1, output_type=tf.int32)
-        supervised = self.supervised_loss(labels, weak_logits)
-        unsupervised = global_mean(
-            mask * keras.losses.sparse_categorical_crossentropy(
-                targets, tf.cast(strong_logits, tf.float32), from_logits=True
-            )
-        )
+        supervised = self.labeled_loss(labels, weak_logits)
+        unsupervised = global_mean(mask * self.strong_view_loss(guesses, strong_logits))
         terms = self.combine_losses(supervised, unsupervised, "pseudo_label_loss")
         terms["mask_rate"] = global_mean(mask)
         terms["threshold"] = logs["threshold"]
-        return terms, {"logits": weak_logits, **outputs}
+        step = {"logits": weak_logits, "strong_logits": strong_logits, "unlabeled_weights": mask}
+        return terms, {**step, **outputs}
+
+    def labeled_loss(self, labels, logits):
+        """The training step's supervised term: `supervised_loss` (UDA anneals it)."""
+        return self.supervised_loss(labels, logits)
+
+    def strong_view_loss(self, guesses, strong_logits):
+        """Per unlabeled row, the loss of the strong view against the weak view's guesses:
+        the cross-entropy of their argmax (UDA: of the sharpened guesses)."""
+        targets = tf.argmax(guesses, axis=-1, output_type=tf.int32)
+        return keras.losses.sparse_categorical_crossentropy(
+            targets, tf.cast(strong_logits, tf.float32), from_logits=True
+        )
 
     def get_config(self):
         config = super().get_config()

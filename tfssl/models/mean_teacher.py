@@ -166,11 +166,11 @@ class MeanTeacher(SemiSupervisedModel):
         teacher_logits = tf.stop_gradient(self.teacher(x, training=True))
         supervised = self.supervised_loss(labels, logits)
         consistency = global_consistency(logits, teacher_logits, self.consistency)
-        terms = {
-            **self.combine_losses(supervised, consistency),
-            "ema_decay": self.current_ema_decay(self.optimizer.iterations + 1),
-        }
-        return terms, {"logits": logits}
+        # The decay of the update that follows this step's optimizer step: logged, and
+        # read by `update_state_after_step` (computed once).
+        decay = self.current_ema_decay(self.optimizer.iterations + 1)
+        terms = {**self.combine_losses(supervised, consistency), "ema_decay": decay}
+        return terms, {"logits": logits, "ema_decay": decay}
 
     def forward_pass_state(self):
         """The student's batch-norm statistics and, with `teacher_batch_norm="batch"`, the
@@ -181,7 +181,7 @@ class MeanTeacher(SemiSupervisedModel):
         return variables
 
     def update_state_after_step(self, sample_idx, outputs):
-        decay = self.current_ema_decay(self.optimizer.iterations)
+        decay = outputs["ema_decay"]
         pairs = list(zip(self.teacher.weights, self.backbone.weights))
         if self.teacher_batch_norm == "batch":
             # The teacher's moving statistics are its own (written by its training pass).
@@ -193,7 +193,8 @@ class MeanTeacher(SemiSupervisedModel):
             for teacher_weight, student_weight in pairs:
                 strategy.extended.update(
                     teacher_weight.value,
-                    lambda t, s: t.assign(decay * t + (1.0 - decay) * tf.cast(s, t.dtype)),
+                    # decay * t + (1 - decay) * s, in one read and one write of t.
+                    lambda t, s: t.assign_sub((1.0 - decay) * (t - tf.cast(s, t.dtype))),
                     args=(student_weight.value,),
                 )
 

@@ -35,9 +35,13 @@ __all__ = [
     "DistributionAlignment",
     "FixedThreshold",
     "FlexMatchThreshold",
+    "FreeMatchThreshold",
     "PseudoLabelPolicy",
+    "RelativeThreshold",
     "Sharpen",
+    "SoftMatchWeight",
     "TargetTransform",
+    "TrainingSignalAnnealing",
     "all_replicas_mean",
     "check_probability",
     "class_threshold_weights",
@@ -387,3 +391,405 @@ def check_probability(name, value):
             or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value!r}")
     return float(value)
+
+
+def _ema(momentum, old, new, count):
+    """`momentum * old + (1 - momentum) * new`, or `old` when the global batch had no rows
+    (`count == 0`)."""
+    return tf.where(count > 0, momentum * old + (1.0 - momentum) * new, old)
+
+
+def _check_momentum(momentum):
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+            or not 0.0 <= momentum < 1.0:
+        raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+    return float(momentum)
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class FreeMatchThreshold(PseudoLabelPolicy):
+    """FreeMatch's self-adaptive thresholds: a global threshold that follows the model's
+    mean confidence, scaled per class by the model's mean prediction of that class.
+
+    Three exponential moving averages (momentum `lambda`) over the unlabeled rows of each
+    global batch, updated before they are used (the paper's Eq. 5-7): the mean confidence
+    `tau` (the global threshold), the mean guess `p_model` and the histogram of the
+    argmax `label_histogram` (read by FreeMatch's fairness term). The threshold of class
+    `c` is `MaxNorm(p_model)[c] * tau`. A row counts (weight 1) when its confidence reaches
+    the threshold of its argmax class.
+
+    The paper starts all three at `1 / C` (`initial_state="paper"`, the default): early
+    thresholds are low and most rows count. USB's code starts them at 1
+    (`initial_state="usb"`): the global threshold starts at 1 and falls towards the mean
+    confidence, about `1 - momentum` of the gap a step, so almost no row counts in the
+    first few hundred steps at momentum 0.999.
+
+    Formula:
+
+    ```python
+    tau = lam * tau + (1 - lam) * mean(max(p, axis=-1))
+    p_model = lam * p_model + (1 - lam) * mean(p, axis=0)
+    label_histogram = lam * label_histogram + (1 - lam) * mean(one_hot(argmax(p)), axis=0)
+    class_threshold = p_model / max(p_model) * tau
+    weight = max(p, axis=-1) >= class_threshold[argmax(p)]
+    ```
+
+    Example:
+
+    ```python
+    policy = tfssl.models.policies.FreeMatchThreshold(momentum=0.999)
+    model = tfssl.models.FixMatch(backbone, pseudo_label_policy=policy)
+    ```
+
+    Args:
+        momentum: EMA momentum `lambda` in `[0, 1)`. Defaults to `0.999` (the paper's).
+        initial_state: `"paper"` (`1 / C`) or `"usb"` (1). Defaults to `"paper"`.
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: For a `momentum` outside `[0, 1)` or an unknown `initial_state`.
+
+    References:
+        Wang et al., FreeMatch: Self-adaptive Thresholding for Semi-supervised Learning,
+        arXiv 2205.07246.
+    """
+
+    def __init__(self, momentum=0.999, initial_state="paper", **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = _check_momentum(momentum)
+        if initial_state not in ("paper", "usb"):
+            raise ValueError(
+                "`initial_state` must be 'paper' or 'usb'. "
+                f"Received: initial_state={initial_state!r}"
+            )
+        self.initial_state = initial_state
+
+    def build_state(self, model):
+        super().build_state(model)
+        start = 1.0 / self.num_classes if self.initial_state == "paper" else 1.0
+        for name, shape in (("global_threshold", ()), ("p_model", (self.num_classes,)),
+                            ("label_histogram", (self.num_classes,))):
+            setattr(self, name, self.add_weight(
+                shape=shape, initializer=keras.initializers.Constant(start), trainable=False,
+                aggregation="only_first_replica", name=name,
+            ))
+
+    @staticmethod
+    def class_thresholds(global_threshold, p_model):
+        """`MaxNorm(p_model) * tau`: the threshold of every class."""
+        return p_model / tf.reduce_max(p_model) * global_threshold
+
+    def _weights(self, probabilities, global_threshold, p_model):
+        return class_threshold_weights(
+            probabilities, self.class_thresholds(global_threshold, p_model)
+        )
+
+    def select(self, probabilities, sample_idx=None, labeled_probabilities=None):
+        prediction = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        mean_confidence, count = all_replicas_mean(tf.reduce_max(probabilities, axis=-1))
+        mean_guess, _ = all_replicas_mean(probabilities)
+        histogram, _ = all_replicas_mean(tf.one_hot(prediction, self.num_classes))
+        updates = {
+            "global_threshold": _ema(self.momentum, self.global_threshold.value,
+                                     mean_confidence, count),
+            "p_model": _ema(self.momentum, self.p_model.value, mean_guess, count),
+            "label_histogram": _ema(self.momentum, self.label_histogram.value, histogram, count),
+        }
+        weights = self._weights(probabilities, updates["global_threshold"], updates["p_model"])
+        return weights, updates
+
+    def current_weights(self, probabilities):
+        probabilities = tf.cast(probabilities, tf.float32)
+        return self._weights(probabilities, self.global_threshold.value, self.p_model.value)
+
+    def logs(self, updates):
+        thresholds = self.class_thresholds(updates["global_threshold"], updates["p_model"])
+        return {"threshold": tf.reduce_mean(thresholds)}
+
+    def get_config(self):
+        config = {"momentum": self.momentum, "initial_state": self.initial_state}
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class SoftMatchWeight(PseudoLabelPolicy):
+    """SoftMatch's truncated-Gaussian weights: full weight above the running mean
+    confidence, a Gaussian fall-off below it.
+
+    The mean `mu` and the unbiased variance `var` of the unlabeled rows' confidence are
+    exponential moving averages over global batches (momentum `m`, updated before use;
+    they start at `1 / C` and 1). The confidence is read after uniform alignment
+    (`uniform_alignment=True`, the paper's UA): the guesses are scaled by `(1 / C) /
+    p_model`, with `p_model` the EMA of the mean guess, and renormalised. The alignment
+    only shapes the weights; the pseudo-labels stay the argmax of the guesses as given.
+
+    The paper's Eq. 7 writes the Gaussian with `var`; its code (USB's
+    `SoftMatchWeightingHook`) divides `var` by `n_sigma ** 2` with `n_sigma = 2`, a
+    Gaussian half as wide, which produced the paper's results and is the default here;
+    `n_sigma=1` is the equation as printed.
+
+    Formula:
+
+    ```python
+    aligned = normalize(p * (1 / C) / p_model)           # p_model updated first
+    c = max(aligned, axis=-1)
+    mu = m * mu + (1 - m) * mean(c)
+    var = m * var + (1 - m) * sum((c - mean(c)) ** 2) / (n - 1)
+    weight = exp(-min(c - mu, 0) ** 2 / (2 * var / n_sigma ** 2))
+    ```
+
+    Example:
+
+    ```python
+    policy = tfssl.models.policies.SoftMatchWeight(n_sigma=2)
+    model = tfssl.models.FixMatch(backbone, pseudo_label_policy=policy)
+    ```
+
+    Args:
+        momentum: EMA momentum in `[0, 1)` of the statistics and of `p_model`. Defaults
+            to `0.999` (the paper's).
+        n_sigma: Positive width divisor of the Gaussian. Defaults to `2.0` (USB's).
+        uniform_alignment: Whether the confidence is read after uniform alignment.
+            Defaults to `True` (the paper's).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: For a `momentum` outside `[0, 1)` or a `n_sigma` that is not positive.
+
+    References:
+        Chen et al., SoftMatch: Addressing the Quantity-Quality Trade-off in
+        Semi-supervised Learning, arXiv 2301.10921.
+    """
+
+    def __init__(self, momentum=0.999, n_sigma=2.0, uniform_alignment=True, **kwargs):
+        super().__init__(**kwargs)
+        self.momentum = _check_momentum(momentum)
+        if isinstance(n_sigma, bool) or not isinstance(n_sigma, (int, float)) or n_sigma <= 0:
+            raise ValueError(f"`n_sigma` must be > 0. Received: n_sigma={n_sigma!r}")
+        self.n_sigma = float(n_sigma)
+        self.uniform_alignment = bool(uniform_alignment)
+        self.alignment = (
+            DistributionAlignment(self.momentum, "uniform") if self.uniform_alignment else None
+        )
+
+    def build_state(self, model):
+        super().build_state(model)
+        if self.alignment is not None:
+            self.alignment.build_state(model)
+        for name, start in (("confidence_mean", 1.0 / self.num_classes),
+                            ("confidence_variance", 1.0)):
+            setattr(self, name, self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(start), trainable=False,
+                aggregation="only_first_replica", name=name,
+            ))
+
+    def _weights(self, confidence, mean, variance):
+        below = tf.minimum(confidence - mean, 0.0)
+        return tf.exp(-tf.square(below) / (2.0 * variance / self.n_sigma**2))
+
+    def select(self, probabilities, sample_idx=None, labeled_probabilities=None):
+        aligned, updates = probabilities, {}
+        if self.alignment is not None:
+            aligned, updates = self.alignment.transform(probabilities)
+        confidence = tf.reduce_max(aligned, axis=-1)
+        batch_mean, count = all_replicas_mean(confidence)
+        squares = global_sum(tf.reduce_sum(tf.square(confidence - batch_mean)))
+        # The unbiased variance needs two rows; with fewer the variance stays as it is.
+        batch_variance = squares / tf.maximum(count - 1.0, 1.0)
+        mean = _ema(self.momentum, self.confidence_mean.value, batch_mean, count)
+        variance = _ema(self.momentum, self.confidence_variance.value, batch_variance,
+                        tf.cast(count > 1, tf.float32))
+        updates.update({"confidence_mean": mean, "confidence_variance": variance})
+        return self._weights(confidence, mean, variance), updates
+
+    def current_weights(self, probabilities):
+        probabilities = tf.cast(probabilities, tf.float32)
+        if self.alignment is not None:
+            # The current alignment, without its update.
+            probabilities = probabilities / self.alignment.p_model.value
+            probabilities /= tf.reduce_sum(probabilities, axis=-1, keepdims=True)
+        return self._weights(
+            tf.reduce_max(probabilities, axis=-1),
+            self.confidence_mean.value,
+            self.confidence_variance.value,
+        )
+
+    def logs(self, updates):
+        # The confidence from which a row has full weight.
+        return {"threshold": updates["confidence_mean"]}
+
+    def get_config(self):
+        config = {
+            "momentum": self.momentum,
+            "n_sigma": self.n_sigma,
+            "uniform_alignment": self.uniform_alignment,
+        }
+        return {**super().get_config(), **config}
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class RelativeThreshold(PseudoLabelPolicy):
+    """AdaMatch's relative threshold: `threshold` times the mean confidence of the
+    model on the labeled rows of the same (global) batch.
+
+    The labeled rows' predictions are those of the weak view (`labeled_probabilities`).
+    The last threshold is kept, for monitoring (`current_weights`) and for a global batch
+    without labeled rows, which keeps the previous one; it starts at `threshold`.
+
+    Formula:
+
+    ```python
+    cutoff = threshold * mean(max(p_labeled, axis=-1))
+    weight = max(p, axis=-1) >= cutoff
+    ```
+
+    Example:
+
+    ```python
+    policy = tfssl.models.policies.RelativeThreshold(0.9)
+    model = tfssl.models.FixMatch(backbone, pseudo_label_policy=policy)
+    ```
+
+    Args:
+        threshold: The relative threshold `tau` in `[0, 1]`. Defaults to `0.9` (the
+            paper's).
+        **kwargs: `keras.layers.Layer` arguments.
+
+    Raises:
+        ValueError: If `threshold` is outside `[0, 1]`; at a step, if the predictions on
+            the labeled rows are not given.
+
+    References:
+        Berthelot et al., AdaMatch: A Unified Approach to Semi-Supervised Learning and
+        Domain Adaptation, arXiv 2106.04732.
+    """
+
+    def __init__(self, threshold=0.9, **kwargs):
+        super().__init__(**kwargs)
+        self.threshold = check_probability("threshold", threshold)
+
+    def build_state(self, model):
+        super().build_state(model)
+        self.cutoff = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.threshold), trainable=False,
+            aggregation="only_first_replica", name="cutoff",
+        )
+
+    def select(self, probabilities, sample_idx=None, labeled_probabilities=None):
+        if labeled_probabilities is None:
+            raise ValueError("RelativeThreshold needs the labeled rows' predictions "
+                             "(`labeled_probabilities`). Received: labeled_probabilities=None")
+        labeled_confidence, count = all_replicas_mean(
+            tf.reduce_max(labeled_probabilities, axis=-1)
+        )
+        cutoff = tf.where(count > 0, self.threshold * labeled_confidence, self.cutoff.value)
+        confidence = tf.reduce_max(probabilities, axis=-1)
+        return tf.cast(confidence >= cutoff, tf.float32), {"cutoff": cutoff}
+
+    def current_weights(self, probabilities):
+        confidence = tf.reduce_max(tf.cast(probabilities, tf.float32), axis=-1)
+        return tf.cast(confidence >= self.cutoff.value, tf.float32)
+
+    def logs(self, updates):
+        return {"threshold": updates["cutoff"]}
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+TSA_SCHEDULES = ("linear", "log", "exp")
+
+
+@keras.saving.register_keras_serializable(package="tfssl")
+class TrainingSignalAnnealing:
+    """UDA's training-signal annealing: labeled rows the model already predicts with a
+    probability above `eta_t` leave the supervised loss, with `eta_t` rising from `1 / C`
+    to 1 over `total_steps` optimizer steps.
+
+    With `alpha_t` the schedule at progress `t / T` (`"linear"`: `t / T`; `"log"`:
+    `1 - exp(-5 t / T)`; `"exp"`: `exp(5 (t / T - 1))`), `eta_t = alpha_t (1 - 1 / C) +
+    1 / C`. The paper (and its code) compares `eta_t` with the probability of the
+    row's true class and averages the loss over the rows kept (`confidence="true_class"`,
+    `normalize="kept"`); USB compares it with the largest probability and averages over all
+    labeled rows (`confidence="max"`, `normalize="labeled"`).
+
+    Formula:
+
+    ```python
+    eta = alpha(min(step / total_steps, 1)) * (1 - 1 / C) + 1 / C
+    kept = p[label] <= eta                       # confidence="true_class"
+    supervised = sum(kept * CE(label, logits)) / sum(kept)     # normalize="kept"
+    ```
+
+    Example:
+
+    ```python
+    tsa = tfssl.models.policies.TrainingSignalAnnealing(total_steps=10_000, schedule="exp")
+    model = tfssl.models.UDA(backbone, training_signal_annealing=tsa)
+    ```
+
+    Args:
+        total_steps: Positive number of training steps `T` (`epochs * steps_per_epoch`).
+        schedule: `"linear"`, `"log"` or `"exp"`. Defaults to `"linear"`.
+        confidence: `"true_class"` or `"max"`. Defaults to `"true_class"` (the paper's).
+        normalize: `"kept"` or `"labeled"`. Defaults to `"kept"` (the paper's).
+
+    Raises:
+        ValueError: If `total_steps` is not a positive integer or a choice is unknown.
+
+    References:
+        Xie et al., Unsupervised Data Augmentation for Consistency Training,
+        arXiv 1904.12848.
+    """
+
+    def __init__(self, total_steps, schedule="linear", confidence="true_class",
+                 normalize="kept"):
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) \
+                or total_steps < 1:
+            raise ValueError(
+                f"`total_steps` must be a positive integer. Received: total_steps={total_steps!r}"
+            )
+        for name, value, choices in (("schedule", schedule, TSA_SCHEDULES),
+                                     ("confidence", confidence, ("true_class", "max")),
+                                     ("normalize", normalize, ("kept", "labeled"))):
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
+        self.total_steps = int(total_steps)
+        self.schedule, self.confidence, self.normalize = schedule, confidence, normalize
+
+    def threshold(self, step, num_classes):
+        """`eta_t` at optimizer step `step` for `num_classes` classes, float32."""
+        progress = tf.minimum(tf.cast(step, tf.float32) / self.total_steps, 1.0)
+        if self.schedule == "linear":
+            alpha = progress
+        elif self.schedule == "log":
+            alpha = 1.0 - tf.exp(-5.0 * progress)
+        else:
+            alpha = tf.exp(5.0 * (progress - 1.0))
+        return alpha * (1.0 - 1.0 / num_classes) + 1.0 / num_classes
+
+    def kept(self, probabilities, labels, step):
+        """`(rows,)` float32: 1 for the labeled rows that stay in the loss, 0 otherwise
+        (unlabeled rows, `labels == -1`, included)."""
+        num_classes = probabilities.shape[-1]
+        if self.confidence == "true_class":
+            confidence = tf.gather(probabilities, tf.maximum(labels, 0), batch_dims=1)
+        else:
+            confidence = tf.reduce_max(probabilities, axis=-1)
+        below = confidence <= self.threshold(step, num_classes)
+        return tf.cast(below & (labels >= 0), tf.float32)
+
+    def get_config(self):
+        return {
+            "total_steps": self.total_steps,
+            "schedule": self.schedule,
+            "confidence": self.confidence,
+            "normalize": self.normalize,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"TrainingSignalAnnealing({self.get_config()})"

@@ -146,13 +146,11 @@ class PseudoLabel(SemiSupervisedModel):
         **kwargs,
     ):
         check_choice("schedule", schedule, ("ramp_up", "lee"))
+        if alpha_f < 0:
+            raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
+        if not 0 <= t1 < t2:
+            raise ValueError(f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}")
         if schedule == "lee":
-            if alpha_f < 0:
-                raise ValueError(f"`alpha_f` must be >= 0. Received: alpha_f={alpha_f}")
-            if not 0 <= t1 < t2:
-                raise ValueError(
-                    f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}"
-                )
             check_shorthand("schedule", schedule, "weight_schedule", kwargs.get("weight_schedule"))
             kwargs["weight_schedule"] = schedules.LinearRampWeight(t1, t2, alpha_f)
         super().__init__(backbone, num_samples, num_classes, **kwargs)
@@ -205,8 +203,10 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     labels. The figures are written into the epoch's logs (so `History` and TensorBoard keep
     them):
 
-    - `pseudo_label_mask_rate`: share of `x` whose pseudo-label is kept;
-    - `pseudo_label_accuracy`: accuracy of the kept pseudo-labels (NaN if none is kept);
+    - `pseudo_label_mask_rate`: share of `x` whose pseudo-label is kept (the mean weight,
+      for policies with weights between 0 and 1 such as SoftMatch's);
+    - `pseudo_label_accuracy`: accuracy of the kept pseudo-labels, each counted with its
+      weight (NaN if none is kept);
     - `pseudo_label_accuracy_all`: accuracy of the argmax on all of `x`.
 
     The training step sees its inputs with noise, dropout and, for FixMatch, the weak
@@ -248,12 +248,12 @@ class PseudoLabelMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logits = self.model.serving_model().predict(self.x, batch_size=self.batch_size, verbose=0)
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-        weights = self.model.pseudo_label_policy.current_weights(probabilities)
+        weights = self.model.pseudo_label_policy.current_weights(probabilities).numpy()
         correct = np.argmax(logits, axis=-1) == self.y_true
-        kept = weights.numpy() > 0
+        total = float(np.sum(weights))
         figures = {
-            "pseudo_label_mask_rate": float(np.mean(kept)),
-            "pseudo_label_accuracy": float(np.mean(correct[kept])) if kept.any() else np.nan,
+            "pseudo_label_mask_rate": float(np.mean(weights)),
+            "pseudo_label_accuracy": float(np.sum(weights * correct)) / total if total else np.nan,
             "pseudo_label_accuracy_all": float(np.mean(correct)),
         }
         if logs is not None:
