@@ -59,24 +59,26 @@ __all__ = [
     "tiny_data",
 ]
 
+_FIXED_VIEWS = {
+    "weak_augment": keras.layers.Identity,
+    "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
+}
+
 # Keyword arguments of the models that `build_model` cannot run from their signature alone,
 # or whose defaults leave the part of the method that replicas must agree on unexercised;
 # callables are called once per model (see the module docstring).
 CONTRACT_ARGUMENTS = {
     # PGD with one norm over the global batch: the attack's all-reduce runs.
     "AdversarialTraining": {"method": "pgd", "norm": "batch"},
-    # Image augmentations by default: fixed views instead (weak the input, strong 0.5 x
-    # + 0.1), and a threshold that 3 classes reach so the unlabeled term is not empty.
-    "FixMatch": {
-        "weak_augment": keras.layers.Identity,
-        "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
-        "threshold": 0.4,
-    },
-    # FixMatch's image augmentations by default: the same fixed views.
-    "FlexMatch": {
-        "weak_augment": keras.layers.Identity,
-        "strong_augment": functools.partial(keras.layers.Rescaling, 0.5, offset=0.1),
-    },
+    # Image augmentations by default (the FixMatch family): fixed views instead, weak the
+    # input and strong 0.5 x + 0.1; FixMatch's threshold one that 3 classes reach, so that
+    # the unlabeled term is not empty.
+    "AdaMatch": _FIXED_VIEWS,
+    "FixMatch": {**_FIXED_VIEWS, "threshold": 0.4},
+    "FlexMatch": _FIXED_VIEWS,
+    "FreeMatch": _FIXED_VIEWS,
+    "SoftMatch": _FIXED_VIEWS,
+    "UDA": _FIXED_VIEWS,
     # Image augmentations by default: the views are the input.
     "MixMatch": {"augment": keras.layers.Identity},
     # A threshold that 3 classes cross on some rows only: the mask is neither empty nor full.
