@@ -202,7 +202,25 @@ def test_half_precision_state_under_two_replicas_equals_one_device():
     assert result["copies_differ"] == 0.0, result
 
 
-def test_te_script_stores_the_ensemble_in_bfloat16(data_dir):
+def test_te_script_stores_the_ensemble_in_bfloat16(data_dir, monkeypatch):
     args = _args(te_script, data_dir, "--backbone", "mlp", "--state-dtype", "bfloat16")
-    assert args.state_dtype == "bfloat16"
-    assert 0.0 <= te_script.run(args) <= 1.0
+    trained = []
+    fit_and_export = te_script._common.fit_and_export
+
+    def keep_model(name, model, *rest, **kwargs):
+        trained.append(model)
+        return fit_and_export(name, model, *rest, **kwargs)
+
+    monkeypatch.setattr(te_script._common, "fit_and_export", keep_model)
+    accuracy = te_script.run(args)
+    (model,) = trained
+    assert model.ensemble.dtype == "bfloat16"
+    assert model.ensemble_counts.dtype == "float32"  # counts stay exact past 256
+    # Every row was averaged in once per epoch, so the stored logits are not the zeros
+    # they started from.
+    np.testing.assert_array_equal(model.ensemble_counts.numpy(), args.epochs)
+    assert np.all(np.abs(model.ensemble.numpy().astype("float32")).sum(axis=1) > 0)
+    x_test, y_test = te_script._common.load_data(args)[1]
+    predictions = model.predict(x_test, batch_size=args.batch_size, verbose=0).argmax(axis=1)
+    # A ratio of counts, accumulated by Keras in float32 (unit roundoff 6e-8).
+    np.testing.assert_allclose(accuracy, np.mean(predictions == y_test), atol=1e-6)
