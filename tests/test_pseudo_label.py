@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _oracles as oracles
 from mirrored_utils import mirrored_equivalence
 from serving_utils import serve_in_fresh_process
 from tfssl import data, datasets, export, models, testing
@@ -48,7 +49,14 @@ def test_targets_mask_and_loss_equal_numpy_from_the_models_predictions():
     confidence = softmax(logits).max(-1)
     # The median confidence of the unlabeled rows: half of them are kept.
     threshold = float(np.median(confidence[unlabeled]))
-    model = models.PseudoLabel(backbone, threshold=threshold, supervised_normalize="labeled")
+    model = models.PseudoLabel(
+        backbone,
+        threshold=threshold,
+        supervised_normalize="labeled",
+        max_unsupervised_weight=2.5,
+        ramp_up_epochs=4,
+    )
+    model.epoch.assign(2)
     targets, mask, conf = pseudo_label_targets(logits, threshold)
     np.testing.assert_array_equal(targets, logits.argmax(-1))
     np.testing.assert_array_equal(mask, (confidence >= threshold).astype("float32"))
@@ -62,7 +70,8 @@ def test_targets_mask_and_loss_equal_numpy_from_the_models_predictions():
     np.testing.assert_allclose(terms["pseudo_label_loss"], expected_unsupervised, rtol=1e-5)
     np.testing.assert_allclose(terms["supervised_loss"], expected_supervised, rtol=1e-5)
     np.testing.assert_allclose(terms["mask_rate"], kept.sum() / unlabeled.sum(), rtol=1e-6)
-    weight = float(terms["unsupervised_weight"])
+    weight = 2.5 * oracles.ramp_up(2, 4, "sigmoid")
+    np.testing.assert_allclose(terms["unsupervised_weight"], weight, rtol=oracles.RTOL)
     np.testing.assert_allclose(
         terms["loss"], expected_supervised + weight * expected_unsupervised, rtol=1e-5
     )
