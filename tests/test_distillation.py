@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _oracles as oracles
 from mirrored_utils import mirrored_equivalence
 from test_estimators import _args, data_dir  # noqa: F401 (data_dir is a fixture)
 import distillation as distillation_script  # noqa: E402 (estimators/ is on sys.path now)
@@ -124,10 +125,18 @@ def test_mutual_learning_each_student_receives_the_others_kl(num_students, tempe
             assert float(tf.reduce_sum(tf.abs(r))) > 0
             # Equal only if no other student's term sends gradient into student k.
             np.testing.assert_allclose(r, e, rtol=1e-4, atol=1e-7)
-    value = sum(float(t) for t in model.mutual_terms(logits))
-    np.testing.assert_allclose(terms["mutual_loss"], value, rtol=1e-6)
-    supervised = sum(float(model.supervised_loss(labels, z)) for z in logits)
-    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=1e-6)
+    # The terms by NumPy: each student's mean T^2 KL from each other student, and the sum
+    # of the students' cross-entropies.
+    z = [np.asarray(student_logits, np.float64) for student_logits in logits]
+    mutual = sum(
+        temperature**2 * oracles.consistency(z[k] / temperature, z[l] / temperature, "kl").mean()
+        for k in range(num_students)
+        for l in range(num_students)
+        if l != k
+    ) / (num_students - 1)
+    np.testing.assert_allclose(terms["mutual_loss"], mutual, rtol=oracles.RTOL)
+    supervised = sum(oracles.cross_entropy(y_semi, logits_k)[0] for logits_k in z)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=oracles.RTOL)
 
 
 def test_mutual_learning_serves_any_student(tmp_path):
@@ -182,9 +191,7 @@ def _small_mlp(name, seed):
     return backbones.mlp((28, 28, 1), 10, units=(64,), seed=seed, name=name)
 
 
-def test_distiller_and_mutual_learning_train_on_fashion_mnist():
-    keras.utils.set_random_seed(0)
-    x, y_semi = _fashion_subset()
+def _fashion_teacher(x, y_semi):
     labeled = y_semi != data.UNLABELED
     teacher = _small_mlp("teacher", 0)
     teacher.compile(
@@ -192,21 +199,52 @@ def test_distiller_and_mutual_learning_train_on_fashion_mnist():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     teacher.fit(x[labeled], y_semi[labeled], batch_size=50, epochs=10, verbose=0)
-    trained = [
-        models.Distiller(_small_mlp("student", 1), teacher, supervised_normalize="labeled"),
-        models.MutualLearning(
-            [_small_mlp("a", 2), _small_mlp("b", 3)], supervised_normalize="labeled"
-        ),
-    ]
-    for model in trained:
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
-        history = model.fit(
-            data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=20),
-            epochs=3,
-            verbose=0,
-        ).history
-        assert np.all(np.isfinite(history["loss"])), history
-        assert history["loss"][-1] < history["loss"][0], (type(model).__name__, history)
+    return teacher
+
+
+def _fit_fashion(model, x, y_semi):
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    dataset = data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=20)
+    return model.fit(dataset, epochs=3, verbose=0).history
+
+
+def _mutual_loss(students, x):
+    cohort = models.MutualLearning(students)
+    return float(tf.add_n(cohort.mutual_terms([s(x, training=False) for s in students])))
+
+
+def test_the_unlabeled_terms_move_the_students_on_fashion_mnist():
+    keras.utils.set_random_seed(0)
+    x, y_semi = _fashion_subset()
+    teacher = _fashion_teacher(x, y_semi)
+    unlabeled = x[y_semi == data.UNLABELED]
+    histories, students = {}, {}
+    # alpha = 1 trains on the supervised term alone and only measures the distillation term;
+    # every run starts from the same weights and sees the same batches.
+    for alpha in (0.1, 1.0):
+        keras.utils.set_random_seed(1)
+        model = models.Distiller(
+            _small_mlp("student", 1), teacher, alpha=alpha, supervised_normalize="labeled"
+        )
+        histories[alpha] = _fit_fashion(model, x, y_semi)
+    assert histories[0.1]["distillation_loss"][-1] < 0.8 * histories[1.0]["distillation_loss"][-1]
+    # Mutual learning against the same two students trained on their labels alone (a
+    # Distiller with alpha = 1): the mutual term brings their predictions on the unlabeled
+    # rows together.
+    for name in ("mutual", "alone"):
+        keras.utils.set_random_seed(2)
+        pair = [_small_mlp("a", 2), _small_mlp("b", 3)]
+        if name == "mutual":
+            _fit_fashion(models.MutualLearning(pair, supervised_normalize="labeled"), x, y_semi)
+        else:
+            for student in pair:
+                alone = models.Distiller(
+                    student, teacher, alpha=1.0, supervised_normalize="labeled"
+                )
+                _fit_fashion(alone, x, y_semi)
+        students[name] = pair
+    mutual, alone = (_mutual_loss(students[name], unlabeled) for name in ("mutual", "alone"))
+    assert mutual < 0.8 * alone
 
 
 @pytest.mark.parametrize(
