@@ -82,16 +82,31 @@ def test_distiller_leaves_the_teacher_unchanged():
         np.testing.assert_array_equal(old, new.numpy())
 
 
-def test_distiller_gradient_reaches_only_the_student():
-    x, _, y_semi = testing.tiny_data()
-    model = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=1))
+def test_distiller_gradient_equals_numpy_and_reaches_only_the_student():
+    temperature, alpha = 3.0, 0.25
+    x, labels = oracles.batch()
+    student, teacher = oracles.linear_backbone(), oracles.linear_backbone(weight_seed=5)
+    model = models.Distiller(student, teacher, temperature=temperature, alpha=alpha)
     with tf.GradientTape() as tape:
-        terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
-    gradients = tape.gradient(
-        terms["distillation_loss"], model.student.trainable_weights + model.teacher.weights
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    kernel, bias = oracles.dense_weights()
+    teacher_kernel, teacher_bias = oracles.dense_weights(seed=5)
+    student_logits = x @ kernel + bias
+    teacher_logits = x @ teacher_kernel + teacher_bias
+    soft_student, soft_teacher = student_logits / temperature, teacher_logits / temperature
+    soft = temperature**2 * oracles.consistency(soft_student, soft_teacher, "kl").mean()
+    supervised, supervised_grad = oracles.cross_entropy(labels, student_logits)
+    np.testing.assert_allclose(terms["distillation_loss"], soft, rtol=oracles.RTOL)
+    np.testing.assert_allclose(
+        terms["loss"], alpha * supervised + (1 - alpha) * soft, rtol=oracles.RTOL
     )
-    assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients[:4])
-    assert all(g is None for g in gradients[4:])
+    # d/dz of T^2 KL(q_T || p_T) at z / T is T (p_T - q_T) / batch: the student's side only.
+    soft_grad = temperature * oracles.consistency_gradients(soft_student, soft_teacher, "kl")[0]
+    expected = oracles.dense_gradients(x, alpha * supervised_grad + (1 - alpha) * soft_grad)
+    gradients = tape.gradient(terms["loss"], student.trainable_weights + teacher.weights)
+    for gradient, value in zip(gradients[:2], expected):
+        np.testing.assert_allclose(gradient, value, rtol=oracles.RTOL, atol=oracles.ATOL)
+    assert all(g is None for g in gradients[2:])
 
 
 def _cohort(num_students=2, temperature=1.0):

@@ -474,17 +474,29 @@ def test_text_classification_script_runs_every_method(method, review_dir, tmp_pa
     assert f"text_classification[{method}] test accuracy" in capsys.readouterr().out
     assert os.path.isfile(os.path.join(tmp_path, "1", "saved_model.pb"))
 
-def test_text_classification_pretrain_embeddings_flags(review_dir, tmp_path):
+def test_text_classification_pretrain_embeddings_flags(review_dir, tmp_path, monkeypatch):
     argv = ["--labels", "20", "--data-dir", review_dir, "--num-buckets", "512"]
     args = text_classification.build_parser().parse_args(
         argv + ["--embedding-dim", "8", "--pretrain-embeddings", "--pretrain-size", "250"]
     )
+    # What the flags pass to pretrain_embeddings, and that its matrix is the backbone's
+    # (pretrain_embeddings itself is checked against its formula above).
+    calls = []
+    matrix = np.random.default_rng(0).normal(size=(513, 8)).astype("float32")
+
+    def pretrain(texts, vectorizer, dim, **kwargs):
+        calls.append((np.asarray(texts), vectorizer.get_config(), dim, kwargs))
+        return matrix
+
+    monkeypatch.setattr(text_classification.text, "pretrain_embeddings", pretrain)
     (x, _), _ = text_classification.load_data(args)
     args.initial_embeddings = text_classification.initial_embeddings(args, args.pretrain_texts)
     backbone = text_classification.build_backbone(args)
     (all_x, _), _ = datasets.load_chinese_sentiment(review_dir, split=True)
-    expected = text.pretrain_embeddings(all_x[:250], text.TextVectorizer(num_buckets=512), 8)
-    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], expected)
+    ((texts, vectorizer_config, dim, kwargs),) = calls
+    np.testing.assert_array_equal(texts, all_x[:250])  # the first 250 training texts
+    assert (vectorizer_config["num_buckets"], dim, kwargs) == (512, 8, {"seed": args.seed})
+    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], matrix)
     # Never the validation texts: they are the last ones of the training split.
     args = text_classification.build_parser().parse_args(
         argv + ["--pretrain-size", str(len(all_x)), "--validation-size", "10"]
