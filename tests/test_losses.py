@@ -370,6 +370,14 @@ def test_entropy_loss_values_reductions_and_saturation():
         entropy_loss(LOGITS, reduction="sum")
 
 
+@pytest.mark.parametrize("t", [0.5, 1.0])
+def test_distillation_loss_below_and_at_temperature_one(t):
+    # Temperatures in (0, 1] sharpen the distributions; they are valid, not refused.
+    expected = t**2 * np_kl(TARGET / t, LOGITS / t).mean()
+    value = float(distillation_loss(TARGET, LOGITS, temperature=t))
+    np.testing.assert_allclose(value, expected, rtol=oracles.RTOL)
+
+
 def test_distillation_and_reloop_per_sample_reductions():
     t = 2.0
     per_sample = distillation_loss(TARGET, LOGITS, temperature=t, reduction="none")
