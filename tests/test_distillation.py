@@ -154,6 +154,29 @@ def test_mutual_learning_each_student_receives_the_others_kl(num_students, tempe
     np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=oracles.RTOL)
 
 
+@pytest.mark.parametrize("num_students, temperature", [(2, 1.0), (3, 2.0)])
+def test_mutual_learning_gradient_equals_numpy_on_linear_students(num_students, temperature):
+    x, labels = oracles.batch()
+    students = [oracles.linear_backbone(weight_seed=k) for k in range(num_students)]
+    model = models.MutualLearning(students, temperature=temperature)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    logits = [x @ kernel + bias for kernel, bias in map(oracles.dense_weights, range(num_students))]
+    for k, student in enumerate(students):
+        # Student k's gradient: from its own term only, T (p_k - q_l) / batch per other l
+        # at temperature T (the others' predictions are fixed targets), and its CE.
+        grad_logits = oracles.cross_entropy(labels, logits[k])[1]
+        for l in range(num_students):
+            if l != k:
+                grad_logits = grad_logits + temperature * oracles.consistency_gradients(
+                    logits[k] / temperature, logits[l] / temperature, "kl"
+                )[0] / (num_students - 1)
+        expected = oracles.dense_gradients(x, grad_logits)
+        gradients = tape.gradient(terms["loss"], student.trainable_weights)
+        for gradient, value in zip(gradients, expected):
+            np.testing.assert_allclose(gradient, value, rtol=oracles.RTOL, atol=oracles.ATOL)
+
+
 def test_mutual_learning_serves_any_student(tmp_path):
     model = _cohort(3)
     x, _, y_semi = testing.tiny_data()
