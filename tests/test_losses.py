@@ -392,3 +392,32 @@ def test_distillation_and_reloop_per_sample_reductions():
     )
     with pytest.raises(ValueError, match="reduction='sum'"):
         reloop_loss(y_true, y_pred, y_prev, reduction="sum")
+
+
+@pytest.mark.parametrize("normalize,denominator", [("batch", 6), ("labeled", 4)])
+def test_masked_ce_class_weights_each_row(normalize, denominator):
+    weights = np.array([2.0, 1.0, 0.5, 1.0, 0.0, 3.0], "float32")
+    loss = MaskedSparseCategoricalCrossentropy(normalize)
+    expected = (np_ce(LABELS, LOGITS) * weights).sum() / denominator
+    value = float(loss(LABELS, LOGITS, sample_weight=weights))
+    np.testing.assert_allclose(value, expected, rtol=oracles.RTOL)
+
+
+def test_sigmoid_f1_loss_defaults_are_beta_one_eta_zero():
+    y_true = (RNG.random((16, 5)) < 0.3).astype("float32")
+    logits = RNG.normal(size=(16, 5)).astype("float32")
+    expected = np_sigmoid_f1(y_true, logits, beta=1.0, eta=0.0)
+    for value in (sigmoid_f1_loss(y_true, logits), SigmoidF1Loss()(y_true, logits)):
+        np.testing.assert_allclose(float(value), expected, rtol=oracles.RTOL)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: distillation_loss(LOGITS, TARGET, temperature=True), "temperature=True"),
+        (lambda: smooth_labels([0], 3, True), "alpha=True"),
+    ],
+)
+def test_booleans_are_not_numbers(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
