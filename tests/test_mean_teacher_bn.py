@@ -113,6 +113,24 @@ def test_batch_mode_step_averages_trainable_weights_and_keeps_own_statistics():
     assert not np.allclose(teacher[4], 0.5 * teacher_before[4] + 0.5 * student[4])
 
 
+def test_batch_mode_teacher_statistics_come_from_its_own_weights():
+    # A teacher whose first layer differs from the student's: its pass over the batch, not
+    # the student's statistics nor their EMA, writes its moving statistics.
+    x, _, y_semi = testing.tiny_data()
+    model = make_model("batch", rampup_ema_decay=0.5, ramp_up_epochs=5)
+    kernel, bias = [w.numpy() for w in model.teacher.layers[0].weights]
+    model.teacher.layers[0].set_weights([1.5 * kernel, bias + 0.3])
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    teacher_hidden = hidden(model, x)
+    model.fit(data.make_dataset(x, y_semi, len(x)), epochs=1, verbose=0)
+    expected = MOMENTUM * MOVING_MEAN + (1 - MOMENTUM) * teacher_hidden.mean(0)
+    teacher_mean = model.teacher.layers[1].moving_mean.numpy()
+    student_mean = model.backbone.layers[1].moving_mean.numpy()
+    # A float32 mean over 48 rows and one momentum step: rounding of ~1e-6 on O(1) values.
+    np.testing.assert_allclose(teacher_mean, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(expected - (0.5 * expected + 0.5 * student_mean)).max() > 1e-2
+
+
 def test_moving_mode_step_averages_every_weight():
     x, _, y_semi = testing.tiny_data()
     model = make_model("moving", rampup_ema_decay=0.5, ramp_up_epochs=5)

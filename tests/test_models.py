@@ -462,9 +462,9 @@ def test_supervised_term_and_its_gradient_follow_normalize_and_smoothing(
         np.testing.assert_allclose(gradient, value, rtol=RTOL, atol=ATOL)
 
 
-def _te_with_state(target, kind, alpha=0.6):
+def _te_with_state(target, kind, alpha=0.6, noise_seed=None):
     """A TE model on 20 samples whose ensemble and counts hold known, varied values."""
-    backbone = oracles.linear_backbone()
+    backbone = oracles.linear_backbone(noise_seed=noise_seed, draws=1)
     model = models.TemporalEnsembling(
         backbone, num_samples=20, alpha=alpha, target=target, consistency=kind,
         max_unsupervised_weight=2.0, ramp_up_epochs=1,
@@ -511,13 +511,15 @@ def test_te_target_with_bias_correction_and_its_gradient_equal_numpy(target, kin
 
 def test_te_step_writes_the_moving_average_and_counts_of_the_batch_rows_only():
     alpha, learning_rate = 0.6, 0.5
-    model, ensemble, counts = _te_with_state("seed", "mse", alpha)
+    model, ensemble, counts = _te_with_state("seed", "mse", alpha, noise_seed=1)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate))
     x, labels = oracles.batch()
     idx = np.array([3, 17, 0, 5, 9, 10, 2, 14, 6, 19, 1, 12])
     model.train_on_batch({"x": x, "idx": idx}, labels)
     kernel, bias = oracles.dense_weights()
-    logits = x @ kernel + bias  # the logits of the step, before its optimizer update
+    # The logits of the step's training pass (its noise draw), before the optimizer update.
+    inputs = x + oracles.noise_draws(1, 1, len(x))[0]
+    logits = inputs @ kernel + bias
     expected_ensemble, expected_counts = ensemble.astype(np.float64), counts.copy()
     expected_ensemble[idx] = alpha * ensemble[idx] + (1 - alpha) * logits
     expected_counts[idx] += 1
@@ -526,7 +528,9 @@ def test_te_step_writes_the_moving_average_and_counts_of_the_batch_rows_only():
     # The optimizer step itself: SGD on the supervised term (the weight is 0 at epoch 0).
     _, grad_logits = oracles.cross_entropy(labels, logits)
     for weight, start, gradient in zip(
-        model.backbone.trainable_weights, (kernel, bias), oracles.dense_gradients(x, grad_logits)
+        model.backbone.trainable_weights,
+        (kernel, bias),
+        oracles.dense_gradients(inputs, grad_logits),
     ):
         np.testing.assert_allclose(
             weight.numpy(), start - learning_rate * gradient, rtol=RTOL, atol=ATOL
