@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _oracles as oracles
 from serving_utils import serve_many_in_fresh_process
 from tfssl import backbones, data, datasets, export, losses, models, testing
 
@@ -76,16 +77,31 @@ def test_distiller_leaves_the_teacher_unchanged():
         np.testing.assert_array_equal(old, new.numpy())
 
 
-def test_distiller_gradient_reaches_only_the_student():
-    x, _, y_semi = testing.tiny_data()
-    model = models.Distiller(testing.tiny_backbone(), testing.tiny_backbone(seed=1))
+def test_distiller_gradient_equals_numpy_and_reaches_only_the_student():
+    temperature, alpha = 3.0, 0.25
+    x, labels = oracles.batch()
+    student, teacher = oracles.linear_backbone(), oracles.linear_backbone(weight_seed=5)
+    model = models.Distiller(student, teacher, temperature=temperature, alpha=alpha)
     with tf.GradientTape() as tape:
-        terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
-    gradients = tape.gradient(
-        terms["distillation_loss"], model.student.trainable_weights + model.teacher.weights
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    kernel, bias = oracles.dense_weights()
+    teacher_kernel, teacher_bias = oracles.dense_weights(seed=5)
+    student_logits = x @ kernel + bias
+    teacher_logits = x @ teacher_kernel + teacher_bias
+    soft_student, soft_teacher = student_logits / temperature, teacher_logits / temperature
+    soft = temperature**2 * oracles.consistency(soft_student, soft_teacher, "kl").mean()
+    supervised, supervised_grad = oracles.cross_entropy(labels, student_logits)
+    np.testing.assert_allclose(terms["distillation_loss"], soft, rtol=oracles.RTOL)
+    np.testing.assert_allclose(
+        terms["loss"], alpha * supervised + (1 - alpha) * soft, rtol=oracles.RTOL
     )
-    assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients[:4])
-    assert all(g is None for g in gradients[4:])
+    # d/dz of T^2 KL(q_T || p_T) at z / T is T (p_T - q_T) / batch: the student's side only.
+    soft_grad = temperature * oracles.consistency_gradients(soft_student, soft_teacher, "kl")[0]
+    expected = oracles.dense_gradients(x, alpha * supervised_grad + (1 - alpha) * soft_grad)
+    gradients = tape.gradient(terms["loss"], student.trainable_weights + teacher.weights)
+    for gradient, value in zip(gradients[:2], expected):
+        np.testing.assert_allclose(gradient, value, rtol=oracles.RTOL, atol=oracles.ATOL)
+    assert all(g is None for g in gradients[2:])
 
 
 def _cohort(num_students=2, temperature=1.0):
@@ -119,10 +135,41 @@ def test_mutual_learning_each_student_receives_the_others_kl(num_students, tempe
             assert float(tf.reduce_sum(tf.abs(r))) > 0
             # Equal only if no other student's term sends gradient into student k.
             np.testing.assert_allclose(r, e, rtol=1e-4, atol=1e-7)
-    value = sum(float(t) for t in model.mutual_terms(logits))
-    np.testing.assert_allclose(terms["mutual_loss"], value, rtol=1e-6)
-    supervised = sum(float(model.supervised_loss(labels, z)) for z in logits)
-    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=1e-6)
+    # The terms by NumPy: each student's mean T^2 KL from each other student, and the sum
+    # of the students' cross-entropies.
+    z = [np.asarray(student_logits, np.float64) for student_logits in logits]
+    mutual = sum(
+        temperature**2 * oracles.consistency(z[k] / temperature, z[l] / temperature, "kl").mean()
+        for k in range(num_students)
+        for l in range(num_students)
+        if l != k
+    ) / (num_students - 1)
+    np.testing.assert_allclose(terms["mutual_loss"], mutual, rtol=oracles.RTOL)
+    supervised = sum(oracles.cross_entropy(y_semi, logits_k)[0] for logits_k in z)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=oracles.RTOL)
+
+
+@pytest.mark.parametrize("num_students, temperature", [(2, 1.0), (3, 2.0)])
+def test_mutual_learning_gradient_equals_numpy_on_linear_students(num_students, temperature):
+    x, labels = oracles.batch()
+    students = [oracles.linear_backbone(weight_seed=k) for k in range(num_students)]
+    model = models.MutualLearning(students, temperature=temperature)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    logits = [x @ kernel + bias for kernel, bias in map(oracles.dense_weights, range(num_students))]
+    for k, student in enumerate(students):
+        # Student k's gradient: from its own term only, T (p_k - q_l) / batch per other l
+        # at temperature T (the others' predictions are fixed targets), and its CE.
+        grad_logits = oracles.cross_entropy(labels, logits[k])[1]
+        for l in range(num_students):
+            if l != k:
+                grad_logits = grad_logits + temperature * oracles.consistency_gradients(
+                    logits[k] / temperature, logits[l] / temperature, "kl"
+                )[0] / (num_students - 1)
+        expected = oracles.dense_gradients(x, grad_logits)
+        gradients = tape.gradient(terms["loss"], student.trainable_weights)
+        for gradient, value in zip(gradients, expected):
+            np.testing.assert_allclose(gradient, value, rtol=oracles.RTOL, atol=oracles.ATOL)
 
 
 def test_mutual_learning_serves_any_student(tmp_path):
@@ -177,9 +224,7 @@ def _small_mlp(name, seed):
     return backbones.mlp((28, 28, 1), 10, units=(64,), seed=seed, name=name)
 
 
-def test_distiller_and_mutual_learning_train_on_fashion_mnist():
-    keras.utils.set_random_seed(0)
-    x, y_semi = _fashion_subset()
+def _fashion_teacher(x, y_semi):
     labeled = y_semi != data.UNLABELED
     teacher = _small_mlp("teacher", 0)
     teacher.compile(
@@ -187,21 +232,52 @@ def test_distiller_and_mutual_learning_train_on_fashion_mnist():
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     teacher.fit(x[labeled], y_semi[labeled], batch_size=50, epochs=10, verbose=0)
-    trained = [
-        models.Distiller(_small_mlp("student", 1), teacher, supervised_normalize="labeled"),
-        models.MutualLearning(
-            [_small_mlp("a", 2), _small_mlp("b", 3)], supervised_normalize="labeled"
-        ),
-    ]
-    for model in trained:
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
-        history = model.fit(
-            data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=20),
-            epochs=3,
-            verbose=0,
-        ).history
-        assert np.all(np.isfinite(history["loss"])), history
-        assert history["loss"][-1] < history["loss"][0], (type(model).__name__, history)
+    return teacher
+
+
+def _fit_fashion(model, x, y_semi):
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
+    dataset = data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=20)
+    return model.fit(dataset, epochs=3, verbose=0).history
+
+
+def _mutual_loss(students, x):
+    cohort = models.MutualLearning(students)
+    return float(tf.add_n(cohort.mutual_terms([s(x, training=False) for s in students])))
+
+
+def test_the_unlabeled_terms_move_the_students_on_fashion_mnist():
+    keras.utils.set_random_seed(0)
+    x, y_semi = _fashion_subset()
+    teacher = _fashion_teacher(x, y_semi)
+    unlabeled = x[y_semi == data.UNLABELED]
+    histories, students = {}, {}
+    # alpha = 1 trains on the supervised term alone and only measures the distillation term;
+    # every run starts from the same weights and sees the same batches.
+    for alpha in (0.1, 1.0):
+        keras.utils.set_random_seed(1)
+        model = models.Distiller(
+            _small_mlp("student", 1), teacher, alpha=alpha, supervised_normalize="labeled"
+        )
+        histories[alpha] = _fit_fashion(model, x, y_semi)
+    assert histories[0.1]["distillation_loss"][-1] < 0.8 * histories[1.0]["distillation_loss"][-1]
+    # Mutual learning against the same two students trained on their labels alone (a
+    # Distiller with alpha = 1): the mutual term brings their predictions on the unlabeled
+    # rows together.
+    for name in ("mutual", "alone"):
+        keras.utils.set_random_seed(2)
+        pair = [_small_mlp("a", 2), _small_mlp("b", 3)]
+        if name == "mutual":
+            _fit_fashion(models.MutualLearning(pair, supervised_normalize="labeled"), x, y_semi)
+        else:
+            for student in pair:
+                alone = models.Distiller(
+                    student, teacher, alpha=1.0, supervised_normalize="labeled"
+                )
+                _fit_fashion(alone, x, y_semi)
+        students[name] = pair
+    mutual, alone = (_mutual_loss(students[name], unlabeled) for name in ("mutual", "alone"))
+    assert mutual < 0.8 * alone
 
 
 @pytest.mark.parametrize(

@@ -43,13 +43,31 @@ def test_mixup_matches_the_seed_tf1_code_with_fixed_draws(mix):
 
 
 def test_mixup_draws_lean_towards_the_own_row_and_shuffle_the_batch():
+    # Row i of x is i everywhere and has class i % 4: each mixed row gives away its weight
+    # lam (the own class's share when the partner's class differs) and its partner.
     x = np.arange(8, dtype="float32")[:, None] * np.ones((1, 3), "float32")
     y = np.arange(8) % 4
+    one_hot = np.eye(4)[y]
+    shuffled = 0
     for seed in range(20):
-        xmix, ymix = layers.mixup(x, y, 4, alpha=0.4, seed=seed)
-        np.testing.assert_allclose(np.sum(ymix, axis=1), 1.0, atol=1e-6)
-        own = np.asarray(ymix)[np.arange(8), y]
-        assert np.all(own >= 0.5 - 1e-6)
+        xmix, ymix = (np.asarray(v) for v in layers.mixup(x, y, 4, alpha=0.4, seed=seed))
+        own = ymix[np.arange(8), y]
+        lam = own.min()
+        # Folded, max(lam, 1 - lam), up to the float32 rounding of y_mix (values below 1).
+        assert lam >= 0.5 - 1e-6
+        if lam > 0.999:
+            continue  # (almost) no mixing: the partners cannot be told apart
+        partners = (xmix[:, 0] - lam * np.arange(8)) / (1 - lam)
+        index = np.rint(partners).astype(int)
+        # Rows 0..7 recovered from float32 products of values below 8, divided by 1 - lam.
+        np.testing.assert_allclose(partners, index, atol=1e-3)
+        assert sorted(index) == list(range(8))  # a permutation: one partner each
+        # float32 products and sums of values below 8: a few units of 8 * 2**-24.
+        np.testing.assert_allclose(xmix, lam * x + (1 - lam) * x[index], atol=1e-5)
+        # The labels: the same float32 arithmetic on values below 1.
+        np.testing.assert_allclose(ymix, lam * one_hot + (1 - lam) * one_hot[index], atol=1e-6)
+        shuffled += not np.array_equal(index, np.arange(8))
+    assert shuffled >= 15  # the batch is shuffled, not left in place
 
 
 def test_mixup_rejects_bad_alpha():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import _oracles as oracles
 from tfssl import losses
 from tfssl.losses import (
     ConsistencyLoss,
@@ -14,6 +15,7 @@ from tfssl.losses import (
     SigmoidF1Loss,
     consistency_loss,
     distillation_loss,
+    entropy_loss,
     f1_loss,
     masked_sparse_categorical_crossentropy,
     reloop_loss,
@@ -72,13 +74,17 @@ def test_consistency_kl_direction_and_extreme_logits():
     np.testing.assert_allclose(float(extreme), 200.0, rtol=1e-5)
 
 
-def test_consistency_loss_gradients_reach_both_inputs():
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+def test_consistency_loss_gradients_equal_numpy_in_both_inputs(kind):
     a, b = tf.constant(LOGITS), tf.constant(TARGET)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch([a, b])
-        loss = consistency_loss(a, b)
-    assert np.abs(tape.gradient(loss, a).numpy()).sum() > 0
-    assert np.abs(tape.gradient(loss, b).numpy()).sum() > 0
+        loss = consistency_loss(a, b, kind=kind)
+    grad_logits, grad_target = oracles.consistency_gradients(LOGITS, TARGET, kind)
+    for point, expected in ((a, grad_logits), (b, grad_target)):
+        np.testing.assert_allclose(
+            tape.gradient(loss, point), expected, rtol=oracles.RTOL, atol=oracles.ATOL
+        )
 
 
 def test_consistency_loss_errors():
@@ -161,11 +167,22 @@ def test_masked_ce_class(normalize, denominator):
     assert float(loss(np.full(6, -1), LOGITS)) == 0.0
 
 
-def test_masked_ce_class_in_fit():
+def test_masked_ce_class_in_fit_is_sgd_on_the_labeled_mean():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile(optimizer="sgd", loss=MaskedSparseCategoricalCrossentropy("labeled"))
-    history = model.fit(LOGITS, np.array([0, -1, 2, -1, 1, 0]), epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+    kernel, bias = [w.numpy() for w in model.layers[0].weights]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.5), loss=MaskedSparseCategoricalCrossentropy("labeled")
+    )
+    labels = np.array([0, -1, 2, -1, 1, 0])
+    history = model.fit(LOGITS, labels, batch_size=6, epochs=1, verbose=0)
+    expected, grad_logits = oracles.cross_entropy(labels, LOGITS @ kernel + bias, "labeled")
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=oracles.RTOL)
+    kernel_grad, bias_grad = oracles.dense_gradients(LOGITS, grad_logits)
+    updates = zip(model.layers[0].weights, (kernel, bias), (kernel_grad, bias_grad))
+    for weight, start, gradient in updates:
+        np.testing.assert_allclose(
+            weight.numpy(), start - 0.5 * gradient, rtol=oracles.RTOL, atol=oracles.ATOL
+        )
 
 
 # f1 losses
@@ -334,3 +351,73 @@ def test_config_round_trip_and_serialization(loss):
 def test_docstring_examples():
     result = doctest.testmod(losses, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_entropy_loss_values_reductions_and_saturation():
+    expected = -(np_softmax(LOGITS.astype("float64")) * np_log_softmax(LOGITS)).sum(-1)
+    per_sample = entropy_loss(LOGITS, reduction="none")
+    assert per_sample.shape == (6,)
+    np.testing.assert_allclose(per_sample, expected, rtol=oracles.RTOL)
+    np.testing.assert_allclose(float(entropy_loss(LOGITS)), expected.mean(), rtol=oracles.RTOL)
+    # A saturated row has entropy 0 (no 0 * log 0 = NaN); a uniform row log(classes).
+    np.testing.assert_allclose(
+        entropy_loss([[200.0, 0.0, 0.0], [1.0, 1.0, 1.0]], reduction="none"),
+        [0.0, np.log(3.0)],
+        rtol=oracles.RTOL,
+        atol=oracles.ATOL,
+    )
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        entropy_loss(LOGITS, reduction="sum")
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0])
+def test_distillation_loss_below_and_at_temperature_one(t):
+    # Temperatures in (0, 1] sharpen the distributions; they are valid, not refused.
+    expected = t**2 * np_kl(TARGET / t, LOGITS / t).mean()
+    value = float(distillation_loss(TARGET, LOGITS, temperature=t))
+    np.testing.assert_allclose(value, expected, rtol=oracles.RTOL)
+
+
+def test_distillation_and_reloop_per_sample_reductions():
+    t = 2.0
+    per_sample = distillation_loss(TARGET, LOGITS, temperature=t, reduction="none")
+    np.testing.assert_allclose(per_sample, t**2 * np_kl(TARGET / t, LOGITS / t), rtol=oracles.RTOL)
+    y_true = np.array([1.0, 0.0, 1.0], "float32")
+    y_pred = np.array([0.2, 0.7, 0.9], "float32")
+    y_prev = np.array([0.5, 0.4, 0.6], "float32")
+    expected = y_true * np.maximum(0, y_prev - y_pred)
+    expected += (1 - y_true) * np.maximum(0, y_pred - y_prev)
+    np.testing.assert_allclose(
+        reloop_loss(y_true, y_pred, y_prev, reduction="none"), expected, rtol=oracles.RTOL
+    )
+    with pytest.raises(ValueError, match="reduction='sum'"):
+        reloop_loss(y_true, y_pred, y_prev, reduction="sum")
+
+
+@pytest.mark.parametrize("normalize,denominator", [("batch", 6), ("labeled", 4)])
+def test_masked_ce_class_weights_each_row(normalize, denominator):
+    weights = np.array([2.0, 1.0, 0.5, 1.0, 0.0, 3.0], "float32")
+    loss = MaskedSparseCategoricalCrossentropy(normalize)
+    expected = (np_ce(LABELS, LOGITS) * weights).sum() / denominator
+    value = float(loss(LABELS, LOGITS, sample_weight=weights))
+    np.testing.assert_allclose(value, expected, rtol=oracles.RTOL)
+
+
+def test_sigmoid_f1_loss_defaults_are_beta_one_eta_zero():
+    y_true = (RNG.random((16, 5)) < 0.3).astype("float32")
+    logits = RNG.normal(size=(16, 5)).astype("float32")
+    expected = np_sigmoid_f1(y_true, logits, beta=1.0, eta=0.0)
+    for value in (sigmoid_f1_loss(y_true, logits), SigmoidF1Loss()(y_true, logits)):
+        np.testing.assert_allclose(float(value), expected, rtol=oracles.RTOL)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: distillation_loss(LOGITS, TARGET, temperature=True), "temperature=True"),
+        (lambda: smooth_labels([0], 3, True), "alpha=True"),
+    ],
+)
+def test_booleans_are_not_numbers(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -7,6 +7,7 @@ import pytest
 import keras
 import tensorflow as tf
 
+import _oracles as oracles
 from tfssl import data, models, schedules, testing
 
 NUM_CLASSES = 3
@@ -141,42 +142,6 @@ def test_mean_teacher_with_batch_norm_averages_moving_statistics():
     assert len(moving) == 2
     for teacher, student in zip(model.teacher.weights, model.backbone.weights):
         np.testing.assert_allclose(teacher.numpy(), student.numpy(), atol=1e-6)
-
-
-def test_mean_teacher_consistency_is_positive_and_reaches_the_student():
-    keras.utils.set_random_seed(0)
-    x, _, y_semi = testing.tiny_data()
-    model = models.MeanTeacher(testing.tiny_backbone(dropout=0.3), len(x), NUM_CLASSES)
-    model.compile(optimizer="sgd")
-    model.epoch.assign(5)
-    with tf.GradientTape(persistent=True) as tape:
-        terms, _ = model.compute_losses(x, None, tf.constant(y_semi, tf.int32))
-    assert float(terms["consistency_loss"]) > 0
-    gradients = tape.gradient(terms["consistency_loss"], model.backbone.trainable_weights)
-    assert all(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients)
-    assert tape.gradient(terms["consistency_loss"], model.teacher.weights[0]) is None
-
-
-@pytest.mark.parametrize("stop_gradient_target", [False, True])
-def test_pi_model_two_passes(stop_gradient_target):
-    keras.utils.set_random_seed(0)
-    x, _, y_semi = testing.tiny_data()
-    labels = tf.constant(y_semi, tf.int32)
-    deterministic = models.PiModel(testing.tiny_backbone(), len(x), NUM_CLASSES)
-    terms, _ = deterministic.compute_losses(x, None, labels)
-    assert float(terms["consistency_loss"]) == 0.0
-
-    model = models.PiModel(
-        testing.tiny_backbone(dropout=0.5),
-        len(x),
-        NUM_CLASSES,
-        stop_gradient_target=stop_gradient_target,
-    )
-    with tf.GradientTape(persistent=True) as tape:
-        terms, _ = model.compute_losses(x, None, labels)
-    assert float(terms["consistency_loss"]) > 0
-    gradient = tape.gradient(terms["consistency_loss"], model.backbone.trainable_weights[0])
-    assert float(tf.reduce_sum(tf.abs(gradient))) > 0
 
 
 def test_batch_without_labels_gives_finite_loss():
@@ -378,3 +343,264 @@ def test_per_sample_state_needs_num_samples():
         models.TemporalEnsembling(testing.tiny_backbone(), None)
     with pytest.raises(ValueError, match="num_labeled=12, num_samples=None"):
         models.PiModel(testing.tiny_backbone(), num_labeled=12)
+
+
+# Value checks: every term, gradient and state update against tests/_oracles.py (NumPy,
+# float64) on a fixed batch, with a Dense backbone of fixed weights and known noise draws.
+
+RTOL, ATOL = oracles.RTOL, oracles.ATOL
+
+
+def _restart_noise(*backbones):
+    for backbone in backbones:
+        backbone.layers[0].restart()
+
+
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+@pytest.mark.parametrize("stop_gradient_target", [False, True])
+def test_pi_model_terms_and_gradients_equal_numpy(kind, stop_gradient_target):
+    x, labels = oracles.batch()
+    backbone = oracles.linear_backbone(noise_seed=1)
+    model = models.PiModel(
+        backbone,
+        consistency=kind,
+        stop_gradient_target=stop_gradient_target,
+        max_unsupervised_weight=3.0,
+        ramp_up_epochs=4,
+    )
+    model.epoch.assign(2)
+    _restart_noise(backbone)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, outputs = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    kernel, bias = oracles.dense_weights()
+    noise = oracles.noise_draws(1, 2, len(x))
+    first_inputs, second_inputs = x + noise[0], x + noise[1]
+    first, second = first_inputs @ kernel + bias, second_inputs @ kernel + bias
+    weight = 3.0 * oracles.ramp_up(2, 4, "sigmoid")
+    supervised, supervised_grad = oracles.cross_entropy(labels, first)
+    consistency = oracles.consistency(first, second, kind).mean()
+    np.testing.assert_allclose(outputs["logits"], first, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=RTOL)
+    np.testing.assert_allclose(terms["consistency_loss"], consistency, rtol=RTOL)
+    np.testing.assert_allclose(terms["unsupervised_weight"], weight, rtol=RTOL)
+    np.testing.assert_allclose(terms["loss"], supervised + weight * consistency, rtol=RTOL)
+
+    # The consistency's gradient: through the first pass only with the stop-gradient,
+    # through both passes without it (the paper).
+    grad_first, grad_second = oracles.consistency_gradients(first, second, kind)
+    one_branch = oracles.dense_gradients(first_inputs, grad_first)
+    other_branch = oracles.dense_gradients(second_inputs, grad_second)
+    both = [a + b for a, b in zip(one_branch, other_branch)]
+    assert np.abs(other_branch[0]).max() > 100 * RTOL * np.abs(one_branch[0]).max()
+    expected = one_branch if stop_gradient_target else both
+    gradients = tape.gradient(terms["consistency_loss"], backbone.trainable_weights)
+    for gradient, value in zip(gradients, expected):
+        np.testing.assert_allclose(gradient, value, rtol=RTOL, atol=ATOL)
+    # The total's gradient adds the supervised one of the first pass, weighted as above.
+    supervised_grads = oracles.dense_gradients(first_inputs, supervised_grad)
+    gradients = tape.gradient(terms["loss"], backbone.trainable_weights)
+    for gradient, sup, cons in zip(gradients, supervised_grads, expected):
+        np.testing.assert_allclose(gradient, sup + weight * cons, rtol=RTOL, atol=ATOL)
+
+
+def test_pi_model_without_noise_has_zero_consistency():
+    x, labels = oracles.batch()
+    model = models.PiModel(oracles.linear_backbone())
+    terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    assert float(terms["consistency_loss"]) == 0.0
+
+
+@pytest.mark.parametrize("method", ["linear", "sigmoid", "cosine", "cosine_rampup"])
+def test_unsupervised_weight_follows_each_ramp_up_method(method):
+    x, labels = oracles.batch()
+    model = models.PiModel(
+        oracles.linear_backbone(),
+        num_samples=40,
+        num_labeled=10,
+        max_unsupervised_weight=8.0,
+        ramp_up_method=method,
+        ramp_up_epochs=4,
+    )
+    for epoch in (0, 1, 2, 3, 4, 7):
+        model.epoch.assign(epoch)
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+        expected = oracles.ramp_up(epoch, 4, method) * 8.0 * 10 / 40
+        np.testing.assert_allclose(terms["unsupervised_weight"], expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("normalize", ["batch", "labeled"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_supervised_term_and_its_gradient_follow_normalize_and_smoothing(
+    normalize, label_smoothing
+):
+    x, labels = oracles.batch()
+    backbone = oracles.linear_backbone()
+    model = models.PiModel(
+        backbone, supervised_normalize=normalize, label_smoothing=label_smoothing
+    )
+    with tf.GradientTape() as tape:
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    kernel, bias = oracles.dense_weights()
+    logits = x @ kernel + bias
+    expected, grad_logits = oracles.cross_entropy(labels, logits, normalize, label_smoothing)
+    np.testing.assert_allclose(terms["supervised_loss"], expected, rtol=RTOL)
+    gradients = tape.gradient(terms["supervised_loss"], backbone.trainable_weights)
+    for gradient, value in zip(gradients, oracles.dense_gradients(x, grad_logits)):
+        np.testing.assert_allclose(gradient, value, rtol=RTOL, atol=ATOL)
+
+
+def _te_with_state(target, kind, alpha=0.6, noise_seed=None):
+    """A TE model on 20 samples whose ensemble and counts hold known, varied values."""
+    backbone = oracles.linear_backbone(noise_seed=noise_seed, draws=1)
+    model = models.TemporalEnsembling(
+        backbone, num_samples=20, alpha=alpha, target=target, consistency=kind,
+        max_unsupervised_weight=2.0, ramp_up_epochs=1,
+    )
+    rng = np.random.default_rng(7)
+    ensemble = rng.normal(size=(20, 3)).astype("float32")
+    counts = (np.arange(20) % 4).astype("float32")  # 0, 1, 2, 3 updates so far
+    model.ensemble.assign(ensemble)
+    model.ensemble_counts.assign(counts)
+    return model, ensemble, counts
+
+
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+@pytest.mark.parametrize("target", ["seed", "paper"])
+def test_te_target_with_bias_correction_and_its_gradient_equal_numpy(target, kind):
+    alpha = 0.6
+    model, ensemble, counts = _te_with_state(target, kind, alpha)
+    x, labels = oracles.batch()
+    idx = np.array([3, 17, 0, 5, 9, 10, 2, 14, 6, 19, 1, 12])
+    model.epoch.assign(1)
+    with tf.GradientTape() as tape:
+        terms, _ = model.compute_losses(tf.constant(x), tf.constant(idx), tf.constant(labels))
+    kernel, bias = oracles.dense_weights()
+    logits = x @ kernel + bias
+    previous, count = ensemble[idx].astype(np.float64), counts[idx][:, None]
+    if target == "seed":
+        # The updated average, corrected by 1 - alpha^(t + 1); the gradient flows through it.
+        scale = (1 - alpha) / (1 - alpha ** (count + 1))
+        targets = alpha * previous / (1 - alpha ** (count + 1)) + scale * logits
+    else:
+        # The previous ensemble, corrected by 1 - alpha^t; no target (zero cost) when t = 0.
+        corrected = previous / np.where(count > 0, 1 - alpha**count, 1.0)
+        targets = np.where(count > 0, corrected, logits)
+        scale = np.zeros_like(count)
+    np.testing.assert_allclose(
+        terms["consistency_loss"], oracles.consistency(logits, targets, kind).mean(), rtol=RTOL
+    )
+    grad_logits, grad_targets = oracles.consistency_gradients(logits, targets, kind)
+    expected = oracles.dense_gradients(x, grad_logits + scale * grad_targets)
+    gradients = tape.gradient(terms["consistency_loss"], model.backbone.trainable_weights)
+    for gradient, value in zip(gradients, expected):
+        np.testing.assert_allclose(gradient, value, rtol=RTOL, atol=ATOL)
+
+
+def test_te_step_writes_the_moving_average_and_counts_of_the_batch_rows_only():
+    alpha, learning_rate = 0.6, 0.5
+    model, ensemble, counts = _te_with_state("seed", "mse", alpha, noise_seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate))
+    x, labels = oracles.batch()
+    idx = np.array([3, 17, 0, 5, 9, 10, 2, 14, 6, 19, 1, 12])
+    model.train_on_batch({"x": x, "idx": idx}, labels)
+    kernel, bias = oracles.dense_weights()
+    # The logits of the step's training pass (its noise draw), before the optimizer update.
+    inputs = x + oracles.noise_draws(1, 1, len(x))[0]
+    logits = inputs @ kernel + bias
+    expected_ensemble, expected_counts = ensemble.astype(np.float64), counts.copy()
+    expected_ensemble[idx] = alpha * ensemble[idx] + (1 - alpha) * logits
+    expected_counts[idx] += 1
+    np.testing.assert_allclose(model.ensemble.numpy(), expected_ensemble, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(model.ensemble_counts.numpy(), expected_counts)
+    # The optimizer step itself: SGD on the supervised term (the weight is 0 at epoch 0).
+    _, grad_logits = oracles.cross_entropy(labels, logits)
+    for weight, start, gradient in zip(
+        model.backbone.trainable_weights,
+        (kernel, bias),
+        oracles.dense_gradients(inputs, grad_logits),
+    ):
+        np.testing.assert_allclose(
+            weight.numpy(), start - learning_rate * gradient, rtol=RTOL, atol=ATOL
+        )
+
+
+def _mean_teacher(kind, **kwargs):
+    backbone = oracles.linear_backbone(noise_seed=1, draws=1)
+    model = models.MeanTeacher(
+        backbone, consistency=kind, max_unsupervised_weight=3.0, ramp_up_epochs=4, **kwargs
+    )
+    # The teacher is the student's clone with the noise seed + 1: draws of its own.
+    assert model.teacher.layers[0].seed == 2
+    model.teacher.layers[-1].set_weights(list(oracles.dense_weights(seed=5)))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["mse", "kl"])
+def test_mean_teacher_terms_and_gradient_equal_numpy(kind):
+    x, labels = oracles.batch()
+    model = _mean_teacher(kind)
+    model.compile(optimizer="sgd")
+    model.epoch.assign(2)
+    _restart_noise(model.backbone, model.teacher)
+    with tf.GradientTape(persistent=True) as tape:
+        terms, _ = model.compute_losses(tf.constant(x), None, tf.constant(labels))
+    student_inputs = x + oracles.noise_draws(1, 1, len(x))[0]
+    teacher_inputs = x + oracles.noise_draws(2, 1, len(x))[0]
+    kernel, bias = oracles.dense_weights()
+    teacher_kernel, teacher_bias = oracles.dense_weights(seed=5)
+    student = student_inputs @ kernel + bias
+    teacher = teacher_inputs @ teacher_kernel + teacher_bias
+    consistency = oracles.consistency(student, teacher, kind).mean()
+    supervised, _ = oracles.cross_entropy(labels, student)
+    weight = 3.0 * oracles.ramp_up(2, 4, "sigmoid")
+    np.testing.assert_allclose(terms["consistency_loss"], consistency, rtol=RTOL)
+    np.testing.assert_allclose(terms["supervised_loss"], supervised, rtol=RTOL)
+    np.testing.assert_allclose(terms["loss"], supervised + weight * consistency, rtol=RTOL)
+    # The teacher is a fixed target: the gradient is the student branch's alone.
+    grad_student, _ = oracles.consistency_gradients(student, teacher, kind)
+    expected = oracles.dense_gradients(student_inputs, grad_student)
+    gradients = tape.gradient(terms["consistency_loss"], model.backbone.trainable_weights)
+    for gradient, value in zip(gradients, expected):
+        np.testing.assert_allclose(gradient, value, rtol=RTOL, atol=ATOL)
+    assert all(
+        tape.gradient(terms["consistency_loss"], w) is None for w in model.teacher.weights
+    )
+
+
+@pytest.mark.parametrize("epoch, decay", [(2, 0.9), (4, 0.99)])
+def test_mean_teacher_step_is_sgd_on_the_student_then_the_teacher_ema(epoch, decay):
+    learning_rate = 0.5
+    x, labels = oracles.batch()
+    model = _mean_teacher("mse", rampup_ema_decay=0.9, ema_decay=0.99)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), run_eagerly=True)
+    model.epoch.assign(epoch)
+    _restart_noise(model.backbone, model.teacher)
+    model.train_on_batch(x, labels)
+    assert (model.backbone.layers[0].calls, model.teacher.layers[0].calls) == (1, 1)
+    student_inputs = x + oracles.noise_draws(1, 1, len(x))[0]
+    teacher_inputs = x + oracles.noise_draws(2, 1, len(x))[0]
+    kernel, bias = oracles.dense_weights()
+    teacher_kernel, teacher_bias = oracles.dense_weights(seed=5)
+    student = student_inputs @ kernel + bias
+    teacher = teacher_inputs @ teacher_kernel + teacher_bias
+    weight = 3.0 * oracles.ramp_up(epoch, 4, "sigmoid")
+    _, grad_supervised = oracles.cross_entropy(labels, student)
+    grad_consistency, _ = oracles.consistency_gradients(student, teacher, "mse")
+    gradients = oracles.dense_gradients(
+        student_inputs, grad_supervised + weight * grad_consistency
+    )
+    for student_weight, teacher_weight, start, teacher_start, gradient in zip(
+        model.backbone.layers[-1].weights,
+        model.teacher.layers[-1].weights,
+        (kernel, bias),
+        (teacher_kernel, teacher_bias),
+        gradients,
+    ):
+        updated = start - learning_rate * gradient
+        np.testing.assert_allclose(student_weight.numpy(), updated, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(
+            teacher_weight.numpy(),
+            decay * teacher_start + (1 - decay) * updated,
+            rtol=RTOL,
+            atol=ATOL,
+        )

@@ -487,17 +487,29 @@ def test_text_validation_texts_are_the_last_training_texts(review_dir):
         )
 
 
-def test_text_script_pretrain_embeddings_flags(review_dir, tmp_path):
+def test_text_script_pretrain_embeddings_flags(review_dir, tmp_path, monkeypatch):
     argv = ["--labels", "20", "--data-dir", review_dir, "--num-buckets", "512"]
     args = text_classification.build_parser().parse_args(
         argv + ["--embedding-dim", "8", "--pretrain-embeddings", "--pretrain-size", "200"]
     )
+    # What the flags pass to pretrain_embeddings, and that its matrix is the backbone's
+    # (pretrain_embeddings itself is checked against its formula in test_text.py).
+    calls = []
+    matrix = np.random.default_rng(0).normal(size=(513, 8)).astype("float32")
+
+    def pretrain(texts, vectorizer, dim, **kwargs):
+        calls.append((np.asarray(texts), vectorizer.get_config(), dim, kwargs))
+        return matrix
+
+    monkeypatch.setattr(text_classification.text, "pretrain_embeddings", pretrain)
     (x, _), _ = text_classification.load_data(args)
     args.initial_embeddings = text_classification.initial_embeddings(args, args.pretrain_texts)
     backbone = text_classification.build_backbone(args)
     (all_x, _), _ = datasets.load_chinese_sentiment(review_dir, split=True)
-    expected = text.pretrain_embeddings(all_x[:200], text.TextVectorizer(num_buckets=512), 8)
-    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], expected)
+    ((texts, vectorizer_config, dim, kwargs),) = calls
+    np.testing.assert_array_equal(texts, all_x[:200])  # the first 200 training texts
+    assert (vectorizer_config["num_buckets"], dim, kwargs) == (512, 8, {"seed": args.seed})
+    np.testing.assert_array_equal(backbone.get_layer("embedding").get_weights()[0], matrix)
     # Never the validation texts: they are the last ones of the training split.
     args = text_classification.build_parser().parse_args(
         argv + ["--pretrain-size", str(len(all_x)), "--validation-size", "10"]
@@ -560,3 +572,27 @@ def test_text_script_plain_keras_methods_refuse_a_strategy(method, strategy, rev
     args.strategy = strategy
     with pytest.raises(ValueError, match=f"strategy='{strategy}'"):
         text_classification.run(args)
+
+
+def test_te_script_stores_the_ensemble_in_bfloat16(data_dir, monkeypatch):
+    args = _args(temporal_ensembling, data_dir, "--state-dtype", "bfloat16")
+    trained = []
+    fit_and_export = _common.fit_and_export
+
+    def keep_model(name, model, *rest, **kwargs):
+        trained.append(model)
+        return fit_and_export(name, model, *rest, **kwargs)
+
+    monkeypatch.setattr(_common, "fit_and_export", keep_model)
+    accuracy = temporal_ensembling.run(args)
+    (model,) = trained
+    assert model.ensemble.dtype == "bfloat16"
+    assert model.ensemble_counts.dtype == "float32"  # counts stay exact past 256
+    # Every row was averaged in once per epoch, so the stored logits are not the zeros
+    # they started from.
+    np.testing.assert_array_equal(model.ensemble_counts.numpy(), args.epochs)
+    assert np.all(np.abs(model.ensemble.numpy().astype("float32")).sum(axis=1) > 0)
+    x_test, y_test = _common.load_data(args)[1]
+    predictions = model.predict(x_test, batch_size=args.batch_size, verbose=0).argmax(axis=1)
+    # A ratio of counts, accumulated by Keras in float32 (unit roundoff 6e-8).
+    np.testing.assert_allclose(accuracy, np.mean(predictions == y_test), atol=1e-6)

@@ -136,21 +136,41 @@ def test_vat_learns_from_unlabeled_rows_alone():
     assert accuracy[1.0] > 0.97 and accuracy[1.0] > accuracy[0.0] + 0.1
 
 
-def test_on_text_the_word_vectors_are_perturbed():
+def test_on_text_the_word_vectors_are_perturbed_before_the_masked_pooling():
+    epsilon = 0.05
     keras.utils.set_random_seed(0)
-    model = models.VAT(_text_backbone(), epsilon=1.0, seed=0)
+    backbone = _text_backbone()
+    model = models.VAT(backbone, xi=1e-3, epsilon=epsilon, power_iterations=40, seed=0)
     assert model.site.layer == "words"
     tokens = _tokens()
-    labels = np.where(np.arange(10) < 3, np.arange(10) % 3, data.UNLABELED)
-    model.compile(optimizer=keras.optimizers.Adam(0.05))
-    before = model.backbone.get_layer("words").get_weights()[0].copy()
-    history = model.fit(
-        tf.data.Dataset.from_tensors(({"x": tokens, "idx": np.arange(10)}, labels)),
-        epochs=2,
-        verbose=0,
-    ).history
-    assert all(np.isfinite(history["vat_loss"])) and history["vat_loss"][0] > 0
-    assert np.max(np.abs(model.backbone.get_layer("words").get_weights()[0] - before)) > 0
+    terms, _ = model.compute_losses(tf.constant(tokens), None, tf.fill([10], data.UNLABELED))
+    table = backbone.get_layer("words").get_weights()[0]
+    w, b = backbone.get_layer("logits").get_weights()
+    real = tokens != 0
+    counts = real.sum(1)
+    pooled = (table[tokens] * real[..., None]).sum(1) / counts[:, None]
+    p = _softmax(pooled @ w + b)
+    at_words, at_pooled = [], []
+    for p_row, pooled_row, count in zip(p, pooled, counts):
+        hessian = w @ (np.diag(p_row) - np.outer(p_row, p_row)) @ w.T
+        u = np.linalg.eigh(hessian)[1][:, -1]
+        # The largest KL within ||r|| = epsilon over the word vectors spreads r evenly over
+        # the row's real words: the mean pooling passes on epsilon / sqrt(count) of it.
+        # Applied after the pooling, r would pass on all of epsilon.
+        for step, out in ((epsilon / np.sqrt(count), at_words), (epsilon, at_pooled)):
+            kls = [_kl(p_row, _softmax((pooled_row + s * step * u) @ w + b)) for s in (1, -1)]
+            out.append(np.mean(kls))
+    # As the linear test above: the power iteration's finite differences (xi = 1e-3) and
+    # the KL's third-order term at epsilon leave a few percent.
+    np.testing.assert_allclose(float(terms["vat_loss"]), np.mean(at_words), rtol=0.03)
+    assert np.mean(at_pooled) > 2.0 * np.mean(at_words)  # the two sites are told apart
+    # The direction lives on the word vectors, and is zero on the padding the mask hides.
+    z = model.site.inputs(tokens, training=True)
+    direction = model.virtual_adversarial_direction(tokens, z, backbone(tokens)).numpy()
+    assert direction.shape == (10, 6, 4)
+    np.testing.assert_array_equal(direction[~real], 0.0)
+    # Unit norm up to float32 rounding of a 24-term sum of squares and a division (~1e-6).
+    np.testing.assert_allclose(np.sqrt((direction**2).sum(axis=(1, 2))), 1.0, rtol=1e-5)
 
 
 def _finite_difference_direction(backbone, x, d, step):
