@@ -132,15 +132,6 @@ def _first_network(model_class):
     return list(inspect.signature(model_class.__init__).parameters)[1]
 
 
-# Known defects, kept visible (strict: the test fails once they are fixed, to be removed
-# here): the models that wrap several networks in one (a cohort, a pair) do not check
-# `num_classes` against the networks' outputs.
-_UNCHECKED = {
-    ("CoTeaching", "num_classes"),
-    ("DivideMix", "num_classes"),
-    ("MutualLearning", "num_classes"),
-}
-
 BAD_ARGUMENTS = {
     "on_nonfinite": ("sometimes", "on_nonfinite='sometimes'"),
     "num_classes": (5, "num_classes=5"),
@@ -152,17 +143,7 @@ BAD_ARGUMENTS = {
 
 @pytest.mark.parametrize(
     "name, argument",
-    [
-        pytest.param(
-            name,
-            argument,
-            marks=[pytest.mark.xfail(strict=True, reason="num_classes is not checked")]
-            if (name, argument) in _UNCHECKED
-            else [],
-        )
-        for name in MODEL_NAMES
-        for argument in BAD_ARGUMENTS
-    ],
+    [(name, argument) for name in MODEL_NAMES for argument in BAD_ARGUMENTS],
 )
 def test_bad_arguments_are_named(name, argument):
     model_class = getattr(models, name)

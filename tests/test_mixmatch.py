@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfssl import backbones, data, losses, models, testing
+from tfssl import backbones, data, losses, models, schedules, testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "estimators"))
@@ -162,7 +162,7 @@ def test_default_augmentation_is_the_papers_for_images():
         ({"T": -1}, "T=-1"),
         ({"alpha": 0}, "alpha=0"),
         ({"lambda_u": -1.0}, "lambda_u=-1.0"),
-        ({"max_unsupervised_weight": 10.0}, "max_unsupervised_weight=10.0"),
+        ({"lambda_u": 1.0, "max_unsupervised_weight": 10.0}, "max_unsupervised_weight=10.0"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -186,8 +186,11 @@ def test_benchmark_entry_builds_its_settings_and_trains(max_translation, kinds):
     assert isinstance(model, models.MixMatch) and not entry.default
     assert {type(layer).__name__ for layer in model.augment.layers} == kinds
     config = model.get_config()
-    for name in ("lambda_u", "K", "T", "alpha", "ramp_up_epochs"):
+    for name in ("K", "T", "alpha"):
         assert config[name] == hyper[name], name
+    assert model.weight_schedule == schedules.RampUpWeight(
+        hyper["lambda_u"], hyper["ramp_up_epochs"], "linear"
+    )
     assert config["supervised_normalize"] == protocol.supervised_normalize
     if max_translation:  # one short run through the benchmark's own training code is enough
         rng = np.random.default_rng(0)

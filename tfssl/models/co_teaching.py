@@ -14,6 +14,7 @@ from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
 from tfssl.models._pair import make_pair, select_small_loss
 from tfssl.models._replicas import global_mean
+from tfssl.models._checks import resolve_num_classes
 from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["CoTeaching"]
@@ -104,8 +105,9 @@ class CoTeaching(SemiSupervisedModel):
                 f"`backbone` must be a keras.Model mapping inputs to logits. "
                 f"Received: backbone={backbone!r}"
             )
-        pair, output_size = make_pair(backbone, peer)
-        super().__init__(pair, num_samples, num_classes or output_size, **kwargs)
+        num_classes = resolve_num_classes(backbone, num_classes, sigmoid=False)
+        pair, _ = make_pair(backbone, peer)
+        super().__init__(pair, num_samples, num_classes, **kwargs)
         if self.supervised_objective != "crossentropy" or self.label_smoothing:
             # The small-loss choice ranks rows by the paper's plain cross-entropy.
             raise ValueError(

@@ -13,7 +13,8 @@ import keras
 import tensorflow as tf
 
 from tfssl import losses as losses_lib
-from tfssl.models._checks import check_same_outputs, output_shape
+from tfssl.models._checks import check_same_outputs, resolve_num_classes
+from tfssl.models._supervised import MULTILABEL_OBJECTIVES
 from tfssl.models._replicas import global_mean
 from tfssl.models.base import SemiSupervisedModel
 
@@ -114,6 +115,8 @@ class Distiller(SemiSupervisedModel):
         num_classes=None,
         **kwargs,
     ):
+        if not isinstance(student, keras.Model):
+            raise ValueError(f"`student` must be a keras.Model. Received: student={student!r}")
         super().__init__(student, num_samples, num_classes, **kwargs)
         if not isinstance(teacher, keras.Model):
             raise ValueError(f"`teacher` must be a keras.Model. Received: teacher={teacher!r}")
@@ -275,8 +278,10 @@ class MutualLearning(SemiSupervisedModel):
                 raise ValueError(f"`models[{i}]` must be a keras.Model. Received: {model!r}")
             if i:
                 check_same_outputs("students[0]", models[0], f"students[{i}]", model)
-        if num_classes is None and output_shape(models[0]) is not None:
-            num_classes = int(output_shape(models[0])[-1])
+        num_classes = resolve_num_classes(
+            models[0], num_classes,
+            sigmoid=kwargs.get("supervised_objective") in MULTILABEL_OBJECTIVES,
+        )
         super().__init__(_Cohort(models, name="cohort"), num_samples, num_classes, **kwargs)
         self.temperature = _check_temperature(temperature)
 

@@ -19,6 +19,7 @@ from tfssl.data import UNLABELED
 from tfssl.models import policies
 from tfssl.models._pair import make_pair
 from tfssl.models._replicas import gather_from_replicas, global_mean
+from tfssl.models._checks import resolve_num_classes
 from tfssl.models.base import SemiSupervisedModel
 
 __all__ = ["DivideMix", "gmm_clean_probability"]
@@ -259,8 +260,9 @@ class DivideMix(SemiSupervisedModel):
             kwargs["weight_schedule"] = schedules.LinearRampWeight(
                 warmup_epochs, warmup_epochs + 16, 25.0 if lambda_u is None else lambda_u
             )
-        pair, output_size = make_pair(backbone, peer)
-        super().__init__(pair, num_samples, num_classes or output_size, **kwargs)
+        num_classes = resolve_num_classes(backbone, num_classes, sigmoid=False)
+        pair, _ = make_pair(backbone, peer)
+        super().__init__(pair, num_samples, num_classes, **kwargs)
         self.warmup_epochs = warmup_epochs
         self.augment = _default_augmentation(backbone, seed) if augment is None else augment
         self.K = K
