@@ -495,7 +495,7 @@ def test_text_script_pretrain_embeddings_flags(review_dir, tmp_path, monkeypatch
     # What the flags pass to pretrain_embeddings, and that its matrix is the backbone's
     # (pretrain_embeddings itself is checked against its formula in test_text.py).
     calls = []
-    matrix = np.random.default_rng(0).normal(size=(513, 8)).astype("float32")
+    matrix = np.random.default_rng(0).normal(size=(512, 8)).astype("float32")
 
     def pretrain(texts, vectorizer, dim, **kwargs):
         calls.append((np.asarray(texts), vectorizer.get_config(), dim, kwargs))

@@ -50,6 +50,7 @@ from tfssl.models import policies
 
 __all__ = [
     "MULTILABEL_OBJECTIVES",
+    "RAMP_UP_SHORTHAND",
     "STATE_DTYPES",
     "SUPERVISED_OBJECTIVES",
     "SemiSupervisedModel",
@@ -57,6 +58,11 @@ __all__ = [
     "global_consistency",
     "global_mean",
 ]
+
+# The shorthand arguments of the seed's ramp-up (`RampUpWeight`). A method whose own option
+# replaces the ramp-up (VAT's fixed alpha, Pseudo-Label's `schedule="lee"`) ignores them, as
+# it always has.
+RAMP_UP_SHORTHAND = ("num_labeled", "max_unsupervised_weight", "ramp_up_method", "ramp_up_epochs")
 
 # Storage dtypes of per-sample state. The half-precision ones halve its memory; it is read
 # and updated in float32 whatever it is stored in.

@@ -122,6 +122,7 @@ class CoDivide(keras.callbacks.Callback):
         self.dataset = dataset
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.model.set_phase(epoch)
         if epoch >= self.model.warmup_epochs:
             self.model.divide(self.dataset)
 
@@ -276,6 +277,10 @@ class DivideMix(SemiSupervisedModel):
             "clean_probability", (2,), initializer="ones"
         )
         self._division_losses = None
+        # The phase the traced step trains in; `set_phase` switches it (and re-traces) at
+        # the epoch the warm-up ends. A Python switch, not a `tf.cond`: the two phases'
+        # losses all-reduce over replicas, which a cond branch cannot do under a strategy.
+        self.warming_up = warmup_epochs > 0
 
     @property
     def networks(self):
@@ -286,6 +291,15 @@ class DivideMix(SemiSupervisedModel):
     def T(self):
         """The sharpening temperature."""
         return self.sharpen.temperature
+
+    def set_phase(self, epoch):
+        """Trains the next steps in the warm-up when `epoch < warmup_epochs`, else with
+        MixMatch; the step is traced again when the phase changes (`CoDivide` calls this
+        at every epoch of `fit`)."""
+        warming_up = epoch < self.warmup_epochs
+        if warming_up != self.warming_up:
+            self.warming_up = warming_up
+            self.make_train_function(force=True)
 
     # ------------------------------------------------------------------ co-divide
     def fit(self, *args, callbacks=None, **kwargs):
@@ -347,12 +361,12 @@ class DivideMix(SemiSupervisedModel):
         if sample_idx is None:
             raise ValueError("DivideMix trains on {'x': x, 'idx': idx} inputs.")
         views = [tf.cast(self.augment(x, training=True), tf.float32) for _ in range(self.K)]
-        warming_up = self.epoch < self.warmup_epochs
-        loss, supervised, consistency, prior, logits = tf.cond(
-            warming_up,
-            lambda: self.warmup_losses(views[0], labels),
-            lambda: self.mixmatch_losses(views, sample_idx, labels),
-        )
+        if self.warming_up:
+            loss, supervised, consistency, prior, logits = self.warmup_losses(views[0], labels)
+        else:
+            loss, supervised, consistency, prior, logits = self.mixmatch_losses(
+                views, sample_idx, labels
+            )
         terms = {
             "loss": loss,
             "supervised_loss": supervised,

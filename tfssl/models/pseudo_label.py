@@ -20,7 +20,7 @@ from tfssl.data import UNLABELED
 from tfssl.models import policies
 from tfssl.models._checks import check_choice, check_shorthand
 from tfssl.models._replicas import global_mean
-from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.base import RAMP_UP_SHORTHAND, SemiSupervisedModel
 
 __all__ = ["PseudoLabel", "PseudoLabelMonitor", "pseudo_label_targets"]
 
@@ -152,6 +152,9 @@ class PseudoLabel(SemiSupervisedModel):
             raise ValueError(f"`t1` and `t2` must satisfy 0 <= t1 < t2. Received: t1={t1}, t2={t2}")
         if schedule == "lee":
             check_shorthand("schedule", schedule, "weight_schedule", kwargs.get("weight_schedule"))
+            # Lee's schedule replaces the ramp-up: its arguments do not apply.
+            for name in RAMP_UP_SHORTHAND:
+                kwargs.pop(name, None)
             kwargs["weight_schedule"] = schedules.LinearRampWeight(t1, t2, alpha_f)
         super().__init__(backbone, num_samples, num_classes, **kwargs)
         check_shorthand("threshold", threshold, "pseudo_label_policy", pseudo_label_policy)

@@ -16,7 +16,7 @@ from tfssl import losses, schedules
 from tfssl.models._replicas import global_mean
 from tfssl.models._checks import check_at_least_one, check_positive_number
 from tfssl.models._perturbation import PerturbationSite, l2_norm, normalize
-from tfssl.models.base import SemiSupervisedModel
+from tfssl.models.base import RAMP_UP_SHORTHAND, SemiSupervisedModel
 
 __all__ = ["VAT"]
 
@@ -161,8 +161,11 @@ class VAT(SemiSupervisedModel):
         **kwargs,
     ):
         if not ramp_up and kwargs.get("weight_schedule") is None:
-            # The paper's fixed weight: `max_unsupervised_weight` is the constant alpha.
-            alpha = kwargs.pop("max_unsupervised_weight", None)
+            # The paper's fixed weight: `max_unsupervised_weight` is the constant alpha, and
+            # the other ramp-up arguments do not apply.
+            alpha = kwargs.get("max_unsupervised_weight")
+            for name in RAMP_UP_SHORTHAND:
+                kwargs.pop(name, None)
             kwargs["weight_schedule"] = schedules.ConstantWeight(1.0 if alpha is None else alpha)
         super().__init__(backbone, num_samples, num_classes, **kwargs)
         self.xi = check_positive_number("xi", xi)
