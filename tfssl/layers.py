@@ -295,8 +295,7 @@ class PerImageRandAugment(keras.layers.RandAugment):
     views = augment(images, training=True)          # (batch, height, width, 3)
     ```
 
-    Args:
-        **kwargs: The arguments of `keras.layers.RandAugment`.
+    It takes the arguments of `keras.layers.RandAugment` (it adds no constructor of its own).
     """
 
     # Keras' Equalization takes its histogram over the whole batch: it runs image by image.
