@@ -95,3 +95,22 @@ def select_small_loss(per_sample_loss, candidates, keep_share):
         lambda: tf.constant(-float("inf")),
     )
     return tf.cast(candidates & (per_sample_loss <= threshold), tf.float32)
+
+
+def pair_serving_model(networks, which):
+    """A pair model's `serving_model`: the backbone for `"default"` and `"backbone"`, the
+    other network for `"peer"`."""
+    if which in ("default", "backbone"):
+        return networks[0]
+    if which == "peer":
+        return networks[1]
+    raise ValueError(
+        f"`which` must be 'default', 'backbone' or 'peer'. Received: which={which!r}"
+    )
+
+
+def split_pair_config(config):
+    """A pair model's config with its `NetworkPair` given back as `backbone` and `peer`."""
+    pair = config.pop("backbone")["config"]
+    config.update({"backbone": pair["first"], "peer": pair["second"]})
+    return config

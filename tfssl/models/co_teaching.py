@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfssl import losses as losses_lib
 from tfssl.data import UNLABELED
-from tfssl.models._pair import make_pair, select_small_loss
+from tfssl.models._pair import make_pair, pair_serving_model, select_small_loss, split_pair_config
 from tfssl.models._replicas import global_mean
 from tfssl.models._checks import resolve_num_classes
 from tfssl.models.base import SemiSupervisedModel
@@ -149,21 +149,12 @@ class CoTeaching(SemiSupervisedModel):
 
     def serving_model(self, which="default"):
         """The backbone for `"default"` and `"backbone"`, the other network for `"peer"`."""
-        if which in ("default", "backbone"):
-            return self.networks[0]
-        if which == "peer":
-            return self.networks[1]
-        raise ValueError(
-            f"`which` must be 'default', 'backbone' or 'peer'. Received: which={which!r}"
-        )
+        return pair_serving_model(self.networks, which)
 
     def get_config(self):
-        config = super().get_config()
-        pair = config.pop("backbone")["config"]
+        config = split_pair_config(super().get_config())
         config.update(
             {
-                "backbone": pair["first"],
-                "peer": pair["second"],
                 "forget_rate": self.forget_rate,
                 "gradual_epochs": self.gradual_epochs,
             }

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfssl import layers, schedules
 from tfssl.data import UNLABELED
 from tfssl.models import policies
-from tfssl.models._pair import make_pair
+from tfssl.models._pair import make_pair, pair_serving_model, split_pair_config
 from tfssl.models._replicas import gather_from_replicas, global_mean
 from tfssl.models._checks import resolve_num_classes
 from tfssl.models.base import SemiSupervisedModel
@@ -451,21 +451,12 @@ class DivideMix(SemiSupervisedModel):
 
     def serving_model(self, which="default"):
         """The backbone for `"default"` and `"backbone"`, the other network for `"peer"`."""
-        if which in ("default", "backbone"):
-            return self.networks[0]
-        if which == "peer":
-            return self.networks[1]
-        raise ValueError(
-            f"`which` must be 'default', 'backbone' or 'peer'. Received: which={which!r}"
-        )
+        return pair_serving_model(self.networks, which)
 
     def get_config(self):
-        config = super().get_config()
-        pair = config.pop("backbone")["config"]
+        config = split_pair_config(super().get_config())
         config.update(
             {
-                "backbone": pair["first"],
-                "peer": pair["second"],
                 "warmup_epochs": self.warmup_epochs,
                 "augment": keras.saving.serialize_keras_object(self.augment),
                 "K": self.K,
