@@ -66,6 +66,17 @@ def _check_choice(name, value, choices):
         raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={value!r}")
 
 
+def _normalized_per_sample(per_sample, y_true, normalize):
+    """Per-row losses that Keras' batch mean turns into the `normalize` mean: as they are
+    for `"batch"`, scaled by `batch / labeled` for `"labeled"`."""
+    if normalize == "batch":
+        return per_sample
+    labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
+    num_labeled = tf.reduce_sum(tf.cast(tf.not_equal(labels, UNLABELED), tf.float32))
+    batch_size = tf.cast(tf.size(labels), tf.float32)
+    return per_sample * tf.math.divide_no_nan(batch_size, num_labeled)
+
+
 def _kl_from_logits(target_logits, logits):
     # From log-softmax rather than clipped probabilities (keras.losses.kl_divergence clips
     # to epsilon): exact for saturated predictions and finite for any logits.
@@ -249,12 +260,7 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         per_sample = masked_sparse_categorical_crossentropy(y_true, y_pred, normalize="none")
-        if self.normalize == "batch":
-            return per_sample
-        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-        num_labeled = tf.reduce_sum(tf.cast(tf.not_equal(labels, UNLABELED), tf.float32))
-        batch_size = tf.cast(tf.size(labels), tf.float32)
-        return per_sample * tf.math.divide_no_nan(batch_size, num_labeled)
+        return _normalized_per_sample(per_sample, y_true, self.normalize)
 
     def get_config(self):
         return {"name": self.name, "normalize": self.normalize}
@@ -776,12 +782,7 @@ class _MaskedLabelLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         per_sample = self.per_sample(y_true, y_pred)
-        if self.normalize == "batch":
-            return per_sample
-        labels = tf.reshape(tf.cast(y_true, tf.int32), [-1])
-        num_labeled = tf.reduce_sum(tf.cast(tf.not_equal(labels, UNLABELED), tf.float32))
-        batch_size = tf.cast(tf.size(labels), tf.float32)
-        return per_sample * tf.math.divide_no_nan(batch_size, num_labeled)
+        return _normalized_per_sample(per_sample, y_true, self.normalize)
 
     def get_config(self):
         return {"name": self.name, "normalize": self.normalize}
