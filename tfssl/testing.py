@@ -47,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfssl import data, export, models
+from tfssl.models import policies
 
 __all__ = [
     "CONTRACT_ARGUMENTS",
@@ -71,14 +72,29 @@ CONTRACT_ARGUMENTS = {
     # PGD with one norm over the global batch: the attack's all-reduce runs.
     "AdversarialTraining": {"method": "pgd", "norm": "batch"},
     # Image augmentations by default (the FixMatch family): fixed views instead, weak the
-    # input and strong 0.5 x + 0.1; FixMatch's threshold one that 3 classes reach, so that
-    # the unlabeled term is not empty.
-    "AdaMatch": _FIXED_VIEWS,
+    # input and strong 0.5 x + 0.1; thresholds that 3 classes reach, so that the unlabeled
+    # term is not empty, and momenta of 0.5, so that the running statistics (class-wise
+    # counts, confidences, class distributions) move visibly in a few steps and replicas
+    # must all-reduce them to agree.
+    "AdaMatch": {
+        **_FIXED_VIEWS,
+        "threshold": 0.7,
+        "distribution_alignment": lambda: policies.DistributionAlignment(0.5, "labeled"),
+    },
     "FixMatch": {**_FIXED_VIEWS, "threshold": 0.4},
-    "FlexMatch": _FIXED_VIEWS,
-    "FreeMatch": _FIXED_VIEWS,
-    "SoftMatch": _FIXED_VIEWS,
-    "UDA": _FIXED_VIEWS,
+    "FlexMatch": {**_FIXED_VIEWS, "threshold": 0.4},
+    "FreeMatch": {
+        **_FIXED_VIEWS,
+        "fairness_weight": 1.0,
+        "pseudo_label_policy": lambda: policies.FreeMatchThreshold(0.5),
+    },
+    "SoftMatch": {**_FIXED_VIEWS, "pseudo_label_policy": lambda: policies.SoftMatchWeight(0.5)},
+    "UDA": {
+        **_FIXED_VIEWS,
+        "threshold": 0.4,
+        "distribution_alignment": True,
+        "training_signal_annealing": lambda: policies.TrainingSignalAnnealing(6, "log"),
+    },
     # Image augmentations by default: the views are the input.
     "MixMatch": {"augment": keras.layers.Identity},
     # A threshold that 3 classes cross on some rows only: the mask is neither empty nor full.
@@ -305,10 +321,16 @@ def check_model_contract(make_model, directory, epochs=1):
     # layers'): they are copied over, so the comparison is of the state the file holds.
     for original, restored in zip(_seed_states(model), _seed_states(reloaded)):
         restored.assign(original)
+    # Both run eagerly: the same operations in the same order on both sides, without
+    # tracing the reloaded model's step again (`fit` above traced the model's).
     two_batches = data.make_dataset(x, y_semi, batch_size=16).take(2)
     for trained in (model, reloaded):
+        trained.run_eagerly = True
+        trained.make_train_function(force=True)
         keras.utils.set_random_seed(1)
         trained.fit(two_batches, epochs=1, verbose=0)
+        trained.run_eagerly = False
+        trained.make_train_function(force=True)
     _assert_same_variables(model, reloaded, "two steps after the .keras reload")
 
     served = tf.saved_model.load(
