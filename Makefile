@@ -44,7 +44,13 @@ MUTANTS := 'tfssl.losses.*' 'tfssl.schedules.*' \
 	'tfssl.models.pseudo_label.x_pseudo_label_*' 'tfssl.models.*draw_mixing*' \
 	'tfssl.models.*guess_labels*' 'tfssl.models.*mixed_logits*' 'tfssl.models.*mutual_terms*' \
 	'tfssl.models.*virtual_adversarial_direction*' 'tfssl.models.adversarial.x__perturbation*' \
-	'tfssl.models.adversarial.x__project*' 'tfssl.models.adversarial.x_normalize*'
+	'tfssl.models.adversarial.x__project*' 'tfssl.models.adversarial.x_normalize*' \
+	'tfssl.models.policies.*' 'tfssl.models.*labeled_loss*' 'tfssl.models.*strong_view_loss*' \
+	'tfssl.models.*fairness_loss*' 'tfssl.models.*sum_normalize*' 'tfssl.models.*mean_prediction*' \
+	'tfssl.models.*updated_targets*' 'tfssl.models.*remember_rate*' 'tfssl.models.*select_small_loss*' \
+	'tfssl.models.*division_losses*' 'tfssl.models.*warmup_losses*' 'tfssl.models.*mixmatch_losses*' \
+	'tfssl.models.*prior_penalty*' 'tfssl.models.*gmm_clean_probability*' 'tfssl.models.*_m_step*' \
+	'tfssl.models.*_e_step*' 'tfssl.models.*scatter_sample_state*' 'tfssl.models.*gather_sample_state*'
 
 # mutmut wraps each mutated function in a `(*args, **kwargs)` trampoline; Keras reads a
 # layer's `__init__` signature when it creates one, so constructors are left unmutated.
