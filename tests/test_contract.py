@@ -96,24 +96,8 @@ def two_replica_results(mirrored_equivalence):
     return {spec.rsplit(":", 1)[1]: result for spec, result in results.items()}
 
 
-# Known defect, kept visible (strict: the test fails once it is fixed): after its warm-up,
-# DivideMix on two replicas ends 0.1 away from one device (the warm-up alone agrees).
-_NOT_ON_REPLICAS = {"DivideMix"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason="replicas differ after the warm-up")]
-            if name in _NOT_ON_REPLICAS
-            else [],
-        )
-        for name in MODEL_NAMES
-    ],
-)
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_two_replicas_equal_one_device(name, two_replica_results):
     result = two_replica_results[name]
     assert "error" not in result, result.get("error")

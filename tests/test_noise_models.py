@@ -293,10 +293,9 @@ def test_mixmatch_step_with_co_refinement_and_co_guessing_matches_numpy():
         one_hot = np.eye(3)[np.maximum(yb, 0)]
         refined = _numpy_sharpen(w * one_hot + (1 - w) * p[k], 0.5)
         targets = np.where(clean[:, None], refined, co_guess)
-        order = np.concatenate([np.flatnonzero(clean), np.flatnonzero(~clean)])
-        inputs = np.concatenate([xb[order]] * 2)  # K = 2 views, identity augmentation
-        all_targets = np.concatenate([targets[order]] * 2)
-        is_x = np.concatenate([clean[order]] * 2)
+        inputs = np.concatenate([xb] * 2)  # K = 2 views, identity augmentation
+        all_targets = np.concatenate([targets] * 2)
+        is_x = np.concatenate([clean] * 2)
         mixed = lam * inputs + (1 - lam) * inputs[permutation]
         mixed_targets = lam * all_targets + (1 - lam) * all_targets[permutation]
         q = _softmax(network.predict(mixed.astype("float32"), verbose=0).astype("float64"))

@@ -159,7 +159,11 @@ class DivideMix(SemiSupervisedModel):
     (no dropout, batch-norm moving statistics); the authors guess with the trained network
     in training mode and its peer in inference mode. Under a `tf.distribute` strategy each
     replica mixes its own rows (as `MixMatch`); the means and the prior term are over the
-    global batch. `predict`, `evaluate` and the export serve `backbone`
+    global batch. The authors concatenate the `X` rows before the `U` rows before mixing;
+    here every view keeps the batch's row order (with each row marked `X` or `U`), which
+    changes no distribution under the uniformly drawn permutation `index` and lets two
+    replicas holding halves of a batch compute what one device does with fixed draws.
+    `predict`, `evaluate` and the export serve `backbone`
     (`serving_model("peer")` the other network; the paper averages both).
 
     Formula:
@@ -170,7 +174,7 @@ class DivideMix(SemiSupervisedModel):
     p_k = mean_v softmax(net_k(view_v(x)))            # no gradient, both networks
     t_X = sharpen(w * one_hot(y) + (1 - w) * p_k, T)
     t_U = sharpen((p_k + p_o) / 2, T)
-    (x', t') = lam * W + (1 - lam) * W[index]         # W = views of X and U, targets
+    (x', t') = lam * W + (1 - lam) * W[index]         # W = views of the rows, targets
     q = softmax(net_k(x'))
     loss_k = mean_X(-sum(t' log q)) + lambda_u * mean_U(mean((t' - q)^2))
              + sum(1 / C * log((1 / C) / mean(q, rows)))
@@ -411,11 +415,13 @@ class DivideMix(SemiSupervisedModel):
             clean = labeled & (w[:, 0] > self.clean_threshold)
             refined = self.sharpen.transform(w * one_hot + (1 - w) * mean_probabilities[k])[0]
             targets = tf.where(clean[:, None], refined, co_guess)
-            # X rows first, then U rows, every view.
-            order = tf.concat([tf.where(clean)[:, 0], tf.where(~clean)[:, 0]], 0)
-            inputs = tf.concat([tf.gather(view, order) for view in views], 0)
-            all_targets = tf.tile(tf.gather(targets, order), [self.K, 1])
-            is_x = tf.tile(tf.gather(clean, order), [self.K])
+            # Every view's rows in batch order, each row marked X (clean) or U. The
+            # reference concatenates the X rows before the U rows; under a uniformly
+            # drawn mixing permutation the order changes no distribution, and keeping
+            # the batch order lets replicas holding halves of a batch mix as one device.
+            inputs = tf.concat(views, 0)
+            all_targets = tf.tile(targets, [self.K, 1])
+            is_x = tf.tile(clean, [self.K])
             lam, index = self.draw_mixing(tf.shape(inputs)[0])
             mixed_inputs = layers.mix_with_partners(inputs, lam, index)
             mixed_targets = layers.mix_with_partners(all_targets, lam, index)
