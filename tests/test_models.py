@@ -153,6 +153,13 @@ def test_batch_without_labels_gives_finite_loss():
     assert np.all(np.isfinite(history["loss"]))
 
 
+@pytest.fixture(scope="module")
+def te_for_bad_batches():
+    model, x, y_semi = make_te(ramp_up_epochs=1)
+    model.compile(optimizer="adam")
+    return model, x, y_semi
+
+
 def _fit_one_batch(model, inputs, labels):
     dataset = tf.data.Dataset.from_tensors((inputs, labels))
     model.fit(dataset, epochs=1, verbose=0)
@@ -167,9 +174,10 @@ def _fit_one_batch(model, inputs, labels):
         (3, "duplicate idx"),
     ],
 )
-def test_bad_indices_are_named_and_nothing_is_written(bad_idx, message):
-    model, x, y_semi = make_te(ramp_up_epochs=1)
-    model.compile(optimizer="adam")
+def test_bad_indices_are_named_and_nothing_is_written(bad_idx, message, te_for_bad_batches):
+    # One model for every bad batch (its step traced once): each refused batch leaves
+    # it as it was.
+    model, x, y_semi = te_for_bad_batches
     ensemble, weights = model.ensemble.numpy().copy(), model.backbone.get_weights()
     idx = np.array([0, 1, 2, 3, bad_idx], dtype="int64")
     with pytest.raises(tf.errors.InvalidArgumentError, match=message) as error:
@@ -181,9 +189,8 @@ def test_bad_indices_are_named_and_nothing_is_written(bad_idx, message):
 
 
 @pytest.mark.parametrize("bad_label", [3, -2])
-def test_bad_labels_are_named(bad_label):
-    model, x, y_semi = make_te()
-    model.compile(optimizer="adam")
+def test_bad_labels_are_named(bad_label, te_for_bad_batches):
+    model, x, y_semi = te_for_bad_batches
     labels = np.array([0, 1, bad_label, -1], dtype="int64")
     with pytest.raises(tf.errors.InvalidArgumentError, match="labels must be") as error:
         _fit_one_batch(model, {"x": x[:4], "idx": np.arange(4)}, labels)
