@@ -172,13 +172,21 @@ def test_the_harness_has_no_import_circle():
     assert "benchmarking.runner" in graph["benchmark"]  # the scan sees the imports
 
 
-# One fresh interpreter (TensorFlow's import makes each ~8 s) for what needs one: each harness
-# module imported with no other harness module loaded, then `python estimators/demo.py --help`
-# as the command line runs it (as `__main__`, with only the scripts' folder on the path and no
-# harness module loaded): the demo imports the others as `make demo` runs it, so their
-# module-level imports are exercised too.
-FRESH_HARNESS_PROCESS = """
-import importlib, runpy, sys
+# One fresh interpreter (TensorFlow's import makes each ~8 s) for what needs one:
+# 1. each harness module imported with no other harness module loaded;
+# 2. `python estimators/demo.py --help` as the command line runs it (as `__main__`, with only
+#    the scripts' folder on the path and no harness module loaded): the demo imports the others
+#    as `make demo` runs it, so their module-level imports are exercised too;
+# 3. the text script's TE run under the mirrored strategy on two logical CPUs: logical devices
+#    must be configured before TensorFlow initialises, which the pytest process has done, so
+#    they are configured first thing. It reports the replicas of the strategy the script made.
+# Each part prints a line of its own, so that each test reads its part only.
+FRESH_PROCESS = """
+import importlib, json, runpy, sys
+text_argv = sys.argv[1:]
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, {estimators!r})
 def unload():
     for loaded in [m for m in sys.modules if m.split('.')[0] in {packages!r}]:
@@ -193,33 +201,47 @@ print('--- demo --help', flush=True)
 try:
     runpy.run_path({demo!r}, run_name='__main__')
 except SystemExit as exit:
-    print('--- exit code', exit.code)
+    print('--- exit code', exit.code, flush=True)
+import _common, text_classification
+strategies = []
+def make_strategy(args, make=_common.make_strategy):
+    strategies.append(make(args))
+    return strategies[-1]
+_common.make_strategy = make_strategy
+parsed = text_classification.build_parser().parse_args(text_argv)
+accuracy = text_classification.run(parsed)
+print(json.dumps({{'accuracy': accuracy,
+                  'replicas': [s.num_replicas_in_sync for s in strategies]}}))
 """
 
 
 @pytest.fixture(scope="module")
-def fresh_harness_process():
-    code = FRESH_HARNESS_PROCESS.format(
+def fresh_process(review_dir, tmp_path_factory):
+    """`(completed process, argv of its text run, the text run's export folder)`."""
+    export_dir = tmp_path_factory.mktemp("text_export")
+    argv = text_argv("te", review_dir, "--strategy", "mirrored", "--export", str(export_dir))
+    code = FRESH_PROCESS.format(
         estimators=ESTIMATORS, harness=HARNESS, demo=os.path.join(ESTIMATORS, "demo.py"),
         packages=sorted({m.split(".")[0] for m in HARNESS}),
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    completed = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                               text=True, timeout=600)
+    return completed, argv, export_dir
 
 
 @pytest.mark.slow
-def test_each_harness_module_imports_alone(fresh_harness_process):
-    assert fresh_harness_process.returncode == 0, fresh_harness_process.stderr[-3000:]
-    assert f"imported {len(HARNESS)}" in fresh_harness_process.stdout.splitlines()
+def test_each_harness_module_imports_alone(fresh_process):
+    completed, _, _ = fresh_process
+    assert f"imported {len(HARNESS)}" in completed.stdout.splitlines(), completed.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------- flags and data
 @pytest.mark.slow
-def test_help_from_the_command_line(fresh_harness_process):
-    assert fresh_harness_process.returncode == 0, fresh_harness_process.stderr[-3000:]
-    out = fresh_harness_process.stdout
-    assert "--- demo --help" in out and out.rstrip().endswith("--- exit code 0")
-    help_text = out[out.index("--- demo --help"):]
+def test_help_from_the_command_line(fresh_process):
+    completed, _, _ = fresh_process
+    out = completed.stdout
+    assert "--- demo --help" in out and "--- exit code 0" in out, completed.stderr[-3000:]
+    help_text = out[out.index("--- demo --help"):out.index("--- exit code 0")]
     for flag in ("--data-dir", "--seed", "--export", "--permute-rows", "--label-noise",
                  "--stop-gradient-target", "saved_models"):
         assert flag in help_text
@@ -623,42 +645,20 @@ def test_text_script_pretrain_embeddings_flags(review_dir, tmp_path, monkeypatch
         text_classification.initial_embeddings(args, x)
 
 
-# Logical devices must be configured before TensorFlow initialises, which this pytest
-# process has done: the mirrored run has a process of its own. It reports the replicas of
-# the strategy that the script made.
-MIRRORED_TEXT_RUN = """
-import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-import _common, text_classification
-strategies = []
-def make_strategy(args, make=_common.make_strategy):
-    strategies.append(make(args))
-    return strategies[-1]
-_common.make_strategy = make_strategy
-accuracy = text_classification.run(text_classification.build_parser().parse_args(sys.argv[2:]))
-print(json.dumps({"accuracy": accuracy, "replicas": [s.num_replicas_in_sync for s in strategies]}))
-"""
-
-
 @pytest.mark.slow
 def test_text_script_trains_te_under_mirrored_strategy_on_two_cpus_and_exports_what_it_scores(
-        review_dir, tmp_path):
-    argv = text_argv("te", review_dir, "--strategy", "mirrored", "--export", str(tmp_path))
-    completed = subprocess.run([sys.executable, "-c", MIRRORED_TEXT_RUN, ESTIMATORS, *argv],
-                               capture_output=True, text=True, timeout=300)
+        fresh_process):
+    completed, argv, export_dir = fresh_process  # the run's process has two logical CPUs
     assert completed.returncode == 0, completed.stderr[-5000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["replicas"] == [2]
     out = completed.stdout.splitlines()
     assert f"text_classification[te] test accuracy: {result['accuracy']:.4f}" in out
-    assert f"text_classification[te] exported to {tmp_path / '1'}" in out
+    assert f"text_classification[te] exported to {export_dir / '1'}" in out
     assert any(line.startswith("last epoch: ") for line in out)
     _, (x_test, y_test) = text_classification.load_data(
         text_classification.build_parser().parse_args(argv))
-    exported = _exported_accuracy(str(tmp_path / "1"), np.asarray(x_test, dtype=str), y_test)
+    exported = _exported_accuracy(str(export_dir / "1"), np.asarray(x_test, dtype=str), y_test)
     # As in the single-device runs: at most one near-tie of the test texts apart.
     assert abs(exported - result["accuracy"]) <= 1 / len(y_test) + 1e-9
 
