@@ -491,7 +491,7 @@ def text_argv(method, review_dir, *flags):
 # the `supervised` line runs to its printed accuracy in the validation test below (its export
 # is `_common.evaluate_and_export`'s, as for the others, and a plain Keras model's export is
 # checked by the image `supervised` script's smoke run). Every line of the table is checked by
-# what it builds from the flags (`test_text_script_builds_each_methods_model_from_the_flags`).
+# what it builds from the flags (`test_text_methods_table_builds_each_model_from_the_flags`).
 FULL_TEXT_RUNS = ("fixmatch", "reloop")
 
 
@@ -533,15 +533,17 @@ TEXT_MODELS = {
 TEXT_NUM_SAMPLES = ("pi", "te", "mt", "pseudo", "fixmatch")
 
 
-def test_text_script_has_a_model_check_for_every_method():
+def test_text_methods_table_has_a_model_check_for_every_method():
     assert sorted(TEXT_MODELS) == sorted(m for m, f in text_classification.METHODS.items() if f)
     assert text_classification.METHODS["supervised"] is None  # the plain backbone
 
 
+# No data is read: the test stays in the fast suite (tests/conftest.py marks the tests that
+# take `review_dir` slow).
 @pytest.mark.parametrize("method", sorted(TEXT_MODELS))
-def test_text_script_builds_each_methods_model_from_the_flags(method, review_dir):
+def test_text_methods_table_builds_each_model_from_the_flags(method):
     args = text_classification.build_parser().parse_args(
-        text_argv(method, review_dir, *TEXT_FLAGS))
+        text_argv(method, "no-data-read", *TEXT_FLAGS))
     registry_name, settings = TEXT_MODELS[method]
     first_stage = ([text_classification.build_backbone(args)]
                    if method in text_classification.FIRST_STAGE else [])
