@@ -41,8 +41,6 @@ def _table_rows(section):
     return rows
 
 
-# `benchmark.py --quick` end to end: 20 trainings and every plot (the statistics, the plan and
-# the report have fast tests of their own below), so the tests that read it are slow.
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
@@ -60,7 +58,6 @@ def quick_run(tmp_path_factory):
     return output, result
 
 
-@pytest.mark.slow
 def test_quick_report_has_every_section_and_plot(quick_run):
     output, _ = quick_run
     text = output.read_text(encoding="utf-8")
@@ -78,7 +75,6 @@ def test_quick_report_has_every_section_and_plot(quick_run):
             in text)
 
 
-@pytest.mark.slow
 def test_quick_run_records_every_planned_run(quick_run):
     output, result = quick_run
     records = json.loads((output.parent / "benchmarks" / "results.json").read_text())
@@ -102,7 +98,6 @@ def test_quick_run_records_every_planned_run(quick_run):
     assert len(result["todo"]) + sum(run.also_run for run in result["todo"]) == len(records)
 
 
-@pytest.mark.slow
 def test_quick_table_shows_the_records_and_their_paired_interval(quick_run):
     output, result = quick_run
     text = output.read_text(encoding="utf-8")
@@ -125,7 +120,6 @@ def test_quick_table_shows_the_records_and_their_paired_interval(quick_run):
     assert rows["Temporal Ensembling"][4] == expected
 
 
-@pytest.mark.slow
 def test_from_json_rerenders_the_same_report(quick_run, tmp_path):
     output, _ = quick_run
     again = tmp_path / "BENCHMARKS.md"
@@ -138,7 +132,6 @@ def test_from_json_rerenders_the_same_report(quick_run, tmp_path):
     assert again.read_text(encoding="utf-8") == output.read_text(encoding="utf-8")
 
 
-@pytest.mark.slow
 def test_resume_skips_existing_records_and_reruns_changed_settings(quick_run, monkeypatch):
     output, _ = quick_run
     argv = [*QUICK_ARGV, "--output", str(output), "--dry-run"]
@@ -162,7 +155,6 @@ def test_resume_skips_existing_records_and_reruns_changed_settings(quick_run, mo
         ("run", "temporal_ensembling"), ("speed", None)}
 
 
-@pytest.mark.slow
 def test_a_registered_method_gets_its_row_from_one_entry(quick_run, monkeypatch, tmp_path):
     output, _ = quick_run
     records = runner.load_records(str(output.parent / "benchmarks" / "results.json"))
