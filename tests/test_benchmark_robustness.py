@@ -179,6 +179,7 @@ def test_validation_rows_are_training_rows_outside_the_protocol():
     assert len(rows["x_test"]) != len(x_test)
 
 
+@pytest.mark.slow  # benchmark.py --quick end to end
 def test_quick_run_renders_the_section_resumes_and_rerenders(tmp_path):
     output = tmp_path / "B.md"
     result = benchmark.main([*QUICK_ARGV, "--output", str(output)])

@@ -43,11 +43,18 @@ def test_new_rows_are_registered_off_by_default_and_out_of_the_speed_section(qui
     assert planned[0].methods == ("supervised", "mean_teacher_ls")
 
 
-def test_first_stage_of_distiller_and_reloop_is_the_supervised_run(quick):
+@pytest.fixture(scope="module")
+def two_stage_runs(quick):
+    """The supervised run, the Distiller row and the ReLoop row with weight 0 (its first
+    stage does not depend on the weight), trained once for the tests below."""
     protocol, rows = quick
-    supervised = _run("supervised", protocol, rows)
-    distiller = _run("distiller", protocol, rows)
-    reloop = _run("reloop", protocol, rows)
+    return (_run("supervised", protocol, rows), _run("distiller", protocol, rows),
+            _run("reloop", protocol, rows, weight=0.0))
+
+
+def test_first_stage_of_distiller_and_reloop_is_the_supervised_run(quick, two_stage_runs):
+    protocol, _ = quick
+    supervised, distiller, reloop = two_stage_runs
     assert distiller["teacher_accuracy"] == supervised["accuracy"]
     assert reloop["previous_accuracy"] == supervised["accuracy"]
     assert distiller["steps"] == reloop["steps"] == 2 * supervised["steps"] == 2 * protocol.steps
@@ -55,12 +62,11 @@ def test_first_stage_of_distiller_and_reloop_is_the_supervised_run(quick):
         assert 0.0 <= result["accuracy"] <= 1.0
 
 
-def test_reloop_with_weight_zero_is_its_previous_version(quick):
+def test_reloop_with_weight_zero_is_its_previous_version(two_stage_runs):
     # Same init, batches and steps as the previous version: without the self-correction
     # term the next version is the same model.
-    protocol, rows = quick
-    result = _run("reloop", protocol, rows, weight=0.0)
-    assert result["accuracy"] == result["previous_accuracy"]
+    _, _, reloop = two_stage_runs
+    assert reloop["accuracy"] == reloop["previous_accuracy"]
 
 
 def test_self_training_row_splits_the_budget_between_its_fits(quick):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -171,37 +172,79 @@ def test_the_harness_has_no_import_circle():
     assert "benchmarking.runner" in graph["benchmark"]  # the scan sees the imports
 
 
-@pytest.mark.slow
-def test_each_harness_module_imports_alone():
-    # One fresh interpreter; each module is imported with no other harness module loaded.
-    code = (
-        "import importlib, sys\n"
-        f"sys.path.insert(0, {ESTIMATORS!r})\n"
-        f"for name in {HARNESS!r}:\n"
-        "    for loaded in [m for m in sys.modules if m.split('.')[0] in\n"
-        f"                   {sorted({m.split('.')[0] for m in HARNESS})!r}]:\n"
-        "        del sys.modules[loaded]\n"
-        "    importlib.import_module(name)\n"
-        "print('imported', len(sys.argv))\n"
+# One fresh interpreter (TensorFlow's import makes each ~8 s) for what needs one:
+# 1. each harness module imported with no other harness module loaded;
+# 2. `python estimators/demo.py --help` as the command line runs it (as `__main__`, with only
+#    the scripts' folder on the path and no harness module loaded): the demo imports the others
+#    as `make demo` runs it, so their module-level imports are exercised too;
+# 3. the text script's TE run under the mirrored strategy on two logical CPUs: logical devices
+#    must be configured before TensorFlow initialises, which the pytest process has done, so
+#    they are configured first thing. It reports the replicas of the strategy the script made.
+# Each part prints a line of its own, so that each test reads its part only.
+FRESH_PROCESS = """
+import importlib, json, runpy, sys
+text_argv = sys.argv[1:]
+import tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {estimators!r})
+def unload():
+    for loaded in [m for m in sys.modules if m.split('.')[0] in {packages!r}]:
+        del sys.modules[loaded]
+for name in {harness!r}:
+    unload()
+    importlib.import_module(name)
+print('imported', len({harness!r}))
+unload()
+sys.argv = [{demo!r}, '--help']
+print('--- demo --help', flush=True)
+try:
+    runpy.run_path({demo!r}, run_name='__main__')
+except SystemExit as exit:
+    print('--- exit code', exit.code, flush=True)
+import _common, text_classification
+strategies = []
+def make_strategy(args, make=_common.make_strategy):
+    strategies.append(make(args))
+    return strategies[-1]
+_common.make_strategy = make_strategy
+parsed = text_classification.build_parser().parse_args(text_argv)
+accuracy = text_classification.run(parsed)
+print(json.dumps({{'accuracy': accuracy,
+                  'replicas': [s.num_replicas_in_sync for s in strategies]}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process(review_dir, tmp_path_factory):
+    """`(completed process, argv of its text run, the text run's export folder)`."""
+    export_dir = tmp_path_factory.mktemp("text_export")
+    argv = text_argv("te", review_dir, "--strategy", "mirrored", "--export", str(export_dir))
+    code = FRESH_PROCESS.format(
+        estimators=ESTIMATORS, harness=HARNESS, demo=os.path.join(ESTIMATORS, "demo.py"),
+        packages=sorted({m.split(".")[0] for m in HARNESS}),
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "imported" in result.stdout
+    completed = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                               text=True, timeout=600)
+    return completed, argv, export_dir
+
+
+@pytest.mark.slow
+def test_each_harness_module_imports_alone(fresh_process):
+    completed, _, _ = fresh_process
+    assert f"imported {len(HARNESS)}" in completed.stdout.splitlines(), completed.stderr[-3000:]
 
 
 # ---------------------------------------------------------------------- flags and data
-def test_help_from_the_command_line():
-    # One real subprocess (TensorFlow's import makes each ~5 s): the demo imports the
-    # others as `make demo` runs it, so their module-level imports are exercised too.
-    result = subprocess.run(
-        [sys.executable, os.path.join(ESTIMATORS, "demo.py"), "--help"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+@pytest.mark.slow
+def test_help_from_the_command_line(fresh_process):
+    completed, _, _ = fresh_process
+    out = completed.stdout
+    assert "--- demo --help" in out and "--- exit code 0" in out, completed.stderr[-3000:]
+    help_text = out[out.index("--- demo --help"):out.index("--- exit code 0")]
     for flag in ("--data-dir", "--seed", "--export", "--permute-rows", "--label-noise",
                  "--stop-gradient-target", "saved_models"):
-        assert flag in result.stdout
+        assert flag in help_text
 
 
 @pytest.mark.parametrize("module, own_flag",
@@ -320,7 +363,12 @@ def test_script_prints_its_accuracy_and_exports_a_model_that_scores_it(
     export_dir = tmp_path / "export"
     args = _args(module, data_dir, "--test-size", "100", "--export", str(export_dir),
                  "--verbose", "0", *flags)
-    accuracy = module.run(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        accuracy = module.run(args)
+    # The scripts fit shuffled tf.data streams: Keras' own `shuffle` would be ignored.
+    messages = [str(warning.message) for warning in caught]
+    assert not [m for m in messages if "shuffle=True` was passed" in m], messages
     out = capsys.readouterr().out
     result_line = f"{name} test accuracy: {accuracy:.4f}"
     assert result_line in out.splitlines()
@@ -332,14 +380,6 @@ def test_script_prints_its_accuracy_and_exports_a_model_that_scores_it(
     # The SavedModel's graph may round a near-tie of two logits otherwise than Keras'
     # evaluation did: at most one of the 100 rows apart.
     assert abs(exported - accuracy) <= 1 / len(y_test) + 1e-9
-
-
-def test_supervised_run_has_no_ignored_shuffle_warning(data_dir):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        supervised.run(_args(supervised, data_dir, "--verbose", "0"))
-    messages = [str(warning.message) for warning in caught]
-    assert not [m for m in messages if "shuffle=True` was passed" in m], messages
 
 
 def test_presets_print_the_papers_settings_without_training(capsys):
@@ -438,21 +478,95 @@ def text_argv(method, review_dir, *flags):
     ]  # fmt: skip
 
 
-# Each text run traces tensorflow-text's ops and serves its export (30 s and more).
+# A run's time goes almost all into tracing tensorflow-text's tokenizer (each trace of the
+# backbone's `TextVectorizer` builds thousands of ops: 1.5-2 s), once per traced call of the
+# backbone: the train step (twice), the evaluation and the export's serving function (twice).
+# The methods differ only in the model the table `METHODS` builds, and every model is trained,
+# served from a fresh process and checked against its formulas in tests/test_contract.py and
+# tests/test_text_models.py. So a full run, export and score here is one per kind of line of
+# the table: a model with a strong text view (`fixmatch`, a consistency method as well) and a
+# two-stage method (`reloop`: its first stage is the plain Keras backbone trained on the labels
+# as `supervised` and `distill`'s teacher are); Temporal Ensembling (a consistency method with
+# per-text state) has its full run, export and score under the mirrored strategy below, and
+# the `supervised` line runs to its printed accuracy in the validation test below (its export
+# is `_common.evaluate_and_export`'s, as for the others, and a plain Keras model's export is
+# checked by the image `supervised` script's smoke run). Every line of the table is checked by
+# what it builds from the flags (`test_text_methods_table_builds_each_model_from_the_flags`).
+FULL_TEXT_RUNS = ("fixmatch", "reloop")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(text_classification.METHODS))
-def test_text_script_runs_every_method_and_exports_what_it_scores(
-        method, review_dir, tmp_path, capsys):
+@pytest.mark.parametrize("method", FULL_TEXT_RUNS)
+def test_text_script_runs_and_exports_what_it_scores(method, review_dir, tmp_path, capsys):
     args = text_classification.build_parser().parse_args(
         text_argv(method, review_dir, "--export", str(tmp_path)))
     accuracy = text_classification.run(args)
     out = capsys.readouterr().out
     assert f"text_classification[{method}] test accuracy: {accuracy:.4f}" in out.splitlines()
     assert "last epoch: " in out
+    if method in text_classification.FIRST_STAGE:
+        assert f"{text_classification.FIRST_STAGE[method]} test accuracy: " in out
     _, (x_test, y_test) = text_classification.load_data(args)
     exported = _exported_accuracy(str(tmp_path / "1"), np.asarray(x_test, dtype=str), y_test)
     # As in the image scripts' test: at most one near-tie of the test texts apart.
     assert abs(exported - accuracy) <= 1 / len(y_test) + 1e-9
+
+
+# Flags away from their defaults, and what each line of `METHODS` must build from them: the
+# registry's model class and the settings the table gives it.
+TEXT_FLAGS = ("--alpha", "0.5", "--ema-decay", "0.9", "--temperature", "2",
+              "--distill-alpha", "0.25", "--students", "3", "--reloop-weight", "0.7")
+TEXT_MODELS = {
+    "pi": ("pi_model", {}),
+    "te": ("temporal_ensembling", {"alpha": 0.5}),
+    "mt": ("mean_teacher", {"ema_decay": 0.9, "rampup_ema_decay": 0.9, "ema_warmup": True}),
+    "mixup": ("mixup", {"alpha": 0.2, "at": "encoder"}),
+    "pseudo": ("pseudo_label", {}),
+    "fixmatch": ("fixmatch", {}),
+    "fgm": ("adversarial", {"method": "fgm", "epsilon": 1.0}),
+    "vat": ("vat", {"epsilon": 5.0}),
+    "distill": ("distiller", {"temperature": 2.0, "alpha": 0.25}),
+    "mutual": ("mutual_learning", {"temperature": 2.0}),
+    "reloop": ("reloop", {"weight": 0.7}),
+}
+# The lines that give their model the number of training texts (`num_samples`).
+TEXT_NUM_SAMPLES = ("pi", "te", "mt", "pseudo", "fixmatch")
+
+
+def test_text_methods_table_has_a_model_check_for_every_method():
+    assert sorted(TEXT_MODELS) == sorted(m for m, f in text_classification.METHODS.items() if f)
+    assert text_classification.METHODS["supervised"] is None  # the plain backbone
+
+
+# No data is read: the test stays in the fast suite (tests/conftest.py marks the tests that
+# take `review_dir` slow).
+@pytest.mark.parametrize("method", sorted(TEXT_MODELS))
+def test_text_methods_table_builds_each_model_from_the_flags(method):
+    args = text_classification.build_parser().parse_args(
+        text_argv(method, "no-data-read", *TEXT_FLAGS))
+    registry_name, settings = TEXT_MODELS[method]
+    first_stage = ([text_classification.build_backbone(args)]
+                   if method in text_classification.FIRST_STAGE else [])
+    model = text_classification.METHODS[method](
+        text_classification.build_backbone(args), 240, args, *first_stage)
+    assert type(model) is text_classification.REGISTRY[registry_name].model
+    config = model.get_config()
+    assert {key: config[key] for key in settings} == settings
+    assert config["supervised_normalize"] == args.supervised_normalize == "labeled"
+    assert config["num_samples"] == (240 if method in TEXT_NUM_SAMPLES else None)
+    if method == "distill":
+        assert model.teacher is first_stage[0]
+    if method == "reloop":
+        assert model.previous_model is first_stage[0]
+    if method == "mutual":
+        assert len(config["models"]) == 3  # --students
+    if method in ("pseudo", "fixmatch"):
+        policy = config["pseudo_label_policy"]
+        assert (policy["class_name"], policy["config"]["threshold"]) == ("FixedThreshold", 0.95)
+    if method == "fixmatch":
+        assert isinstance(model.weak_augment, keras.layers.Identity)
+        assert isinstance(model.strong_augment, text.WordDropout)
+        assert model.strong_augment.rate == 0.3
 
 
 @pytest.mark.slow
@@ -530,35 +644,22 @@ def test_text_script_pretrain_embeddings_flags(review_dir, tmp_path, monkeypatch
         text_classification.initial_embeddings(args, x)
 
 
-# Logical devices must be configured before TensorFlow initialises, which this pytest
-# process has done: the mirrored run has a process of its own. It reports the replicas of
-# the strategy that the script made.
-MIRRORED_TEXT_RUN = """
-import json, sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-sys.path.insert(0, sys.argv[1])
-import _common, text_classification
-strategies = []
-def make_strategy(args, make=_common.make_strategy):
-    strategies.append(make(args))
-    return strategies[-1]
-_common.make_strategy = make_strategy
-accuracy = text_classification.run(text_classification.build_parser().parse_args(sys.argv[2:]))
-print(json.dumps({"accuracy": accuracy, "replicas": [s.num_replicas_in_sync for s in strategies]}))
-"""
-
-
 @pytest.mark.slow
-def test_text_script_trains_te_under_mirrored_strategy_on_two_cpus(review_dir):
-    argv = text_argv("te", review_dir, "--strategy", "mirrored")
-    completed = subprocess.run([sys.executable, "-c", MIRRORED_TEXT_RUN, ESTIMATORS, *argv],
-                               capture_output=True, text=True, timeout=300)
+def test_text_script_trains_te_under_mirrored_strategy_on_two_cpus_and_exports_what_it_scores(
+        fresh_process):
+    completed, argv, export_dir = fresh_process  # the run's process has two logical CPUs
     assert completed.returncode == 0, completed.stderr[-5000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["replicas"] == [2]
-    assert f"text_classification[te] test accuracy: {result['accuracy']:.4f}" in completed.stdout
+    out = completed.stdout.splitlines()
+    assert f"text_classification[te] test accuracy: {result['accuracy']:.4f}" in out
+    assert f"text_classification[te] exported to {export_dir / '1'}" in out
+    assert any(line.startswith("last epoch: ") for line in out)
+    _, (x_test, y_test) = text_classification.load_data(
+        text_classification.build_parser().parse_args(argv))
+    exported = _exported_accuracy(str(export_dir / "1"), np.asarray(x_test, dtype=str), y_test)
+    # As in the single-device runs: at most one near-tie of the test texts apart.
+    assert abs(exported - result["accuracy"]) <= 1 / len(y_test) + 1e-9
 
 
 @pytest.mark.parametrize(

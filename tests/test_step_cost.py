@@ -13,6 +13,8 @@ from tfssl import data, models, testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # step_cost imports `estimators.benchmarking`
+# ... whose modules import their neighbours as `benchmarking.*`, as `python estimators/...` does.
+sys.path.insert(0, os.path.join(ROOT, "estimators"))
 _spec = importlib.util.spec_from_file_location(
     "step_cost", os.path.join(ROOT, "benchmarks", "step_cost.py")
 )
@@ -43,8 +45,9 @@ def _train(method, steps_per_execution):
     return model, history.history
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-@pytest.mark.parametrize("steps_per_execution", [2, 4])
+# Each method with a number of steps per call that leaves a shorter last call in every epoch
+# (5 steps: 4 + 1 and 2 + 2 + 1): the two counts are the same property, one case each.
+@pytest.mark.parametrize("method, steps_per_execution", [("te", 4), ("mt", 2)])
 def test_steps_per_execution_gives_identical_results(method, steps_per_execution):
     """Several steps per call run the same steps in the same order: weights, optimizer
     slots, ensemble or teacher, epoch and every logged value are bit for bit the same."""
