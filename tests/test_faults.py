@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from multiworker_utils import model_state, start_workers, wait
-from tfssl import data, models, testing
+from multiworker_utils import METHODS, build_model, model_state, start_workers, wait
+from tfssl import data, testing
 from tfssl.models._trainer import UnreadableWeightsError
 
 GLOBAL_BATCH = 16
@@ -38,27 +38,12 @@ KILL_AT = (1, 0)
 # Seconds the three launches may take in all: about 15 s of CPU each, but the shared test
 # machine can be 15x oversubscribed. The bound is against a hang.
 WORKERS_TIMEOUT = 600
-METHODS = {
-    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
-    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
-}
 
 
 def build(method, strategy):
     """A compiled `method` model on the tiny data, from seed 0; returns `(model, dataset)`."""
-    model_class, kwargs = METHODS[method]
-    keras.utils.set_random_seed(0)
+    model = build_model(method, strategy, lambda: keras.optimizers.Adam(0.01))
     x, _, y_semi = testing.tiny_data()
-    with strategy.scope():
-        model = model_class(
-            testing.tiny_backbone(),
-            num_samples=len(x),
-            num_labeled=12,
-            ramp_up_epochs=2,
-            max_unsupervised_weight=10.0,
-            **kwargs,
-        )
-        model.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
     return model, data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH)
 
 

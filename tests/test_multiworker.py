@@ -1,5 +1,4 @@
-"""`fit` under MultiWorkerMirroredStrategy (two workers on 127.0.0.1) and text models under
-MirroredStrategy.
+"""`fit` under MultiWorkerMirroredStrategy (two workers on 127.0.0.1).
 
 The pair of workers is this file run as a script, twice, each with its own `TF_CONFIG`: a
 process joins one cluster only, and the cluster is configured before TensorFlow starts. Each
@@ -21,10 +20,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
-from multiworker_utils import model_state, start_workers, wait
+from multiworker_utils import METHODS, build_model, model_state, start_workers, wait
 from test_scripts import data_dir  # noqa: F401 (the synthetic Fashion-MNIST fixture)
-from tfssl import backbones, data, models, testing
+from tfssl import data, models, testing
 
 ESTIMATORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "estimators")
 GLOBAL_BATCH = 16
@@ -38,27 +36,12 @@ WORKERS_TIMEOUT = 600
 # What Keras 3.15 raises without each part of the workaround.
 KERAS_BUILD_ERROR = "PerReplica"
 KERAS_LOGS_ERROR = "Invalid reduction dimension"
-METHODS = {
-    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
-    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
-}
 
 
 def train(method, strategy):
     """Trains `method` for `EPOCHS` on tiny data under `strategy`; returns the model."""
-    model_class, kwargs = METHODS[method]
-    keras.utils.set_random_seed(0)
+    model = build_model(method, strategy, lambda: keras.optimizers.SGD(0.1))
     x, _, y_semi = testing.tiny_data()
-    with strategy.scope():
-        model = model_class(
-            testing.tiny_backbone(),
-            num_samples=len(x),
-            num_labeled=12,
-            ramp_up_epochs=2,
-            max_unsupervised_weight=10.0,
-            **kwargs,
-        )
-        model.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
     dataset = data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     return model, history.history
@@ -83,19 +66,6 @@ def train_plain(strategy):
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     history = model.fit(dataset, epochs=EPOCHS, verbose=0)
     return model, history.history
-
-
-def make_fasttext_te():
-    """A fastText Temporal Ensembling model on raw strings, for `mirrored_equivalence`."""
-    rng = np.random.default_rng(0)
-    words = np.array(["好", "差", "质量", "物流", "good", "bad", "the", "phone", "很", "买"])
-    x = np.array([" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(48)], object)
-    y = np.array([int("差" in text or "bad" in text) for text in x])
-    y_semi = data.mask_labels(y, 12, seed=0)
-    # No dropout: the one-device run draws other random numbers than two replicas.
-    backbone = backbones.fasttext(2, num_buckets=64, embedding_dim=4, dropout=0.0)
-    model = models.TemporalEnsembling(backbone, num_samples=len(x), max_unsupervised_weight=5.0)
-    return model, data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH, shuffle=True, seed=0)
 
 
 # ------------------------------------------------------------------------ the worker
@@ -255,15 +225,6 @@ def test_keras_alone_still_fails_across_workers(two_workers):
             "tfssl.models._replicas.distributable_logs and estimators/_common.across_workers. "
             f"Error: {report['keras_logs_error']}"
         )
-
-
-def test_text_model_on_two_replicas_equals_one_device():
-    spec = "test_multiworker:make_fasttext_te"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0
-    assert result["weights_differ"] < 1e-5
-    assert result["loss_differ"] < 1e-5
 
 
 if __name__ == "__main__":
