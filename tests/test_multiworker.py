@@ -53,8 +53,8 @@ EPOCHS = 2
 # past the first backup.
 RESUMED_EPOCHS = 3
 KILL_AT = (1, 0)
-# Seconds the three launches may take in all: about 25 s of CPU per worker, but the shared
-# test machine can be 15x oversubscribed. The bound is against a hang (a worker waiting for
+# Seconds the three launches may take in all: about 90 s of CPU with the test process's
+# references, but the shared test machine can be 15x oversubscribed. The bound is against a hang (a worker waiting for
 # a dead peer).
 WORKERS_TIMEOUT = 900
 # What Keras 3.15 raises without each part of the workaround.
