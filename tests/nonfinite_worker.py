@@ -20,11 +20,12 @@ import json
 import re
 import sys
 
-# mirrored_worker configures the two logical CPUs on import and holds the process's one
-# strategy over them (a second one over the same devices collides in its collectives).
 import keras
 import numpy as np
 import tensorflow as tf
+
+# mirrored_worker configures the two logical CPUs on import and holds the process's one
+# strategy over them (a second one over the same devices collides in its collectives).
 from mirrored_worker import TWO_DEVICES as STRATEGY
 from mirrored_worker import compare_factories
 
