@@ -21,7 +21,18 @@ import subprocess
 import sys
 import time
 
-__all__ = ["free_ports", "model_state", "start_workers", "wait"]
+import keras
+
+from tfssl import models, testing
+
+__all__ = ["METHODS", "build_model", "free_ports", "model_state", "start_workers", "wait"]
+
+# The models with state beside their weights (the ensemble, the teacher), with their own
+# arguments.
+METHODS = {
+    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
+    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
+}
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,3 +103,22 @@ def model_state(model):
     variables = model.weights + model.optimizer.variables
     return {f"{i:03d} {re.sub(r'_[0-9]+(?=[_/]|$)', '', v.path)}": v.numpy()
             for i, v in enumerate(variables)}
+
+
+def build_model(method, strategy, optimizer):
+    """The `METHODS[method]` model on `tfssl.testing`'s tiny data, from seed 0, built and
+    compiled with `optimizer` (a function returning one) in `strategy`'s scope."""
+    model_class, kwargs = METHODS[method]
+    keras.utils.set_random_seed(0)
+    x, _, _ = testing.tiny_data()
+    with strategy.scope():
+        model = model_class(
+            testing.tiny_backbone(),
+            num_samples=len(x),
+            num_labeled=12,
+            ramp_up_epochs=2,
+            max_unsupervised_weight=10.0,
+            **kwargs,
+        )
+        model.compile(optimizer=optimizer(), metrics=["accuracy"])
+    return model

@@ -2,8 +2,10 @@
 logical CPUs; prints JSON.
 
 Started in a process of its own by test_nonfinite.py (logical devices must be configured
-before TensorFlow initialises). For Temporal Ensembling (`te`) and Mean Teacher (`mt`),
-the models with state beside the weights, and each policy:
+before TensorFlow initialises), which also passes the `module:function` factories that
+mirrored_worker.py compares with one device in the same process: one TensorFlow start for
+all. For Temporal Ensembling (`te`) and Mean Teacher (`mt`), the models with state beside
+the weights, and each policy:
 
 Mean Teacher's backbone has batch normalisation.
 
@@ -18,17 +20,17 @@ import json
 import re
 import sys
 
+import keras
+import numpy as np
 import tensorflow as tf
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+# mirrored_worker configures the two logical CPUs on import and holds the process's one
+# strategy over them (a second one over the same devices collides in its collectives).
+from mirrored_worker import TWO_DEVICES as STRATEGY
+from mirrored_worker import compare_factories
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+from tfssl import data, models, testing
 
-from tfssl import data, models, testing  # noqa: E402
-
-STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 BATCH = 16
 # Global row 11 of a batch of 16 lands on the second replica (rows 8 to 15).
 BAD_ROW = 11
@@ -129,11 +131,13 @@ def run(name, on_nonfinite):
 
 
 def main():
+    """Prints `{"nonfinite": {f"{name}_{policy}": result}, "mirrored": {spec: result}}`, the
+    latter for the factories given as arguments (mirrored_worker.compare_factories)."""
     results = {}
     for name in ("te", "mt"):
         for on_nonfinite in ("raise", "skip"):
             results[f"{name}_{on_nonfinite}"] = run(name, on_nonfinite)
-    json.dump(results, sys.stdout)
+    json.dump({"nonfinite": results, "mirrored": compare_factories(sys.argv[1:])}, sys.stdout)
 
 
 if __name__ == "__main__":

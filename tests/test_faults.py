@@ -1,25 +1,10 @@
-"""Faults during training: a worker killed mid-epoch, a truncated checkpoint, a failed write.
+"""Faults while checkpointing: a truncated checkpoint, a failed write, a failed backup.
 
-The cluster test runs this file as a script on two workers of a
-`MultiWorkerMirroredStrategy` (127.0.0.1, `multiworker_utils`), three times over the same
-folder. Each worker trains Temporal Ensembling, then Mean Teacher, with
-`keras.callbacks.BackupAndRestore` in a folder of its own (Keras' callback writes from every
-worker, so a shared folder would have two writers). The first launch has worker 1 wait
-after the first batch of the second epoch of Temporal Ensembling, and the test kills it
-with SIGKILL there, then its peer, which waits in a collective (a cluster manager restarts
-the cluster when a worker dies). The second launch resumes Temporal Ensembling and has
-worker 1 killed alike in Mean Teacher; the third resumes Mean Teacher. The resumed models
-(weights, optimizer slots, ensemble, teacher, epoch) equal an uninterrupted run's.
-
-The data comes in order: a restarted process starts tf.data's sequence of reshuffles over, so
-a shuffled epoch after the restart would not be the uninterrupted run's.
+(A worker killed mid-epoch under MultiWorkerMirroredStrategy is in test_multiworker.py,
+whose worker processes serve all the cluster's checks.)
 """
 
-import json
 import os
-import signal
-import sys
-import time
 
 import h5py
 import keras
@@ -27,154 +12,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from multiworker_utils import model_state, start_workers, wait
-from tfssl import data, models, testing
+from multiworker_utils import build_model
+from tfssl import data, testing
 from tfssl.models._trainer import UnreadableWeightsError
 
 GLOBAL_BATCH = 16
 EPOCHS = 3
-# (epoch, batch) after which worker 1 waits to be killed: mid-epoch, past the first backup.
-KILL_AT = (1, 0)
-# Seconds the three launches may take in all: about 15 s of CPU each, but the shared test
-# machine can be 15x oversubscribed. The bound is against a hang.
-WORKERS_TIMEOUT = 600
-METHODS = {
-    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
-    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
-}
 
 
 def build(method, strategy):
     """A compiled `method` model on the tiny data, from seed 0; returns `(model, dataset)`."""
-    model_class, kwargs = METHODS[method]
-    keras.utils.set_random_seed(0)
+    model = build_model(method, strategy, lambda: keras.optimizers.Adam(0.01))
     x, _, y_semi = testing.tiny_data()
-    with strategy.scope():
-        model = model_class(
-            testing.tiny_backbone(),
-            num_samples=len(x),
-            num_labeled=12,
-            ramp_up_epochs=2,
-            max_unsupervised_weight=10.0,
-            **kwargs,
-        )
-        model.compile(optimizer=keras.optimizers.Adam(0.01), metrics=["accuracy"])
     return model, data.make_dataset(x, y_semi, batch_size=GLOBAL_BATCH)
 
 
-def train(method, strategy, callbacks=()):
-    """Trains `method` for `EPOCHS`; returns the model and the epochs this run trained."""
-    model, dataset = build(method, strategy)
-    history = model.fit(dataset, epochs=EPOCHS, verbose=0, callbacks=list(callbacks))
-    return model, history.epoch
-
-
-# ------------------------------------------------------------------------ the worker
-class _WaitToBeKilled(keras.callbacks.Callback):
-    """Writes `marker` after the batch `KILL_AT`, then waits there to be killed."""
-
-    def __init__(self, marker):
-        super().__init__()
-        self.marker = marker
-        self.epoch = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.epoch, batch) == KILL_AT:
-            with open(self.marker, "w"):
-                pass
-            time.sleep(WORKERS_TIMEOUT)
-
-
-def run_worker(output_dir, killed_method):
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    index = strategy.cluster_resolver.task_id
-    for method in METHODS:
-        result = os.path.join(output_dir, f"{method}{index}")
-        if os.path.exists(f"{result}.npz"):
-            continue  # trained to the end by an earlier launch
-        backup = os.path.join(output_dir, "backup", method, f"worker{index}")
-        callbacks = [keras.callbacks.BackupAndRestore(backup)]
-        if method == killed_method and index == 1:
-            callbacks.append(_WaitToBeKilled(os.path.join(output_dir, f"{method}_reached")))
-        model, epochs = train(method, strategy, callbacks)
-        with open(f"{result}.json", "w") as file:
-            json.dump({"epochs": epochs}, file)
-        np.savez(f"{result}.npz", **model_state(model))
-
-
-# -------------------------------------------------------------------------- the tests
-def _kill_when_reached(processes, marker, deadline):
-    """Waits until worker 1 wrote `marker`, then kills it (SIGKILL) and its peer."""
-    while not os.path.exists(marker):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-            break
-        time.sleep(0.2)
-    reached = os.path.exists(marker)
-    processes[1].send_signal(signal.SIGKILL)
-    processes[1].wait()
-    processes[0].send_signal(signal.SIGKILL)
-    processes[0].wait()
-    return reached
-
-
-@pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
-    """Three launches of the worker pair (see the module's docstring), and meanwhile the
-    uninterrupted one-device runs; returns `(reached, results, reference)`."""
-    output_dir = str(tmp_path_factory.mktemp("faults"))
-    logs = [os.path.join(output_dir, f"log{index}.txt") for index in range(2)]
-    deadline = time.monotonic() + WORKERS_TIMEOUT
-    reference, reached = {}, {}
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
-    for killed_method in [*METHODS, "none"]:
-        processes = start_workers(
-            os.path.basename(__file__), [[output_dir, killed_method]] * 2, logs
-        )
-        if killed_method in METHODS:
-            if killed_method not in reference:
-                model, epochs = train(killed_method, strategy)
-                reference[killed_method] = (model_state(model), epochs)
-            marker = os.path.join(output_dir, f"{killed_method}_reached")
-            reached[killed_method] = _kill_when_reached(processes, marker, deadline)
-        else:
-            returncodes = wait(processes, max(deadline - time.monotonic(), 1))
-            log_tail = "".join(open(log).read()[-3000:] for log in logs)
-            assert returncodes == [0, 0], f"exit codes {returncodes}:\n{log_tail}"
-    results = {}
-    for method in METHODS:
-        for index in range(2):
-            with open(os.path.join(output_dir, f"{method}{index}.json")) as file:
-                epochs = json.load(file)["epochs"]
-            state = dict(np.load(os.path.join(output_dir, f"{method}{index}.npz")))
-            results[method, index] = (state, epochs)
-    return reached, results, reference
-
-
-@pytest.mark.parametrize("method", list(METHODS))
-def test_a_worker_killed_mid_epoch_resumes_as_if_uninterrupted(killed_and_resumed, method):
-    reached, results, reference = killed_and_resumed
-    assert reached[method], "worker 1 never reached the batch where it is killed"
-    reference_state, reference_epochs = reference[method]
-    assert reference_epochs == list(range(EPOCHS))
-    (first, first_epochs), (second, second_epochs) = results[method, 0], results[method, 1]
-    # The restarted run trained only the epochs after the last backup (the first epoch's).
-    assert first_epochs == second_epochs == list(range(KILL_AT[0], EPOCHS))
-    assert sorted(first) == sorted(second) == sorted(reference_state)
-    assert any("ensemble" in path or "teacher" in path for path in first)
-    for path, value in first.items():
-        np.testing.assert_array_equal(second[path], value, err_msg=path)
-        # The all-reduce of two replicas sums in another order than one device: float32
-        # rounding over three epochs, the bound of tests/test_multiworker.py.
-        np.testing.assert_allclose(value, reference_state[path], rtol=0, atol=1e-5, err_msg=path)
-
-
 # ------------------------------------------------------------ broken checkpoints
-def _trained_te(epochs=1):
+@pytest.fixture(scope="module")
+def trained_te():
+    """Temporal Ensembling after one epoch, `(model, dataset)`, shared by the tests of
+    broken weights files (one model traced once): each test compares the model with its
+    own values taken before the fault, so what an earlier test trained does not matter."""
     model, dataset = build("te", tf.distribute.get_strategy())
-    model.fit(dataset, epochs=epochs, verbose=0)
+    model.fit(dataset, epochs=1, verbose=0)
     return model, dataset
 
 
@@ -190,8 +50,8 @@ def _assert_values_equal(values, model):
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 0.99])
-def test_a_truncated_weights_file_is_refused_and_changes_nothing(tmp_path, fraction):
-    model, _ = _trained_te()
+def test_a_truncated_weights_file_is_refused_and_changes_nothing(tmp_path, fraction, trained_te):
+    model, _ = trained_te
     path = str(tmp_path / "model.weights.h5")
     model.save_weights(path)
     content = open(path, "rb").read()
@@ -204,9 +64,11 @@ def test_a_truncated_weights_file_is_refused_and_changes_nothing(tmp_path, fract
     _assert_values_equal(values, model)
 
 
-def test_a_half_written_file_is_refused_and_the_model_keeps_its_values(tmp_path, monkeypatch):
+def test_a_half_written_file_is_refused_and_the_model_keeps_its_values(
+    tmp_path, monkeypatch, trained_te
+):
     """A file that Keras' own in-place write left when the disk filled up part-way."""
-    model, dataset = _trained_te()
+    model, dataset = trained_te
     path = str(tmp_path / "model.weights.h5")
     with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
         _fail_the_write_after(patch, 3)
@@ -234,8 +96,8 @@ def _fail_the_write_after(monkeypatch, datasets):
 
 
 @pytest.mark.parametrize("datasets", [0, 3])
-def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, datasets):
-    model, dataset = _trained_te()
+def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch, datasets, trained_te):
+    model, dataset = trained_te
     path = str(tmp_path / "model.weights.h5")
     model.save_weights(path)
     saved = _values(model)
@@ -320,7 +182,3 @@ def test_a_truncated_backup_falls_back_to_the_previous_one(tmp_path, uninterrupt
     resumed, epochs = _te_with_backup(backup)
     assert epochs == [1, 2]
     _assert_values_equal(uninterrupted_te, resumed)
-
-
-if __name__ == "__main__":
-    run_worker(sys.argv[1], sys.argv[2])

@@ -4,15 +4,12 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 BATCH = 16
@@ -229,13 +226,23 @@ def test_on_nonfinite_is_validated_and_kept_in_the_config():
     assert type(model).from_config(config).on_nonfinite == "skip"
 
 
-def test_two_replicas_refuse_or_skip_the_step_when_one_replica_has_a_nan():
+MIRRORED_SPECS = [
+    "test_nonfinite:make_te_with_a_bad_row",
+    "test_nonfinite:make_mt_with_a_bad_row",
+]
+
+
+@pytest.fixture(scope="module")
+def two_replica_results(run_python):
+    """One fresh process on two logical CPUs (nonfinite_worker.py) for both two-replica
+    tests: the NaN batch on one replica, and `MIRRORED_SPECS` against one device."""
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nonfinite_worker.py")
-    completed = subprocess.run(
-        [sys.executable, worker], capture_output=True, text=True, timeout=600
-    )
-    assert completed.returncode == 0, completed.stderr[-5000:]
-    results = json.loads(completed.stdout.strip().splitlines()[-1])
+    completed = run_python([worker, *MIRRORED_SPECS])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_two_replicas_refuse_or_skip_the_step_when_one_replica_has_a_nan(two_replica_results):
+    results = two_replica_results["nonfinite"]
     for name in ("te", "mt"):
         raised = results[f"{name}_raise"]
         assert raised["raised"], name
@@ -273,13 +280,9 @@ def make_mt_with_a_bad_row():
     return model, data.make_dataset(x, y_semi, batch_size=BATCH)
 
 
-def test_skipping_on_two_replicas_equals_one_device():
-    specs = [
-        "test_nonfinite:make_te_with_a_bad_row",
-        "test_nonfinite:make_mt_with_a_bad_row",
-    ]
-    results = mirrored_equivalence(*specs)
-    for spec in specs:
+def test_skipping_on_two_replicas_equals_one_device(two_replica_results):
+    results = two_replica_results["mirrored"]
+    for spec in MIRRORED_SPECS:
         assert results[spec]["num_replicas"] == 2
         assert results[spec]["copies_differ"] == 0.0, spec
         assert results[spec]["weights_differ"] < 1e-5, spec
