@@ -155,7 +155,7 @@ def test_binary_reloop_trains_saves_and_serves(tmp_path):
 def test_contract_with_a_previous_model(tmp_path):
     # tests/test_contract.py runs the contract on ReLoop with stored predictions
     # (update_previous=True); a previous_model is a second, frozen network that the .keras
-    # file must carry and the export must leave out.
+    # file must carry and restore.
     testing.check_model_contract(
         lambda b, n, c: models.ReLoop(b, previous_model=testing.tiny_backbone(seed=2)),
         str(tmp_path),
