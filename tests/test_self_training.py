@@ -136,7 +136,7 @@ def test_each_round_trains_on_the_labeled_and_the_pseudo_labeled_rows_of_fashion
 
     _, records = tfssl.self_training(
         build_model, x, y_semi, rounds=2, threshold=0.8, y_pool_true=y,
-        fit_kwargs={"epochs": 20, "batch_size": 50, "verbose": 0},
+        fit_kwargs={"epochs": 10, "batch_size": 50, "verbose": 0},
     )  # fmt: skip
     # Round k trains on the 100 labeled rows and the rows pseudo-labeled before it, the
     # final model on all of them: one optimizer step per 50 rows.
