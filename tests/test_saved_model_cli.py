@@ -142,7 +142,7 @@ def image_export(tmp_path_factory):
     model = tfssl.models.MeanTeacher(backbone)
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     path = tfssl.export.export_saved_model(model, str(tmp_path_factory.mktemp("image")))
-    return path, x, model.predict(x, verbose=0)
+    return path, x, model(x, training=False).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def text_export(tmp_path_factory):
     path = tfssl.export.export_saved_model(model, str(tmp_path_factory.mktemp("text")))
     # saved_model_cli reads the batch with numpy: UTF-8 bytes become its tf.string input.
     encoded = np.array([text.encode("utf-8") for text in TEXTS])
-    return path, encoded, model.predict(texts, verbose=0)
+    return path, encoded, model(texts, training=False).numpy()
 
 
 @pytest.fixture(scope="module")
