@@ -33,7 +33,8 @@ TEXTS = ["很好，下次还来", "bad movie", "ＡＢＣ１２３！", "so so",
 # Runs `saved_model_cli` commands in one process: argv[1] names a JSON list of commands
 # ({"args", "with_text_ops"}), argv[2] the JSON file of their {"stdout", "error"}. A command
 # with text ops first imports tensorflow_text (it stays imported for the later ones). The
-# client keeps its absl flags between calls: they are reset to their defaults before each.
+# client keeps its absl flags between calls: they are reset to their defaults before each,
+# but a `run` leaves --tag_set and --signature_def marked required, so `show`s come first.
 CLI_DRIVER = r"""
 import contextlib
 import io
@@ -72,19 +73,20 @@ FLOAT32_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 def run_cli(commands, folder):
     """Runs `(args, with_text_ops)` commands in one fresh process, in order (those with text
     ops last); returns their `{"stdout", "error"}` (`error` None when a command succeeded)."""
-    with open(os.path.join(folder, "commands.json"), "w") as f:
+    commands_file = os.path.join(folder, "commands.json")
+    results_file = os.path.join(folder, "results.json")
+    with open(commands_file, "w") as f:
         json.dump([{"args": a, "with_text_ops": t} for a, t in commands], f)
     result = subprocess.run(
-        [sys.executable, "-c", CLI_DRIVER, *(os.path.join(folder, n) for n in
-                                            ("commands.json", "results.json"))],
+        [sys.executable, "-c", CLI_DRIVER, commands_file, results_file],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )  # fmt: skip
+    )
     if result.returncode != 0:
         raise AssertionError(f"saved_model_cli failed:\n{result.stderr[-3000:]}")
-    with open(os.path.join(folder, "results.json")) as f:
+    with open(results_file) as f:
         return json.load(f)
 
 
