@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -236,29 +234,6 @@ def test_string_input_is_named_text(served):
     assert signature.structured_input_signature[1] == {
         "text": tf.TensorSpec((None, 1), tf.string, name="text")
     }
-
-
-def test_saved_model_cli_lists_the_signature(served):
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [cli, "show", "--all", "--dir", served["big"]["path"]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        check=True,
-    )
-    text = result.stdout
-    block = text[text.index("signature_def['serving_default']") :]
-    assert re.search(
-        r"inputs\['x'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: \(-1, 28, 28, 1\)", block
-    )
-    for name, dtype in (
-        ("logits", "DT_FLOAT"),
-        ("probabilities", "DT_FLOAT"),
-        ("classes", "DT_INT64"),
-    ):
-        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}", block), name
 
 
 def test_base_dir_that_is_a_file_is_refused(tmp_path):

@@ -1,6 +1,8 @@
 """FixMatch against a hand computation with fixed augmentations, its views, its threshold,
-strong_augmentation, the shared contract, serving and two replicas."""
+strong_augmentation, saving its default augmentations and a Fashion-MNIST subset. The shared
+contract, fresh-process serving and two replicas of FixMatch are tests/test_contract.py's."""
 
+import functools
 import json
 
 import keras
@@ -8,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving_utils import serve_in_fresh_process
 from tfssl import data, datasets, export, layers, models, testing
 
 
@@ -38,8 +39,13 @@ def image_backbone():
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=None)
+def _fashion_mnist():
+    return datasets.load_fashion_mnist()
+
+
 def fashion_subset(rows=1000, num_labeled=100):
-    (x, y), (x_test, y_test) = datasets.load_fashion_mnist()
+    (x, y), (x_test, y_test) = _fashion_mnist()
     scale = lambda images: (images[..., None] / 255.0).astype("float32")  # noqa: E731
     x, y = scale(x[:rows]), y[:rows]
     return x, y, data.mask_labels(y, num_labeled, seed=0), scale(x_test[:500]), y_test[:500]
@@ -148,12 +154,22 @@ def _fashion_run(lambda_u, threshold):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"])
     train = data.make_dataset(x, y_semi, 100, shuffle=True, seed=0, labeled_per_batch=25)
     history = model.fit(train, epochs=3, verbose=0).history
-    return history, np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test)
+    # A direct inference-mode call: `predict` would trace the backbone once more.
+    logits = model(x_test, training=False)
+    return model, history, np.mean(np.argmax(logits, axis=-1) == y_test)
 
 
-def test_the_unlabeled_term_teaches_the_strong_view_on_fashion_mnist():
-    with_term, accuracy = _fashion_run(1.0, threshold=0.5)
-    without_term, _ = _fashion_run(0.0, threshold=0.5)
+@pytest.fixture(scope="module")
+def fashion_runs():
+    """`lambda_u -> (model, history, test accuracy)` for lambda_u 1 and 0, threshold 0.5.
+    Most of a run's time is tracing the step with its default augmentations, not the rows."""
+    return {lambda_u: _fashion_run(lambda_u, threshold=0.5) for lambda_u in (1.0, 0.0)}
+
+
+@pytest.mark.slow
+def test_the_unlabeled_term_teaches_the_strong_view_on_fashion_mnist(fashion_runs):
+    _, with_term, accuracy = fashion_runs[1.0]
+    _, without_term, _ = fashion_runs[0.0]
     # lambda_u = 0 measures the term without training on it (the supervised term alone,
     # from the same start on the same batches and augmentations). Trained on, the term keeps
     # more unlabeled rows and lowers its own quantity, the strong view's cross-entropy per
@@ -166,12 +182,12 @@ def test_the_unlabeled_term_teaches_the_strong_view_on_fashion_mnist():
     assert accuracy > 0.5
 
 
-def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_path):
-    keras.utils.set_random_seed(0)
-    x, _, y_semi, _, _ = fashion_subset(rows=64, num_labeled=20)
-    model = models.FixMatch(image_backbone(), threshold=0.5)
-    model.compile(optimizer="adam")
-    model.fit(data.make_dataset(x, y_semi, 32, labeled_per_batch=8), epochs=1, verbose=0)
+@pytest.mark.slow
+def test_save_load_keeps_the_augmentations_and_the_export_serves_the_backbone(
+    fashion_runs, tmp_path
+):
+    model = fashion_runs[1.0][0]  # trained with its default augmentations
+    x = fashion_subset()[0][:64]
     path = str(tmp_path / "fixmatch.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
@@ -179,8 +195,11 @@ def test_save_load_keeps_the_augmentations_and_serves_in_a_fresh_process(tmp_pat
     assert as_json(reloaded.get_config()) == as_json(model.get_config())
     assert isinstance(reloaded.strong_augment.layers[0], layers.RowwiseAugmentation)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    outputs = serve_in_fresh_process(export.export_saved_model(model, str(tmp_path / "export")), "x", x)
-    np.testing.assert_allclose(outputs["logits"], model.predict(x, verbose=0), atol=1e-5)
+    # The export holds the backbone only (the augmentations are training-time layers), loaded
+    # here; a FixMatch export served in a fresh process is tests/test_contract.py's.
+    served = tf.saved_model.load(export.export_saved_model(model, str(tmp_path / "export")))
+    logits = served.signatures["serving_default"](x=tf.constant(x))["logits"]
+    np.testing.assert_allclose(logits, model.predict(x, verbose=0), atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """ReLoop against the paper's self-correction formula, in its binary and multi-class forms,
 with the previous version from a frozen model or from per-sample state."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -150,31 +152,44 @@ def test_binary_reloop_trains_saves_and_serves(tmp_path):
     np.testing.assert_allclose(logits, model.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "make_model",
-    [
-        lambda b, n, c: models.ReLoop(b, num_samples=n, update_previous=True, weight=0.2),
+def test_contract_with_a_previous_model(tmp_path):
+    # tests/test_contract.py runs the contract on ReLoop with stored predictions
+    # (update_previous=True); a previous_model is a second, frozen network that the .keras
+    # file must carry and restore.
+    testing.check_model_contract(
         lambda b, n, c: models.ReLoop(b, previous_model=testing.tiny_backbone(seed=2)),
-    ],
-    ids=["stored", "previous_model"],
-)
-def test_contract(make_model, tmp_path):
-    testing.check_model_contract(make_model, str(tmp_path), epochs=2)
+        str(tmp_path),
+    )
 
 
-def _fashion_run(weight):
-    """ReLoop on 1000 Fashion-MNIST rows (200 labeled) after a previous model, 3 epochs;
-    the same run for every weight (seeds, batches, initial weights)."""
-    keras.utils.set_random_seed(0)
+@functools.lru_cache(maxsize=None)
+def _fashion_subset(rows, num_labeled):
     (x, y), _ = datasets.load_fashion_mnist()
-    x = (x[:1000, ..., None] / 255.0).astype("float32")
-    y_semi = data.mask_labels(y[:1000], 200, seed=0)
+    x = (x[:rows, ..., None] / 255.0).astype("float32")
+    return x, data.mask_labels(y[:rows], num_labeled, seed=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _previous_version():
+    """The previous version: an MLP trained 3 epochs on the 200 labeled rows, frozen by ReLoop
+    (shared by every run, which therefore starts from the same previous predictions)."""
+    keras.utils.set_random_seed(0)
+    x, y_semi = _fashion_subset(1000, 200)
     previous = backbones.mlp((28, 28, 1), 10, units=(64,), name="previous")
     previous.compile(
         optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     labeled = y_semi != data.UNLABELED
     previous.fit(x[labeled], y_semi[labeled], batch_size=50, epochs=3, verbose=0)
+    return previous
+
+
+def _fashion_run(weight):
+    """ReLoop on 1000 Fashion-MNIST rows (200 labeled) after a previous model, 3 epochs;
+    the same run for every weight (seeds, batches, initial weights)."""
+    x, y_semi = _fashion_subset(1000, 200)
+    previous = _previous_version()
+    keras.utils.set_random_seed(1)
     model = models.ReLoop(
         backbones.mlp((28, 28, 1), 10, units=(64,), name="current"),
         previous_model=previous,
@@ -190,13 +205,14 @@ def _fashion_run(weight):
     return history
 
 
+@pytest.mark.slow
 def test_the_self_correction_term_keeps_the_model_above_the_previous_one_on_fashion_mnist():
     with_term = _fashion_run(0.9)
     without_term = _fashion_run(0.0)
     # Weight 0 measures the term without training on it (the supervised term alone, from the
     # same start on the same batches). Trained on, the term ends below the supervised run's:
     # the model is pushed to be no worse than the previous one on the labeled rows. The
-    # hinge is small next to the cross-entropy (4% lower after 3 epochs, 2% asked).
+    # hinge is small next to the cross-entropy (about 7% lower after 3 epochs, 2% asked).
     assert with_term["self_correction_loss"][0] > 0
     assert with_term["self_correction_loss"][-1] < 0.98 * without_term["self_correction_loss"][-1]
 

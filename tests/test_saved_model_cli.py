@@ -4,12 +4,17 @@
 and outputs and their dtypes, as TF Serving reads them; `saved_model_cli run` must return
 what the Keras model predicts. An image model and a raw-string text model are covered.
 
-The text model's graph holds tensorflow-text ops (`tfssl.text.TEXT_OPS`): the stock
-`saved_model_cli run` cannot load it (the test checks that it names the missing op), and the
-same client's `main` runs it once `tensorflow_text` is imported, as in any Python process
-that serves such an export.
+The text model's graph holds tensorflow-text ops (`tfssl.text.TEXT_OPS`): the client alone
+cannot run it (the test checks that it names the missing op), and it runs once
+`tensorflow_text` is imported, as in any Python process that serves such an export.
+
+All commands run in ONE fresh process (each fresh process pays TensorFlow's import): the
+client's `main`, the function the `saved_model_cli` console script calls, once per command,
+first every command without tensorflow-text, then `import tensorflow_text` and the text
+model's `run`.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -21,35 +26,73 @@ import pytest
 
 import tfssl
 
+pytestmark = pytest.mark.slow  # every test reads the one fresh process's results
+
 NUM_CLASSES = 10
 TEXTS = ["很好，下次还来", "bad movie", "ＡＢＣ１２３！", "so so", ""]
-CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-# TensorFlow's client, in a process that first registers the tensorflow-text ops.
-CLI_WITH_TEXT_OPS = (
-    "import sys\n"
-    "import tensorflow_text\n"
-    "from tensorflow.python.tools.saved_model_cli import main\n"
-    "sys.argv[0] = 'saved_model_cli'\n"
-    "sys.exit(main())\n"
-)
+# Runs `saved_model_cli` commands in one process: argv[1] names a JSON list of commands
+# ({"args", "with_text_ops"}), argv[2] the JSON file of their {"stdout", "error"}. A command
+# with text ops first imports tensorflow_text (it stays imported for the later ones). The
+# client keeps its absl flags between calls: they are reset to their defaults before each,
+# but a `run` leaves --tag_set and --signature_def marked required, so `show`s come first.
+CLI_DRIVER = r"""
+import contextlib
+import io
+import json
+import sys
+import traceback
+
+from absl import flags
+from tensorflow.python.tools.saved_model_cli import main
+
+commands_file, results_file = sys.argv[1:3]
+results = []
+for command in json.load(open(commands_file)):
+    if command["with_text_ops"]:
+        import tensorflow_text  # noqa: F401
+    flags.FLAGS.unparse_flags()
+    sys.argv = ["saved_model_cli", *command["args"]]
+    stdout, error = io.StringIO(), None
+    try:
+        with contextlib.redirect_stdout(stdout):
+            main()
+    except SystemExit as exit:
+        if exit.code:
+            error = f"exited with {exit.code}"
+    except Exception:
+        error = traceback.format_exc()
+    results.append({"stdout": stdout.getvalue(), "error": error})
+json.dump(results, open(results_file, "w"))
+"""
 # Exported and Keras predictions run the same float32 ops, fused or reordered differently by
 # the graph optimizer: sums of ~100 terms of order 1 differ by a few float32 roundings each
 # (eps 1.2e-7), about 1e-5 at most.
 FLOAT32_TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def cli(args, with_text_ops=False, check=True):
-    command = [sys.executable, "-c", CLI_WITH_TEXT_OPS] if with_text_ops else [CLI]
+def run_cli(commands, folder):
+    """Runs `(args, with_text_ops)` commands in one fresh process, in order (those with text
+    ops last); returns their `{"stdout", "error"}` (`error` None when a command succeeded)."""
+    commands_file = os.path.join(folder, "commands.json")
+    results_file = os.path.join(folder, "results.json")
+    with open(commands_file, "w") as f:
+        json.dump([{"args": a, "with_text_ops": t} for a, t in commands], f)
     result = subprocess.run(
-        command + args,
+        [sys.executable, "-c", CLI_DRIVER, commands_file, results_file],
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    if check and result.returncode != 0:
-        raise AssertionError(f"saved_model_cli {args} failed:\n{result.stderr[-3000:]}")
-    return result
+    if result.returncode != 0:
+        raise AssertionError(f"saved_model_cli failed:\n{result.stderr[-3000:]}")
+    with open(results_file) as f:
+        return json.load(f)
+
+
+def succeeded(result):
+    assert result["error"] is None, result["error"][-3000:]
+    return result["stdout"]
 
 
 def serving_signature(show_output):
@@ -75,20 +118,21 @@ def graph_ops(show_output):
     return {op.strip().strip("'") for op in ops.split(",")}
 
 
-def run_outputs(path, input_name, array, outdir, with_text_ops=False):
+def run_args(path, input_name, array, outdir):
+    """`run` of `serving_default` on `array`, written to `outdir`."""
     os.makedirs(outdir)
     np.save(os.path.join(outdir, "input.npy"), array)
-    cli(
-        [
-            "run",
-            "--dir", path,
-            "--tag_set", "serve",
-            "--signature_def", "serving_default",
-            "--inputs", f"{input_name}={os.path.join(outdir, 'input.npy')}",
-            "--outdir", outdir,
-        ],
-        with_text_ops=with_text_ops,
-    )
+    return [
+        "run",
+        "--dir", path,
+        "--tag_set", "serve",
+        "--signature_def", "serving_default",
+        "--inputs", f"{input_name}={os.path.join(outdir, 'input.npy')}",
+        "--outdir", outdir,
+    ]  # fmt: skip
+
+
+def run_outputs(outdir):
     names = ("logits", "probabilities", "classes")
     return {name: np.load(os.path.join(outdir, f"{name}.npy")) for name in names}
 
@@ -100,7 +144,7 @@ def image_export(tmp_path_factory):
     model = tfssl.models.MeanTeacher(backbone)
     x = np.random.default_rng(0).random((6, 28, 28, 1), dtype=np.float32)
     path = tfssl.export.export_saved_model(model, str(tmp_path_factory.mktemp("image")))
-    return path, x, model.predict(x, verbose=0)
+    return path, x, model(x, training=False).numpy()
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +155,29 @@ def text_export(tmp_path_factory):
     path = tfssl.export.export_saved_model(model, str(tmp_path_factory.mktemp("text")))
     # saved_model_cli reads the batch with numpy: UTF-8 bytes become its tf.string input.
     encoded = np.array([text.encode("utf-8") for text in TEXTS])
-    return path, encoded, model.predict(texts, verbose=0)
+    return path, encoded, model(texts, training=False).numpy()
 
 
-def test_show_lists_the_image_signature(image_export):
-    path, _, _ = image_export
-    show = cli(["show", "--all", "--dir", path]).stdout
+@pytest.fixture(scope="module")
+def cli(image_export, text_export, tmp_path_factory):
+    """Every command's result by name, and the `run` output folders, from one process."""
+    base = tmp_path_factory.mktemp("cli")
+    image_path, x, _ = image_export
+    text_path, texts, _ = text_export
+    outdirs = {name: str(base / name) for name in ("image_run", "stock_text_run", "text_run")}
+    commands = {
+        "image_show": (["show", "--all", "--dir", image_path], False),
+        "text_show": (["show", "--all", "--dir", text_path], False),
+        "image_run": (run_args(image_path, "x", x, outdirs["image_run"]), False),
+        "stock_text_run": (run_args(text_path, "text", texts, outdirs["stock_text_run"]), False),
+        "text_run": (run_args(text_path, "text", texts, outdirs["text_run"]), True),
+    }
+    results = run_cli(list(commands.values()), str(base))
+    return dict(zip(commands, results)), outdirs
+
+
+def test_show_lists_the_image_signature(cli):
+    show = succeeded(cli[0]["image_show"])
     assert serving_signature(show) == {
         "inputs": {"x": ("DT_FLOAT", "(-1, 28, 28, 1)")},
         "outputs": {
@@ -129,9 +190,10 @@ def test_show_lists_the_image_signature(image_export):
     assert "x: TensorSpec(shape=(None, 28, 28, 1), dtype=tf.float32, name='x')" in show
 
 
-def test_run_returns_the_image_model_predictions(image_export, tmp_path):
-    path, x, expected = image_export
-    outputs = run_outputs(path, "x", x, str(tmp_path / "out"))
+def test_run_returns_the_image_model_predictions(cli, image_export):
+    _, _, expected = image_export
+    succeeded(cli[0]["image_run"])
+    outputs = run_outputs(cli[1]["image_run"])
     assert outputs["logits"].dtype == np.float32 and outputs["classes"].dtype == np.int64
     np.testing.assert_allclose(outputs["logits"], expected, **FLOAT32_TOLERANCE)
     softmax = np.exp(expected - expected.max(axis=1, keepdims=True))
@@ -140,9 +202,8 @@ def test_run_returns_the_image_model_predictions(image_export, tmp_path):
     np.testing.assert_array_equal(outputs["classes"], np.argmax(outputs["logits"], axis=1))
 
 
-def test_show_lists_the_text_signature_and_its_tensorflow_text_ops(text_export):
-    path, _, _ = text_export
-    show = cli(["show", "--all", "--dir", path]).stdout
+def test_show_lists_the_text_signature_and_its_tensorflow_text_ops(cli):
+    show = succeeded(cli[0]["text_show"])
     assert serving_signature(show) == {
         "inputs": {"text": ("DT_STRING", "(-1)")},
         "outputs": {
@@ -155,28 +216,18 @@ def test_show_lists_the_text_signature_and_its_tensorflow_text_ops(text_export):
     assert set(tfssl.text.TEXT_OPS) <= graph_ops(show)
 
 
-def test_stock_run_names_the_missing_tensorflow_text_op(text_export, tmp_path):
-    path, texts, _ = text_export
-    np.save(tmp_path / "input.npy", texts)
-    result = cli(
-        [
-            "run",
-            "--dir", path,
-            "--tag_set", "serve",
-            "--signature_def", "serving_default",
-            "--inputs", f"text={tmp_path / 'input.npy'}",
-            "--outdir", str(tmp_path / "out"),
-        ],
-        check=False,
-    )
-    assert result.returncode != 0
-    missing = re.search(r"Op type not registered '(\w+)'", result.stderr).group(1)
+def test_stock_run_names_the_missing_tensorflow_text_op(cli):
+    error = cli[0]["stock_text_run"]["error"]
+    assert error is not None
+    missing = re.search(r"Op type not registered '(\w+)'", error).group(1)
     assert missing in tfssl.text.TEXT_OPS
+    assert os.listdir(cli[1]["stock_text_run"]) == ["input.npy"]  # no output written
 
 
-def test_run_with_tensorflow_text_returns_the_text_model_predictions(text_export, tmp_path):
-    path, texts, expected = text_export
-    outputs = run_outputs(path, "text", texts, str(tmp_path / "out"), with_text_ops=True)
+def test_run_with_tensorflow_text_returns_the_text_model_predictions(cli, text_export):
+    _, _, expected = text_export
+    succeeded(cli[0]["text_run"])
+    outputs = run_outputs(cli[1]["text_run"])
     assert outputs["logits"].shape == (len(TEXTS), 2)
     np.testing.assert_allclose(outputs["logits"], expected, **FLOAT32_TOLERANCE)
     np.testing.assert_array_equal(outputs["classes"], np.argmax(outputs["logits"], axis=1))
