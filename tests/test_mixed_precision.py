@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfssl import data, models, testing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [c.__name__ for c in testing.model_classes()])
 def test_every_model_trains_to_finite_float32_losses_under_mixed_float16(name, dtype_policy):
     dtype_policy("mixed_float16")

@@ -47,6 +47,7 @@ def _train(method, steps_per_execution):
 
 # Each method with a number of steps per call that leaves a shorter last call in every epoch
 # (5 steps: 4 + 1 and 2 + 2 + 1): the two counts are the same property, one case each.
+@pytest.mark.slow
 @pytest.mark.parametrize("method, steps_per_execution", [("te", 4), ("mt", 2)])
 def test_steps_per_execution_gives_identical_results(method, steps_per_execution):
     """Several steps per call run the same steps in the same order: weights, optimizer

@@ -22,6 +22,7 @@ def make_te(jit_compile, seed=0, **kwargs):
     return model, x, y_semi
 
 
+@pytest.mark.slow
 def test_xla_step_trains_te_like_the_graph_step():
     """Same data, same initial weights: XLA reaches the same weights and ensemble as the
     default step (up to XLA's float reassociation)."""
@@ -44,6 +45,7 @@ def test_xla_step_trains_te_like_the_graph_step():
         np.testing.assert_allclose(graph_logs[name], xla_logs[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_xla_bad_batches_raise_and_write_nothing():
     """Bad indices and labels fail before the compiled step (which would clamp or drop
     them); a non-finite step fails after it (XLA compiles an assertion to nothing)."""
@@ -69,6 +71,7 @@ def test_xla_bad_batches_raise_and_write_nothing():
     assert int(model.optimizer.iterations.numpy()) == 1
 
 
+@pytest.mark.slow
 def test_xla_nonfinite_step_is_skipped():
     model, x, y_semi = make_te(True, on_nonfinite="skip")
     bad = x[:4].copy()
@@ -79,6 +82,7 @@ def test_xla_nonfinite_step_is_skipped():
     np.testing.assert_array_equal(model.ensemble_counts.numpy(), 0.0)
 
 
+@pytest.mark.slow
 def test_xla_compile_config_survives_saving(tmp_path):
     model, _, _ = make_te(True)
     assert model.get_compile_config()["jit_compile"] is True
