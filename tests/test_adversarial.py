@@ -199,6 +199,7 @@ def test_fgm_on_masked_word_vectors_equals_the_closed_form():
     assert float(terms["adversarial_loss"]) > clean
 
 
+@pytest.mark.slow
 def test_text_model_trains_its_embedding_and_reloads(tmp_path):
     keras.utils.set_random_seed(0)
     tokens, labels = _tokens(), np.arange(10) % 3

@@ -115,6 +115,7 @@ def _multilabel_batches(objective):
     return model, dataset.batch(16), x, y_semi
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", ["binary_crossentropy", "sigmoid_f1"])
 def test_compiled_f1_score_on_multilabel_labels(objective):
     model, dataset, x, y_semi = _multilabel_batches(objective)

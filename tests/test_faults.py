@@ -157,6 +157,7 @@ def uninterrupted_te(tmp_path_factory):
     return [v.numpy() for v in model.weights + model.optimizer.variables]
 
 
+@pytest.mark.slow
 def test_a_failed_backup_write_loses_nothing(tmp_path, monkeypatch, uninterrupted_te):
     """The backup of the second epoch fails part-way and stops the run; the rerun resumes
     from the first epoch's backup, whole, and ends as the uninterrupted run."""
@@ -168,6 +169,7 @@ def test_a_failed_backup_write_loses_nothing(tmp_path, monkeypatch, uninterrupte
     _assert_values_equal(uninterrupted_te, resumed)
 
 
+@pytest.mark.slow
 def test_a_truncated_backup_falls_back_to_the_previous_one(tmp_path, uninterrupted_te):
     """A run stopped after two epochs' backups whose last backup is then truncated: the
     rerun refuses it, restores the one before (`double_checkpoint=True`) and ends as the

@@ -140,6 +140,7 @@ def _build_pi_model():
     return model
 
 
+@pytest.mark.slow
 def test_flipped_labels_are_found_and_become_unlabeled_rows():
     keras.utils.set_random_seed(0)
     x, y, y_noisy = _blobs()

@@ -234,6 +234,7 @@ def _te_run(directory, epochs, interrupt_at=None):
     return model
 
 
+@pytest.mark.slow
 def test_backup_and_restore_resumes_exactly(tmp_path):
     uninterrupted = _te_run(str(tmp_path / "a"), epochs=3)
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -246,6 +247,7 @@ def test_backup_and_restore_resumes_exactly(tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tf_train_checkpoint_keeps_ensemble_teacher_and_optimizer(tmp_path):
     x, _, y_semi = testing.tiny_data()
     for model in (

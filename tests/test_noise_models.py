@@ -311,6 +311,7 @@ def test_mixmatch_step_with_co_refinement_and_co_guessing_matches_numpy():
     assert float(terms["unsupervised_weight"]) == 2.0
 
 
+@pytest.mark.slow
 def test_divide_mix_fits_divides_and_round_trips(tmp_path):
     model, x, y_semi = _divide_mix(warmup_epochs=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), metrics=["accuracy"])

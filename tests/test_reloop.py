@@ -127,6 +127,7 @@ def test_update_previous_keeps_each_rows_last_prediction():
     np.testing.assert_array_equal(model.has_previous.numpy(), np.ones(len(x)))
 
 
+@pytest.mark.slow
 def test_binary_reloop_trains_saves_and_serves(tmp_path):
     keras.utils.set_random_seed(0)
     x, y, y_semi = _binary_data()

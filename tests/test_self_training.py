@@ -70,6 +70,7 @@ def check_records(records, builder, pool, y_pool_true, threshold):
             np.testing.assert_allclose(record["accuracy"], expected)
 
 
+@pytest.mark.slow
 def test_rows_added_per_round_grow_and_are_right_on_separable_data():
     x, y = blobs(60, seed=0)
     y_semi = semi(y)
@@ -95,6 +96,7 @@ def test_rows_added_per_round_grow_and_are_right_on_separable_data():
     assert model.history.history["loss"][-1] < model.history.history["loss"][0]
 
 
+@pytest.mark.slow
 def test_transductive_pool_is_pseudo_labeled_and_scored():
     x, y = blobs(20, seed=0)
     x_pool, y_pool = blobs(30, seed=1)

@@ -114,6 +114,7 @@ def _clusters(seed=0, n=100):
     return x, y, y_semi
 
 
+@pytest.mark.slow
 def test_vat_learns_from_unlabeled_rows_alone():
     x, y, y_semi = _clusters()
     batches = tf.data.Dataset.from_tensors(({"x": x, "idx": np.arange(len(x))}, y_semi))
