@@ -21,9 +21,9 @@ per-round ratio to the reference, so a loaded machine's drift cancels out:
   dropout/noise slowdown (see `tfssl.models._trainer.Trainer.compile`).
 
 `--record` writes each section's result with its command, machine and commit into
-`benchmarks/speed.json`; `speed_markdown(record)` renders BENCHMARKS.md's speed section from
-it (`--render` prints it); `--compare` reruns sections and checks their ratios against the
-record:
+`benchmarks/speed.json`, which `estimators/benchmark.py` renders into BENCHMARKS.md's speed
+section (`speed_markdown`, from `estimators/benchmarking/report.py`; `--render` prints it);
+`--compare` reruns sections and checks their ratios against the record:
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/step_cost.py --sections speed tf1 profile xla \
         --record
@@ -47,13 +47,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from estimators.benchmarking import methods as methods_lib
-from estimators.benchmarking import protocols as protocols_lib
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
+# The harness imports its modules as `benchmarking.*`, as `python estimators/<script>.py`
+# does: its folder goes on the path, so `python benchmarks/step_cost.py` runs from the root.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "estimators"))
+from benchmarking import methods as methods_lib  # noqa: E402
+from benchmarking import protocols as protocols_lib  # noqa: E402
+from benchmarking.report import speed_markdown  # noqa: E402
+from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from tfssl import data
-from tfssl.models import _trainer
-from tfssl.reference import temporal_ensemble
+from tfssl import data  # noqa: E402
+from tfssl.models import _trainer  # noqa: E402
+from tfssl.reference import temporal_ensemble  # noqa: E402
 
 SEMI_METHODS = ("temporal_ensembling", "mean_teacher", "pi_model")
 
@@ -464,24 +469,6 @@ SECTIONS = {"speed": speed, "parts": parts, "tf1": tf1, "xla": xla, "profile": p
 
 # ------------------------------------------------------------ record and report
 RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "speed.json")
-# Rows of the report's tables: (section, row, label), in order.
-REPORT_ROWS = {
-    "speed": [("supervised", "Supervised Keras step"),
-              ("temporal_ensembling", "Temporal Ensembling"),
-              ("mean_teacher", "Mean Teacher"), ("pi_model", "Π-model")],
-    "tf1": [("tf1_graph", "TF1 graph, seed 000's TE step (`session.run`)"),
-            ("supervised_fit", "Keras supervised `fit`, same network"),
-            ("te_fit", "Keras TE `fit`"),
-            ("te_fit_steps_per_execution_10", "Keras TE `fit`, `steps_per_execution=10`"),
-            ("te_fit_xla", "Keras TE `fit`, `jit_compile=True`"),
-            ("te_train_function", "Keras TE, the compiled train function called directly"),
-            ("te_train_on_batch", "Keras TE `train_on_batch`")],
-}
-PROFILE_COLUMNS = [("te_fit", "Keras TE `fit`"),
-                   ("te_fit_steps_per_execution_10", "TE `fit`, `steps_per_execution=10`"),
-                   ("tf1_graph", "TF1 `session.run`")]
-
-
 def machine():
     """The CPU model, its cores and the versions, as the report prints them."""
     model = platform.processor() or platform.machine()
@@ -516,88 +503,6 @@ def record_entry(section, result, argv, xla_flags):
 def record_key(section, xla_flags):
     """Where a section's run goes in the record: runs with other `XLA_FLAGS` are kept apart."""
     return f"{section} XLA_FLAGS={xla_flags}" if xla_flags else section
-
-
-def _provenance(entry):
-    return (f"Command: `{entry['command']}`  \nMachine: {entry['machine']}. "
-            f"Commit: {entry['commit']}. Run: {entry['date']}.")
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def speed_markdown(record):
-    """The markdown of BENCHMARKS.md's speed section from a `speed.json` record.
-
-    Example:
-
-    ```python
-    import json, step_cost   # benchmarks/ on sys.path
-    with open("benchmarks/speed.json") as file:
-        print(step_cost.speed_markdown(json.load(file)))
-    ```
-
-    Args:
-        record: The record: `{"sections": {key: entry}}` as `main` writes it.
-
-    Returns:
-        The section's markdown (subsections with their tables and commands), without its
-        `##` title.
-    """
-    sections = record["sections"]
-    lines = []
-    if "speed" in sections:
-        entry = sections["speed"]
-        lines += ["### Step cost × supervised (section 4's protocol, `train_on_batch`)", "",
-                  _provenance(entry), ""]
-        result = entry["result"]
-        lines += _table(["method", "median ms / step", "× supervised (IQR)"], [
-            [label, f"{result[key]['ms']:.2f}",
-             f"{result[key]['ratio']:.3f} ({result[key]['ratio_iqr'][0]:.2f}–"
-             f"{result[key]['ratio_iqr'][1]:.2f})"]
-            for key, label in REPORT_ROWS["speed"] if key in result])
-        lines.append("")
-    if "tf1" in sections:
-        entry = sections["tf1"]
-        lines += ["### The Keras TE step next to the seed's TF1 graph (section 3's protocol)", "",
-                  _provenance(entry), ""]
-        result = entry["result"]
-        lines += _table(["step", "ms / step", "× TF1 graph step"], [
-            [label, f"{result[key]['ms']:.2f}", f"{result[key]['ratio']:.2f}"]
-            for key, label in REPORT_ROWS["tf1"] if key in result])
-        lines.append("")
-    if "profile" in sections:
-        entry = sections["profile"]
-        result = entry["result"]
-        columns = [(key, label) for key, label in PROFILE_COLUMNS if key in result]
-        parts = ["fit loop and callbacks", *(p for p, _ in PROFILE_PARTS), "the step itself"]
-        lines += ["### Where a step's time goes (TensorFlow profiler, section 3's protocol)", "",
-                  _provenance(entry), "",
-                  "ms per step, untraced, split by each part's share of a traced run: "
-                  "outside the step function (Keras: the fit loop, the callbacks and the "
-                  "Python call of the `tf.function`; TF1: the Python loop feeding "
-                  "`session.run`), then the step function's time by its ops' name "
-                  "scopes.", ""]
-        labels = {"fit loop and callbacks": "outside the step function (Python)"}
-        rows = [[labels.get(part, part), *(f"{result[key][part]:.2f}" if part in result[key]
-                                           else "–" for key, _ in columns)] for part in parts]
-        rows.append(["**total**", *(f"**{result[key]['ms']:.2f}**" for key, _ in columns)])
-        rows.append(["× TF1 graph step", *(f"{result[key]['ratio']:.2f}" for key, _ in columns)])
-        lines += _table(["part", *(label for _, label in columns)], rows)
-        lines.append("")
-    for key in sorted(k for k in sections if k.split(" ")[0] == "xla"):
-        entry = sections[key]
-        result = entry["result"]
-        flags = entry["xla_flags"] or "none"
-        lines += [f"### XLA on CPU (`XLA_FLAGS`: {flags})", "", _provenance(entry), ""]
-        header = ["method", "graph step × supervised", "`jit_compile=True` × supervised"]
-        lines += _table(header, [
-            [label, f"{result[name]['ratio']:.2f}", f"{result[name + '_xla']['ratio']:.2f}"]
-            for name, label in REPORT_ROWS["speed"][1:] if name + "_xla" in result])
-        lines.append("")
-    return "\n".join(lines)
 
 
 def compare(record, key, result, tolerance):

@@ -85,16 +85,22 @@ def _print_plan(planned, todo, records):
     return total
 
 
+def _read_json(path):
+    """The JSON file at `path`, or `None` when there is none."""
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _write_report(records, output, plots_dir, quick):
-    sweep_path = os.path.join(plots_dir, "sweep.json")
-    sweep = None
-    if os.path.exists(sweep_path):
-        with open(sweep_path, encoding="utf-8") as f:
-            sweep = json.load(f)
+    sweep = _read_json(os.path.join(plots_dir, "sweep.json"))
+    # benchmarks/step_cost.py's record; a --quick report leaves it out.
+    step_costs = None if quick else _read_json(os.path.join(plots_dir, "speed.json"))
     plots.plot_all(records, sweep, plots_dir, quick=quick)
     link = os.path.relpath(plots_dir, os.path.dirname(output))
     with open(output, "w", encoding="utf-8") as f:
-        f.write(report.render(records, sweep, plots=link, quick=quick))
+        f.write(report.render(records, sweep, plots=link, quick=quick, step_costs=step_costs))
     print(f"wrote {output} and {plots_dir}/*.png", flush=True)
 
 

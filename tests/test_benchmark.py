@@ -360,7 +360,7 @@ def test_from_json_regenerates_the_committed_report_byte_for_byte(tmp_path, monk
         committed = f.read()
     # The same command on a copy of the tree's records, so that the committed files stay.
     (tmp_path / "benchmarks").mkdir()
-    for name in ("results.json", "sweep.json"):
+    for name in ("results.json", "sweep.json", "speed.json"):
         with open(os.path.join(REPOSITORY, "benchmarks", name), "rb") as f:
             (tmp_path / "benchmarks" / name).write_bytes(f.read())
     monkeypatch.chdir(tmp_path)

@@ -12,9 +12,7 @@ from multiworker_utils import model_state
 from tfssl import data, models, testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # step_cost imports `estimators.benchmarking`
-# ... whose modules import their neighbours as `benchmarking.*`, as `python estimators/...` does.
-sys.path.insert(0, os.path.join(ROOT, "estimators"))
+# step_cost imports the harness as `benchmarking.*` (it puts estimators/ on the path itself).
 _spec = importlib.util.spec_from_file_location(
     "step_cost", os.path.join(ROOT, "benchmarks", "step_cost.py")
 )

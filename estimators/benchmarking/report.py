@@ -460,10 +460,11 @@ def _tf1_section(record, plots, quick):
     ]
 
 
-def _speed_section(speed, plots, quick):
+def _speed_section(speed, plots, quick, step_costs=None):
     lines = ["## 4. Speed", ""]
     if not speed:
-        return lines + [f"_Not measured yet: {_command('--sections speed', quick=quick)}._", ""]
+        lines += [f"_Not measured yet: {_command('--sections speed', quick=quick)}._", ""]
+        return lines + _step_cost_lines(step_costs)
     for backbone, ratios in speed.items():
         latest = ratios["records"][-1]
         budget = latest["config"]["speed"]
@@ -486,7 +487,127 @@ def _speed_section(speed, plots, quick):
             lines.append(f"| {_label(method)} | {record['ms_per_step'][method]:.1f} | "
                          f"{ratios[method]:.2f} |")
         lines.append("")
-    return lines + [f"![speed]({plots}/speed.png)", ""]
+    return lines + [f"![speed]({plots}/speed.png)", ""] + _step_cost_lines(step_costs)
+
+
+def _step_cost_lines(step_costs):
+    """The step-cost subsections from benchmarks/speed.json's record, or nothing."""
+    if not step_costs:
+        return []
+    return [
+        "The subsections below come from `benchmarks/step_cost.py`'s record "
+        "(`benchmarks/speed.json`), each with its command: CPU time of one process with one "
+        "TensorFlow thread (`--clock cpu --threads 1`), steadier than wall time on a shared "
+        "machine.", "",
+        speed_markdown(step_costs),
+    ]
+
+
+# The step-cost subsections of section 4, from the record that benchmarks/step_cost.py
+# --record writes (benchmarks/speed.json): the rows of each table, (key, label) in order.
+STEP_COST_ROWS = {
+    "speed": [("supervised", "Supervised Keras step"),
+              ("temporal_ensembling", "Temporal Ensembling"),
+              ("mean_teacher", "Mean Teacher"), ("pi_model", "Π-model")],
+    "tf1": [("tf1_graph", "TF1 graph, seed 000's TE step (`session.run`)"),
+            ("supervised_fit", "Keras supervised `fit`, same network"),
+            ("te_fit", "Keras TE `fit`"),
+            ("te_fit_steps_per_execution_10", "Keras TE `fit`, `steps_per_execution=10`"),
+            ("te_fit_xla", "Keras TE `fit`, `jit_compile=True`"),
+            ("te_train_function", "Keras TE, the compiled train function called directly"),
+            ("te_train_on_batch", "Keras TE `train_on_batch`")],
+}
+STEP_COST_PROFILE_COLUMNS = [("te_fit", "Keras TE `fit`"),
+                   ("te_fit_steps_per_execution_10", "TE `fit`, `steps_per_execution=10`"),
+                   ("tf1_graph", "TF1 `session.run`")]
+# The parts of a profiled step, in the order of the profile table (step_cost.PROFILE_PARTS
+# names the op scopes of the middle ones).
+STEP_COST_PARTS = ("fit loop and callbacks", "data iterator", "batch checks",
+                   "non-finite guard", "metrics", "the step itself")
+
+
+
+def _step_cost_provenance(entry):
+    return (f"Command: `{entry['command']}`  \nMachine: {entry['machine']}. "
+            f"Commit: {entry['commit']}. Run: {entry['date']}.")
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def speed_markdown(record):
+    """The markdown of BENCHMARKS.md's speed section from a `speed.json` record.
+
+    Example:
+
+    ```python
+    import json
+    from benchmarking import report   # estimators/ on sys.path
+    with open("benchmarks/speed.json") as file:
+        print(report.speed_markdown(json.load(file)))
+    ```
+
+    Args:
+        record: The record: `{"sections": {key: entry}}` as `main` writes it.
+
+    Returns:
+        The section's markdown (subsections with their tables and commands), without its
+        `##` title.
+    """
+    sections = record["sections"]
+    lines = []
+    if "speed" in sections:
+        entry = sections["speed"]
+        lines += ["### Step cost × supervised (section 4's protocol, `train_on_batch`)", "",
+                  _step_cost_provenance(entry), ""]
+        result = entry["result"]
+        lines += _markdown_table(["method", "median ms / step", "× supervised (IQR)"], [
+            [label, f"{result[key]['ms']:.2f}",
+             f"{result[key]['ratio']:.3f} ({result[key]['ratio_iqr'][0]:.2f}–"
+             f"{result[key]['ratio_iqr'][1]:.2f})"]
+            for key, label in STEP_COST_ROWS["speed"] if key in result])
+        lines.append("")
+    if "tf1" in sections:
+        entry = sections["tf1"]
+        lines += ["### The Keras TE step next to the seed's TF1 graph (section 3's protocol)", "",
+                  _step_cost_provenance(entry), ""]
+        result = entry["result"]
+        lines += _markdown_table(["step", "ms / step", "× TF1 graph step"], [
+            [label, f"{result[key]['ms']:.2f}", f"{result[key]['ratio']:.2f}"]
+            for key, label in STEP_COST_ROWS["tf1"] if key in result])
+        lines.append("")
+    if "profile" in sections:
+        entry = sections["profile"]
+        result = entry["result"]
+        columns = [(key, label) for key, label in STEP_COST_PROFILE_COLUMNS if key in result]
+        parts = STEP_COST_PARTS
+        lines += ["### Where a step's time goes (TensorFlow profiler, section 3's protocol)", "",
+                  _step_cost_provenance(entry), "",
+                  "ms per step, untraced, split by each part's share of a traced run: "
+                  "outside the step function (Keras: the fit loop, the callbacks and the "
+                  "Python call of the `tf.function`; TF1: the Python loop feeding "
+                  "`session.run`), then the step function's time by its ops' name "
+                  "scopes.", ""]
+        labels = {"fit loop and callbacks": "outside the step function (Python)"}
+        rows = [[labels.get(part, part), *(f"{result[key][part]:.2f}" if part in result[key]
+                                           else "–" for key, _ in columns)] for part in parts]
+        rows.append(["**total**", *(f"**{result[key]['ms']:.2f}**" for key, _ in columns)])
+        rows.append(["× TF1 graph step", *(f"{result[key]['ratio']:.2f}" for key, _ in columns)])
+        lines += _markdown_table(["part", *(label for _, label in columns)], rows)
+        lines.append("")
+    for key in sorted(k for k in sections if k.split(" ")[0] == "xla"):
+        entry = sections[key]
+        result = entry["result"]
+        flags = entry["xla_flags"] or "none"
+        lines += [f"### XLA on CPU (`XLA_FLAGS`: {flags})", "", _step_cost_provenance(entry), ""]
+        header = ["method", "graph step × supervised", "`jit_compile=True` × supervised"]
+        lines += _markdown_table(header, [
+            [label, f"{result[name]['ratio']:.2f}", f"{result[name + '_xla']['ratio']:.2f}"]
+            for name, label in STEP_COST_ROWS["speed"][1:] if name + "_xla" in result])
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _published_section():
@@ -615,8 +736,9 @@ def robustness_plot_name(protocol_name):
         f"robustness-{protocol_name}.png"
 
 
-def render(records, sweep=None, plots="benchmarks", quick=False):
-    """BENCHMARKS.md from the records (`--quick` ones when `quick`) and the sweep records."""
+def render(records, sweep=None, plots="benchmarks", quick=False, step_costs=None):
+    """BENCHMARKS.md from the records (`--quick` ones when `quick`), the sweep records and
+    the step-cost record of benchmarks/step_cost.py (`speed.json`)."""
     collected = collect(records, quick)
     results = collected["protocols"]
     lines = [
@@ -658,7 +780,7 @@ def render(records, sweep=None, plots="benchmarks", quick=False):
         lines += [f"_Not measured yet: {_command(quick=quick)}._", ""]
     lines += _sweep_section(sweep, plots)
     lines += _tf1_section(collected["tf1"], plots, quick)
-    lines += _speed_section(collected["speed"], plots, quick)
+    lines += _speed_section(collected["speed"], plots, quick, step_costs)
     lines += _published_section()
     lines += _robustness_section(collect_robustness(records, quick), plots, quick)
     lines += _references()
