@@ -532,6 +532,12 @@ def _step_cost_provenance(entry):
             f"Commit: {entry['commit']}. Run: {entry['date']}.")
 
 
+def _step_cost_subsection(title, entry, header, rows):
+    """A `###` subsection: its title, the entry's command and machine, and a table."""
+    return [f"### {title}", "", _step_cost_provenance(entry), "",
+            *_markdown_table(header, rows), ""]
+
+
 def _markdown_table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -559,25 +565,21 @@ def speed_markdown(record):
     sections = record["sections"]
     lines = []
     if "speed" in sections:
-        entry = sections["speed"]
-        lines += ["### Step cost × supervised (section 4's protocol, `train_on_batch`)", "",
-                  _step_cost_provenance(entry), ""]
-        result = entry["result"]
-        lines += _markdown_table(["method", "median ms / step", "× supervised (IQR)"], [
-            [label, f"{result[key]['ms']:.2f}",
-             f"{result[key]['ratio']:.3f} ({result[key]['ratio_iqr'][0]:.2f}–"
-             f"{result[key]['ratio_iqr'][1]:.2f})"]
-            for key, label in STEP_COST_ROWS["speed"] if key in result])
-        lines.append("")
+        result = sections["speed"]["result"]
+        lines += _step_cost_subsection(
+            "Step cost × supervised (section 4's protocol, `train_on_batch`)", sections["speed"],
+            ["method", "median ms / step", "× supervised (IQR)"],
+            [[label, f"{result[key]['ms']:.2f}",
+              f"{result[key]['ratio']:.3f} ({result[key]['ratio_iqr'][0]:.2f}–"
+              f"{result[key]['ratio_iqr'][1]:.2f})"]
+             for key, label in STEP_COST_ROWS["speed"] if key in result])
     if "tf1" in sections:
-        entry = sections["tf1"]
-        lines += ["### The Keras TE step next to the seed's TF1 graph (section 3's protocol)", "",
-                  _step_cost_provenance(entry), ""]
-        result = entry["result"]
-        lines += _markdown_table(["step", "ms / step", "× TF1 graph step"], [
-            [label, f"{result[key]['ms']:.2f}", f"{result[key]['ratio']:.2f}"]
-            for key, label in STEP_COST_ROWS["tf1"] if key in result])
-        lines.append("")
+        result = sections["tf1"]["result"]
+        lines += _step_cost_subsection(
+            "The Keras TE step next to the seed's TF1 graph (section 3's protocol)",
+            sections["tf1"], ["step", "ms / step", "× TF1 graph step"],
+            [[label, f"{result[key]['ms']:.2f}", f"{result[key]['ratio']:.2f}"]
+             for key, label in STEP_COST_ROWS["tf1"] if key in result])
     if "profile" in sections:
         entry = sections["profile"]
         result = entry["result"]
