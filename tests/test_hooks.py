@@ -45,6 +45,13 @@ def test_constant_weight_and_numbers():
     assert schedules.get_weight_schedule(0.5) == schedules.ConstantWeight(0.5)
 
 
+def test_a_schedule_prints_as_its_constructor_call():
+    assert repr(schedules.ConstantWeight(2.0)) == "ConstantWeight(weight=2.0)"
+    assert repr(schedules.RampUpWeight(30.0, 80)) == (
+        "RampUpWeight(max_weight=30.0, ramp_up_epochs=80, method='sigmoid', scale=1.0)"
+    )
+
+
 @pytest.mark.parametrize(
     "schedule",
     [
