@@ -372,8 +372,8 @@ def test_script_prints_its_accuracy_and_exports_a_model_that_scores_it(
     out = capsys.readouterr().out
     result_line = f"{name} test accuracy: {accuracy:.4f}"
     assert result_line in out.splitlines()
-    for text in ALSO_PRINTED.get(name, ()):
-        assert text in out
+    for printed in ALSO_PRINTED.get(name, ()):
+        assert printed in out
     assert f"{name} exported to {export_dir / '1'}" in out
     (_, _), (x_test, y_test) = _common.load_data(args)
     exported = _exported_accuracy(str(export_dir / "1"), x_test, y_test)

@@ -2,14 +2,13 @@
 
 import importlib.util
 import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-from multiworker_utils import model_state
-from tfssl import data, models, testing
+from multiworker_utils import METHODS, model_state
+from tfssl import data, testing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # step_cost imports the harness as `benchmarking.*` (it puts estimators/ on the path itself).
@@ -18,12 +17,6 @@ _spec = importlib.util.spec_from_file_location(
 )
 step_cost = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(step_cost)
-
-METHODS = {
-    "te": (models.TemporalEnsembling, {"alpha": 0.6}),
-    "mt": (models.MeanTeacher, {"rampup_ema_decay": 0.9}),
-}
-
 
 def _train(method, steps_per_execution):
     model_class, kwargs = METHODS[method]
