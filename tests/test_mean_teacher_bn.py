@@ -226,7 +226,8 @@ def mirrored_per_replica_batch():
 def test_mirrored_strategy():
     names = ("synchronized_batch", "per_replica_batch")
     specs = [f"test_mean_teacher_bn:mirrored_{name}" for name in names]
-    results = dict(zip(names, (mirrored_equivalence(*specs)[spec] for spec in specs)))
+    results_by_spec = mirrored_equivalence(*specs)
+    results = {name: results_by_spec[spec] for name, spec in zip(names, specs)}
     # Synchronized batch norm: global batch statistics, so two replicas equal one device.
     synchronized = results["synchronized_batch"]
     assert synchronized["num_replicas"] == 2
