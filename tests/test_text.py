@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 from serving_utils import serve_in_fresh_process
 from tfssl import backbones, data, export, models, text
@@ -24,6 +25,20 @@ def test_han_characters_one_by_one_and_latin_words():
     # No space between scripts: the script change splits.
     assert tokens_of("iPhone手机很好用") == ["iphone", "手", "机", "很", "好", "用"]
     assert tokens_of("caféпривет") == ["café", "привет"]
+
+
+@pytest.mark.parametrize("kernel", ["the kernel", "the class"])
+def test_script_split_equals_tensorflow_texts_tokenizer(kernel, monkeypatch):
+    """The 7-op path of `tokenize` and its fallback (a tensorflow-text release without the
+    kernel) give `UnicodeScriptTokenizer`'s tokens, in eager mode and in a graph."""
+    if kernel == "the class":
+        monkeypatch.setattr(text, "_UNICODE_SCRIPT_KERNEL", None)
+    strings = tf.constant(["iphone手机,很好😀", "", " \t ", "abc déf 12 累計7239人 ok",
+                           "caféпривет", "ＡＢＣ１２３ ｄｅｆ！", "😀😀ok😀x"])
+    expected = tf_text.UnicodeScriptTokenizer(keep_whitespace=False).tokenize(strings)
+    graph_split = tf.function(text._split_where_the_script_changes)
+    for split in (text._split_where_the_script_changes, graph_split):
+        assert split(strings).to_list() == expected.to_list()
 
 
 def test_nfkc_turns_full_width_into_half_width_and_case_folds():
