@@ -64,18 +64,22 @@ def run_python():
 
 
 def _mirrored_equivalence(*specs, timeout=600):
-    completed = _run_python([os.path.join(TESTS, "mirrored_worker.py"), *specs], timeout)
+    # Imported rather than run as a script, so that checks importing mirrored_worker share
+    # its devices and strategies.
+    code = "import sys, mirrored_worker; mirrored_worker.main(sys.argv[1:])"
+    completed = _run_python(["-c", code, *specs], timeout)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def mirrored_equivalence():
-    """Trains each `module:function[:argument]` factory on two logical CPUs and on one, in
-    one fresh process (mirrored_worker.py, which documents the factories).
+    """Trains each `module:function[:argument]` factory on two logical CPUs and on one, or
+    runs a check of its own, in one fresh process (mirrored_worker.py, which documents the
+    factories).
 
     Returns:
         A function `(*specs, timeout=600) -> {spec: {"num_replicas", "num_variables",
-        "weights_differ", "loss_differ", "copies_differ"} or {"error"}}`.
+        "weights_differ", "loss_differ", "copies_differ"}, a check's dict, or {"error"}}`.
     """
     return _mirrored_equivalence
 
@@ -89,8 +93,7 @@ SLOW_FIXTURES = {
     "quick_run",  # a benchmark run
     "quick",
     "two_workers",  # MultiWorkerMirroredStrategy workers
-    "mirrored_results",  # mirrored_worker.py
-    "two_replica_results",
+    "two_replica_results",  # mirrored_worker.py
     "mirrored_equivalence",
     "run_python",
     "served",  # SavedModels served in a fresh process
@@ -109,7 +112,28 @@ SLOW_NAME_PARTS = (
 )
 
 
+# The files that take longest, run first (in this order, then the others in collection
+# order): `make test` gives whole files to its two pytest-xdist workers as they free up
+# (`--dist loadfile --no-loadscope-reorder`), so a long file started last would keep one
+# worker busy while the other has nothing left.
+LONGEST_FIRST = (
+    "test_two_replicas.py",
+    "test_contract.py",
+    "test_scripts.py",
+    "test_multiworker.py",
+    "test_adaptive_models.py",
+    "test_nonfinite.py",
+    "test_models.py",
+)
+
+
+def _file_rank(item):
+    name = os.path.basename(str(item.fspath))
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(items):
+    items.sort(key=_file_rank)  # stable: a file's tests keep their order
     for item in items:
         name = getattr(item, "originalname", None) or item.name
         if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or any(

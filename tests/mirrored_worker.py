@@ -1,18 +1,19 @@
 """Runs tfssl models under MirroredStrategy on two logical CPU devices; prints JSON.
 
 Started in a process of its own (logical devices must be configured before TensorFlow
-initialises, which a pytest process importing TensorFlow already did), by the
-`mirrored_equivalence` fixture of conftest.py (or `mirrored_utils.mirrored_equivalence`):
+initialises, which a pytest process importing TensorFlow already did) by the
+`mirrored_equivalence` fixture of conftest.py, for every two-replica check of the suite at
+once (test_two_replicas.py): each process start costs TensorFlow's import.
 
-- without arguments: Temporal Ensembling trained with a zero learning rate, whose ensemble
-  after k epochs is `(1 - alpha^k)` times the logits on both replicas (test_distributed.py);
-- with `module:function` or `module:function:argument` arguments: each function
-  (importable from the tests folder) takes no argument, or the one string after its name,
-  and returns `(model, dataset)` or `(model, dataset, fit_arguments)`; it is called inside
-  the strategy's scope, the model is compiled with SGD(0.1) unless the function compiled
-  it, trained for 2 epochs on two devices and on one, and the JSON reports, per spec, the
-  number of variables of both runs, the largest difference between the two runs' variables
-  and losses, and between the two replicas' copies of any variable.
+Each argument is `module:function` or `module:function:argument`, a function importable
+from the tests folder that takes no argument, or the one string after its name. It is
+called inside the two-device strategy's scope and returns either
+
+- `(model, dataset)` or `(model, dataset, fit_arguments)`: the model is compiled with
+  SGD(0.1) unless the function compiled it, trained for 2 epochs on two devices and on one,
+  and the JSON reports the number of variables of both runs, the largest difference between
+  the two runs' variables and losses, and between the two replicas' copies of any variable;
+- or a dict: a check of its own (it may use `TWO_DEVICES`), reported as it is.
 """
 
 import importlib
@@ -51,9 +52,13 @@ def _largest_copy_difference(model):
 
 
 def _train_factory(factory, strategy, epochs=2):
+    """`(model, history)`, or the factory's dict when it is a check of its own."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model, dataset, *fit_arguments = factory()
+        built = factory()
+        if isinstance(built, dict):
+            return built, None
+        model, dataset, *fit_arguments = built
         if not model.compiled:
             model.compile(optimizer=keras.optimizers.SGD(0.1))
     fit_arguments = dict(fit_arguments[0]) if fit_arguments else {}
@@ -70,13 +75,17 @@ def _factory(spec):
 
 def compare_factories(specs):
     """`{spec: {"num_replicas", "num_variables", "weights_differ", "loss_differ",
-    "copies_differ"}}`; an exception in one spec is reported as `{"error": ...}`."""
+    "copies_differ"}}`, or the dict of a check of its own; an exception in one spec is
+    reported as `{"error": ...}`."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     results = {}
     for spec in specs:
         try:
             factory = _factory(spec)
             distributed, history_2 = _train_factory(factory, TWO_DEVICES)
+            if isinstance(distributed, dict):
+                results[spec] = distributed
+                continue
             single, history_1 = _train_factory(factory, ONE_DEVICE)
         except Exception as error:  # reported per spec, so one model cannot hide the others
             results[spec] = {"error": f"{type(error).__name__}: {error}"}
@@ -97,8 +106,8 @@ def compare_factories(specs):
 
 
 def ensemble_with_zero_learning_rate():
-    """Temporal Ensembling trained 3 epochs with SGD(0): its ensemble on both replicas
-    against `(1 - alpha^3)` times the logits."""
+    """A check of its own: Temporal Ensembling trained 3 epochs with SGD(0), its ensemble
+    on both replicas against `(1 - alpha^3)` times the logits."""
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()
     with TWO_DEVICES.scope():
@@ -117,12 +126,6 @@ def ensemble_with_zero_learning_rate():
     }
 
 
-def main():
-    if len(sys.argv) > 1:
-        json.dump(compare_factories(sys.argv[1:]), sys.stdout)
-    else:
-        json.dump(ensemble_with_zero_learning_rate(), sys.stdout)
-
-
-if __name__ == "__main__":
-    main()
+def main(specs):
+    """Prints `compare_factories(specs)` as JSON."""
+    json.dump(compare_factories(specs), sys.stdout)

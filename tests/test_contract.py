@@ -8,12 +8,12 @@ be built that way fails here with a message saying what to add to
 - `tfssl.testing.check_model_contract`: loss terms reported and finite, weights that
   move, the config and `.keras` round trips (every variable, the running statistics of
   the pseudo-label policies included), training that resumes from the same state;
-- two replicas (MirroredStrategy on two logical CPUs) equal one device with the same
-  global batch, for all models in one fresh process;
 - the SavedModel of `tfssl.export.export_saved_model` of the model that the contract
   trained serves `predict`'s logits in a fresh process that imports only TensorFlow, for
   all models in one process;
 - bad arguments raise `ValueError` naming the bad value.
+
+Two replicas against one device, for every model as well, are in test_two_replicas.py.
 
 And the `.keras` files of tests/fixtures, saved at commit 311bb0d with the configs of
 that commit, still load, predict the same and train on.
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from serving_utils import serve_many_in_fresh_process
-from tfssl import data, export, models, testing
+from tfssl import export, models, testing
 
 
 MODEL_NAMES = [model_class.__name__ for model_class in testing.model_classes()]
@@ -76,39 +76,6 @@ def contract_run(tmp_path_factory):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_contract(name, contract_run):
     contract_run(name)
-
-
-def two_replica_model(name):
-    """A `mirrored_worker.py` factory: the model of `build_model` with fixed mixing draws,
-    on batches of 16 rows whose halves differ (12 labeled then 4 unlabeled rows, then only
-    unlabeled ones), from epoch 100 so that every ramp-up has ended."""
-    x, _, y_semi = testing.tiny_data()
-    model = testing.build_model(getattr(models, name))
-    if hasattr(model, "draw_mixing"):
-        testing.fix_mixing_draws(model)
-    return model, data.make_dataset(x, y_semi, batch_size=16), {"initial_epoch": 100}
-
-
-@pytest.fixture(scope="module")
-def two_replica_results(mirrored_equivalence):
-    specs = [f"test_contract:two_replica_model:{name}" for name in MODEL_NAMES]
-    results = mirrored_equivalence(*specs, timeout=1200)
-    return {spec.rsplit(":", 1)[1]: result for spec, result in results.items()}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_two_replicas_equal_one_device(name, two_replica_results):
-    result = two_replica_results[name]
-    assert "error" not in result, result.get("error")
-    assert result["num_replicas"] == 2
-    num_variables = result["num_variables"]
-    assert num_variables[0] == num_variables[1], num_variables
-    # Replicas apply the same all-reduced update: their copies stay bit-identical.
-    assert result["copies_differ"] == 0.0, result
-    # atol: 6 SGD steps in float32 whose sums run over 8-row halves instead of 16 rows:
-    # reassociation of order 1e-7 per step on weights and losses of order 1.
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 # A graph constant is one serialized GraphDef node: at most 2 GB.
@@ -287,7 +286,8 @@ def test_tfrecords_refuse_fewer_shards_than_workers(tmp_path):
 
 
 def make_te_on_a_generator():
-    """Temporal Ensembling on `from_dataset` over a generator (for mirrored_equivalence)."""
+    """Temporal Ensembling on `from_dataset` over a generator (a two-replica factory of
+    test_two_replicas.py)."""
     x, _, y_semi = testing.tiny_data()
 
     def rows():
@@ -299,8 +299,3 @@ def make_te_on_a_generator():
     return model, data.from_dataset(source, num_samples=len(x), batch_size=16)
 
 
-def test_two_replicas_on_a_generator_equal_one_device():
-    spec = "test_data_large:make_te_on_a_generator"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["copies_differ"] == 0.0 and result["weights_differ"] < 1e-5

@@ -6,7 +6,6 @@ import keras
 import tensorflow as tf
 
 import _oracles as oracles
-from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 NUM_FEATURES, HIDDEN, NUM_CLASSES = 6, 4, 3
@@ -204,6 +203,8 @@ def test_default_and_bad_value(tmp_path):
 
 
 def _mirrored_factory(synchronized, mode):
+    """A two-replica factory (test_two_replicas.py): the teacher's pass in `mode`, on a
+    backbone whose batch normalisation is `synchronized` across replicas or not."""
     x, _, y_semi = testing.tiny_data()
     model = models.MeanTeacher(
         bn_backbone(synchronized),
@@ -223,18 +224,3 @@ def mirrored_per_replica_batch():
     return _mirrored_factory(False, "batch")
 
 
-def test_mirrored_strategy():
-    names = ("synchronized_batch", "per_replica_batch")
-    specs = [f"test_mean_teacher_bn:mirrored_{name}" for name in names]
-    results_by_spec = mirrored_equivalence(*specs)
-    results = {name: results_by_spec[spec] for name, spec in zip(names, specs)}
-    # Synchronized batch norm: global batch statistics, so two replicas equal one device.
-    synchronized = results["synchronized_batch"]
-    assert synchronized["num_replicas"] == 2
-    assert synchronized["copies_differ"] == 0.0
-    assert synchronized["weights_differ"] < 1e-5 and synchronized["loss_differ"] < 1e-5
-    # Keras' default per-replica statistics: each replica writes its own moving statistics,
-    # so the copies differ (as the docstring says); the run differs from one device.
-    per_replica = results["per_replica_batch"]
-    assert per_replica["copies_differ"] > 1e-3
-    assert per_replica["weights_differ"] > 1e-4

@@ -162,7 +162,7 @@ def test_bad_state_dtypes_are_named(build, message):
 
 
 def make_te_with_bfloat16_state():
-    """A mirrored_equivalence factory: TE whose ensemble is stored in bfloat16."""
+    """A two-replica factory (test_two_replicas.py): TE whose ensemble is stored in bfloat16."""
     x, _, y_semi = testing.tiny_data()
     model = models.TemporalEnsembling(
         testing.tiny_backbone(), len(x), ramp_up_epochs=1, state_dtype="bfloat16"
@@ -170,10 +170,3 @@ def make_te_with_bfloat16_state():
     return model, data.make_dataset(x, y_semi, batch_size=16)
 
 
-def test_half_precision_state_under_two_replicas_equals_one_device(mirrored_equivalence):
-    # The replicas all-gather the update in float32: collectives refuse bfloat16.
-    spec = "test_mixed_precision:make_te_with_bfloat16_state"
-    result = mirrored_equivalence(spec)[spec]
-    assert result["num_replicas"] == 2
-    assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, result
-    assert result["copies_differ"] == 0.0, result

@@ -1,12 +1,11 @@
 """ELR, Co-teaching and DivideMix: their loss terms and state updates against NumPy on a
-fixed batch, the GMM split, two replicas against one device, config and bad input."""
+fixed batch, the GMM split, config and bad input (two replicas: test_two_replicas.py)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mirrored_utils import mirrored_equivalence
 from tfssl import data, models, testing
 
 # Float32 softmax, log and sums over 3 classes, against float64 NumPy: a few ulps of the
@@ -166,27 +165,17 @@ def test_co_teaching_serves_either_network():
 
 # ---------------------------------------------------------------- two replicas
 def make_elr():
-    """Mirrored factory: ELR on the tiny data."""
+    """A two-replica factory (test_two_replicas.py): ELR on the tiny data."""
     x, _, y_semi = testing.tiny_data()
     model = models.ELR(testing.tiny_backbone(), num_samples=len(x))
     return model, data.make_dataset(x, y_semi, batch_size=16)
 
 
 def make_co_teaching():
-    """Mirrored factory: Co-teaching past its ramp (the selection drops rows)."""
+    """A two-replica factory (test_two_replicas.py): Co-teaching past its ramp (the selection drops rows)."""
     x, y, _ = testing.tiny_data()
     model = models.CoTeaching(testing.tiny_backbone(), forget_rate=0.4, gradual_epochs=1)
     return model, data.make_dataset(x, y, batch_size=16)
-
-
-def test_two_replicas_equal_one_device():
-    specs = ["test_noise_models:make_elr", "test_noise_models:make_co_teaching"]
-    results = mirrored_equivalence(*specs)
-    for spec in specs:
-        result = results[spec]
-        assert result["num_replicas"] == 2, spec
-        assert result["copies_differ"] == 0.0, spec
-        assert result["weights_differ"] < 1e-5 and result["loss_differ"] < 1e-5, (spec, result)
 
 
 # ------------------------------------------------------------------------ DivideMix

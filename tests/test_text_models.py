@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfssl import backbones, models
+from tfssl import backbones, data, models
 from tfssl import text as text_lib
 
 WORDS = np.array(["好", "差", "很", "书", "物流", "good", "bad", "the", "质量", "😀", "不"])
@@ -106,3 +106,17 @@ def test_word_dropout_config_and_bad_rates():
     for rate in (-0.1, 1.5, "0.3", True):
         with pytest.raises(ValueError, match=f"rate={rate!r}"):
             text_lib.WordDropout(rate)
+
+
+def make_fasttext_te():
+    """A two-replica factory (test_two_replicas.py): fastText Temporal Ensembling on raw
+    strings, the global batch of 16 rows shuffled."""
+    rng = np.random.default_rng(0)
+    words = np.array(["好", "差", "质量", "物流", "good", "bad", "the", "phone", "很", "买"])
+    x = np.array([" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(48)], object)
+    y = np.array([int("差" in text or "bad" in text) for text in x])
+    y_semi = data.mask_labels(y, 12, seed=0)
+    # No dropout: the one-device run draws other random numbers than two replicas.
+    backbone = backbones.fasttext(2, num_buckets=64, embedding_dim=4, dropout=0.0)
+    model = models.TemporalEnsembling(backbone, num_samples=len(x), max_unsupervised_weight=5.0)
+    return model, data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=0)
