@@ -13,10 +13,11 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
 
-from tfssl import testing
+# TensorFlow is imported by the fixtures that need it, not here: with pytest-xdist the
+# controlling process loads this file too, and would pay TensorFlow's import (seconds)
+# before starting the workers, which import it anyway.
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -25,6 +26,8 @@ ROOT = os.path.dirname(TESTS)
 @pytest.fixture
 def tiny_data():
     """`tfssl.testing.tiny_data()`: 48 rows of 6 features, 3 classes, the first 12 labeled."""
+    from tfssl import testing
+
     return testing.tiny_data()
 
 
@@ -35,6 +38,8 @@ def dtype_policy():
     Yields:
         `keras.mixed_precision.set_dtype_policy`.
     """
+    import keras
+
     previous = keras.mixed_precision.dtype_policy()
     yield keras.mixed_precision.set_dtype_policy
     keras.mixed_precision.set_dtype_policy(previous)

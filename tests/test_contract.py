@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from serving_utils import serve_many_in_fresh_process
-from tfssl import export, models, testing
+from tfssl import models, testing
 
 
 MODEL_NAMES = [model_class.__name__ for model_class in testing.model_classes()]
@@ -46,23 +46,26 @@ def test_the_models_are_found():
 @pytest.fixture(scope="module")
 def contract_run(tmp_path_factory):
     """`check_model_contract` on each model, run once in this module: the fresh-process
-    serving test serves the models that it trained.
+    serving test serves the SavedModels that it exported.
 
     Returns:
-        A function `name -> trained model` that raises the contract's error again.
+        A function `name -> (trained model, its contract's folder)` that raises the
+        contract's error again.
     """
     runs = {}
 
     def run(name):
         if name not in runs:
             model_class = getattr(models, name)
+            directory = str(tmp_path_factory.mktemp(name))
             try:
-                runs[name] = testing.check_model_contract(
+                model = testing.check_model_contract(
                     lambda backbone, num_samples, num_classes: testing.build_model(
                         model_class, backbone=backbone, num_samples=num_samples
                     ),
-                    str(tmp_path_factory.mktemp(name)),
+                    directory,
                 )
+                runs[name] = (model, directory)
             except Exception as error:  # kept, and raised again for each test that asks
                 runs[name] = error
         if isinstance(runs[name], Exception):
@@ -79,16 +82,18 @@ def test_contract(name, contract_run):
 
 
 @pytest.fixture(scope="module")
-def served(contract_run, tmp_path_factory):
-    """Every model that passed its contract, exported and served in one fresh process."""
+def served(contract_run):
+    """The SavedModel that each model's contract exported last (from its final state), of
+    every model that passed its contract, served in one fresh process."""
     x, _, _ = testing.tiny_data()
     runs = {}
     for name in MODEL_NAMES:
         try:
-            model = contract_run(name)
+            model, directory = contract_run(name)
         except Exception:  # test_contract reports it; its serving test fails below
             continue
-        path = export.export_saved_model(model, str(tmp_path_factory.mktemp(name)))
+        (version,) = os.listdir(os.path.join(directory, "export"))
+        path = os.path.join(directory, "export", version)
         runs[name] = (path, model.predict(x, verbose=0))
     outputs = serve_many_in_fresh_process([(path, "x", x) for path, _ in runs.values()])
     return {name: (expected, out) for (name, (_, expected)), out in zip(runs.items(), outputs)}

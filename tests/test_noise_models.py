@@ -163,21 +163,6 @@ def test_co_teaching_serves_either_network():
     assert type(model).from_config(model.get_config()).get_config() == model.get_config()
 
 
-# ---------------------------------------------------------------- two replicas
-def make_elr():
-    """A two-replica factory (test_two_replicas.py): ELR on the tiny data."""
-    x, _, y_semi = testing.tiny_data()
-    model = models.ELR(testing.tiny_backbone(), num_samples=len(x))
-    return model, data.make_dataset(x, y_semi, batch_size=16)
-
-
-def make_co_teaching():
-    """A two-replica factory (test_two_replicas.py): Co-teaching past its ramp (the selection drops rows)."""
-    x, y, _ = testing.tiny_data()
-    model = models.CoTeaching(testing.tiny_backbone(), forget_rate=0.4, gradual_epochs=1)
-    return model, data.make_dataset(x, y, batch_size=16)
-
-
 # ------------------------------------------------------------------------ DivideMix
 def test_gmm_split_equals_sklearn_from_the_same_start():
     from sklearn.mixture import GaussianMixture

@@ -28,8 +28,6 @@ SPECS = {
         "Mean Teacher with label smoothing",
     "test_label_regularization:make_sigmoid_f1_model":
         "the soft-F1 objective on multi-label rows",
-    "test_noise_models:make_elr": "ELR's per-sample targets",
-    "test_noise_models:make_co_teaching": "Co-teaching past its ramp (rows are dropped)",
     "test_data_large:make_te_on_a_generator": "Temporal Ensembling fed by a generator",
     "test_mixed_precision:make_te_with_bfloat16_state":
         "an ensemble stored in bfloat16 (the replicas all-gather the update in float32)",

@@ -265,7 +265,8 @@ def check_model_contract(make_model, directory, epochs=1):
     moves; `get_config` round-trips; the `.keras` reload has as many variables as the
     model, each equal, predicts the same and keeps the optimizer's step; two more steps of
     the reloaded model equal two more steps of the model (same batches, same seeds, float32
-    arithmetic in the same order); a SavedModel export serves the same logits.
+    arithmetic in the same order); a SavedModel export (`directory/export/<version>`, of the
+    returned model's final state) serves the same logits.
 
     Args:
         make_model: Callable `(backbone, num_samples, num_classes) -> model`.
