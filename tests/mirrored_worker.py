@@ -39,7 +39,10 @@ ALPHA = 0.6
 # the first one's ("Collective instance N expected type ...").
 TWO_DEVICES = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 # One device as a user without a strategy has it: Keras' default strategy (a one-device
-# MirroredStrategy gives bit-identical runs, at twice the cost of a fit on tiny data).
+# MirroredStrategy gives bit-identical runs, at twice the cost of a fit on tiny data). The
+# factories feed their rows in order: a tf.data shuffle, even seeded, gives another order
+# once a strategy distributes the dataset (tf.data rewrites its graph) than Keras' plain
+# iteration does without one.
 ONE_DEVICE = tf.distribute.get_strategy()
 
 
