@@ -190,6 +190,18 @@ def test_gmm_split_equals_sklearn_from_the_same_start():
     np.testing.assert_array_equal(p_clean > 0.5, np.arange(100) < 70)
 
 
+def test_gmm_of_float32_losses_runs_in_float64():
+    """DivideMix passes float32 per-sample losses: the EM still runs in float64."""
+    from tfssl.models.divide_mix import gmm_clean_probability
+
+    rng = np.random.default_rng(1)
+    losses = np.concatenate([rng.gamma(2.0, 0.1, 70), 1.5 + rng.normal(0, 0.3, 30)])
+    losses = losses.astype(np.float32)
+    p_clean = gmm_clean_probability(losses)
+    assert p_clean.dtype == np.float64
+    np.testing.assert_array_equal(p_clean, gmm_clean_probability(losses.astype(np.float64)))
+
+
 def test_gmm_of_equal_losses_is_all_clean_and_bad_input_is_named():
     from tfssl.models.divide_mix import gmm_clean_probability
 
