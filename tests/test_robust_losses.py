@@ -120,6 +120,58 @@ def test_every_model_takes_them_as_its_supervised_objective(objective, reference
     assert type(model).from_config(model.get_config()).supervised_objective == objective
 
 
+@pytest.mark.parametrize(
+    "objective,reference",
+    [
+        (lambda: losses.GeneralizedCrossentropy(q=0.4), lambda y, z: _numpy_gce(y, z, 0.4)),
+        (lambda: losses.SymmetricCrossentropy(0.5, 0.25, -2.0, normalize="labeled"),
+         lambda y, z: _numpy_sce(y, z, 0.5, 0.25, -2.0)),
+    ],
+    ids=["gce", "sce"],
+)
+@pytest.mark.parametrize("normalize", ["batch", "labeled"])
+def test_a_loss_object_is_the_supervised_objective_with_its_own_parameters(
+        objective, reference, normalize, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = models.PiModel(
+        testing.tiny_backbone(num_classes=3),
+        supervised_objective=objective(),
+        supervised_normalize=normalize,
+    )
+    # The model's normalization, not the object's own (which is for `compile`).
+    denominator = 4 if normalize == "batch" else 3
+    expected = reference(LABELS, LOGITS).sum() / denominator
+    np.testing.assert_allclose(float(model.supervised_loss(LABELS, LOGITS)), expected, rtol=RTOL)
+    restored = type(model).from_config(model.get_config())
+    np.testing.assert_allclose(
+        float(restored.supervised_loss(LABELS, LOGITS)), expected, rtol=RTOL
+    )
+    x, _, y_semi = testing.tiny_data()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.fit(data.make_dataset(x, y_semi, batch_size=16), epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert reloaded.supervised_objective.get_config() == model.supervised_objective.get_config()
+    np.testing.assert_allclose(
+        float(reloaded.supervised_loss(LABELS, LOGITS)),
+        float(model.supervised_loss(LABELS, LOGITS)),
+        rtol=RTOL,
+    )
+
+
+def test_a_loss_object_without_per_sample_values_is_refused():
+    with pytest.raises(ValueError, match="supervised_objective=<.*mean_squared_error"):
+        models.PiModel(
+            testing.tiny_backbone(), supervised_objective=keras.losses.MeanSquaredError()
+        )
+    with pytest.raises(ValueError, match="label_smoothing=0.1"):
+        models.PiModel(
+            testing.tiny_backbone(),
+            supervised_objective=losses.GeneralizedCrossentropy(),
+            label_smoothing=0.1,
+        )
+
+
 def test_a_model_trains_on_gce():
     keras.utils.set_random_seed(0)
     x, _, y_semi = testing.tiny_data()

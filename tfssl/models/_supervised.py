@@ -3,7 +3,8 @@
 `SemiSupervisedModel.supervised_loss` computes the supervised term on the labeled rows
 with `objective_loss`, for one of `SUPERVISED_OBJECTIVES`: the softmax cross-entropy of
 integer labels (`-1` unlabeled) or one of its noise-robust variants (generalized and
-symmetric cross-entropy, `tfssl.losses`), or for multi-hot labels (`-1` an unknown entry)
+symmetric cross-entropy, `tfssl.losses`: by name with the papers' parameters, or as a loss
+object with one's own), or for multi-hot labels (`-1` an unknown entry)
 one sigmoid cross-entropy per class or a soft macro-F1. Each replica returns its share of the global
 batch's value, so a run on several replicas equals one device. `tfssl.models.base`
 re-exports the two tuples.
@@ -33,6 +34,14 @@ ROBUST_OBJECTIVES = {
 }
 
 
+def is_loss_object(objective):
+    """Whether `objective` is a loss object of integer labels with a per-sample value, as
+    `tfssl.losses.GeneralizedCrossentropy` and `tfssl.losses.SymmetricCrossentropy` are."""
+    return isinstance(objective, keras.losses.Loss) and callable(
+        getattr(objective, "per_sample", None)
+    )
+
+
 def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, normalize="batch"):
     """The supervised term on the labeled rows, over the global batch: this replica's share.
 
@@ -44,7 +53,11 @@ def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, 
         objective: One of `SUPERVISED_OBJECTIVES`: `"gce"` is
             `tfssl.losses.generalized_crossentropy` with `q = 0.7` (arXiv 1805.07836),
             `"sce"` is `tfssl.losses.symmetric_crossentropy` with `alpha = 0.1`,
-            `beta = 1`, `A = -4` (arXiv 1908.06112), both on the labeled rows.
+            `beta = 1`, `A = -4` (arXiv 1908.06112), both on the labeled rows. Or a loss
+            object of integer labels (`is_loss_object`), e.g.
+            `tfssl.losses.GeneralizedCrossentropy(q=0.5)`: its `per_sample` values on the
+            labeled rows, over the global batch as `normalize` says (the object's own
+            `normalize` is for `compile`, one replica's batch).
         num_classes: Number of classes (the one-hot depth of smoothed cross-entropy).
         label_smoothing: Smoothing of the cross-entropy targets, with Keras' semantics.
             Defaults to `0.0`.
@@ -55,8 +68,11 @@ def objective_loss(labels, logits, objective, num_classes, label_smoothing=0.0, 
         A scalar: this replica's share of the global batch's supervised loss.
     """
     logits = tf.cast(logits, tf.float32)
-    if objective in ROBUST_OBJECTIVES:
-        per_sample = ROBUST_OBJECTIVES[objective](labels, logits)
+    if is_loss_object(objective) or objective in ROBUST_OBJECTIVES:
+        per_sample_loss = (
+            objective.per_sample if is_loss_object(objective) else ROBUST_OBJECTIVES[objective]
+        )
+        per_sample = per_sample_loss(labels, logits)
         row_weights = tf.cast(labels != UNLABELED, tf.float32)
     elif objective == "crossentropy":
         labeled = labels != UNLABELED

@@ -44,7 +44,12 @@ from tfssl.models._checks import (
     resolve_num_classes,
 )
 from tfssl.models._replicas import gather_from_replicas, global_consistency, global_mean
-from tfssl.models._supervised import MULTILABEL_OBJECTIVES, SUPERVISED_OBJECTIVES, objective_loss
+from tfssl.models._supervised import (
+    MULTILABEL_OBJECTIVES,
+    SUPERVISED_OBJECTIVES,
+    is_loss_object,
+    objective_loss,
+)
 from tfssl.models._trainer import Trainer
 from tfssl.models import policies
 
@@ -134,6 +139,11 @@ class SemiSupervisedModel(Trainer, keras.Model):
             - `"gce"`, `"sce"`: the noise-robust `tfssl.losses.generalized_crossentropy`
               (q 0.7) and `tfssl.losses.symmetric_crossentropy` (alpha 0.1, beta 1, A -4)
               of integer labels, with the papers' parameters; label smoothing must be 0.
+            - A loss object of integer labels with a `per_sample` method, for other
+              parameters: `tfssl.losses.GeneralizedCrossentropy(q=0.5)` or
+              `tfssl.losses.SymmetricCrossentropy(alpha, beta, log_zero)`. Its per-sample
+              values on the labeled rows are averaged over the global batch as
+              `supervised_normalize` says (its own `normalize` is for `compile`).
             `"binary_crossentropy"` and the F1 objectives read multi-hot labels `(batch, num_classes)` where `-1` marks an
             unknown entry: an unlabeled row is all `-1`, and unknown entries add nothing
             (the F1 counts leave them out). The F1 objectives are statistics of the whole
@@ -187,7 +197,16 @@ class SemiSupervisedModel(Trainer, keras.Model):
                 f"`backbone` must be a keras.Model mapping inputs to logits. "
                 f"Received: backbone={backbone!r}"
             )
-        check_choice("supervised_objective", supervised_objective, SUPERVISED_OBJECTIVES)
+        if isinstance(supervised_objective, keras.losses.Loss):
+            if not is_loss_object(supervised_objective):
+                raise ValueError(
+                    "A loss object as `supervised_objective` must give per-sample values of "
+                    "integer labels (a `per_sample(labels, logits)` method), as "
+                    "tfssl.losses.GeneralizedCrossentropy and SymmetricCrossentropy do. "
+                    f"Received: supervised_objective={supervised_objective!r}"
+                )
+        else:
+            check_choice("supervised_objective", supervised_objective, SUPERVISED_OBJECTIVES)
         check_label_smoothing(label_smoothing, supervised_objective)
         num_classes = resolve_num_classes(
             backbone, num_classes, sigmoid=supervised_objective in MULTILABEL_OBJECTIVES
@@ -539,7 +558,11 @@ class SemiSupervisedModel(Trainer, keras.Model):
                 "weight_schedule": keras.saving.serialize_keras_object(self.weight_schedule),
                 "supervised_normalize": self.supervised_normalize,
                 "label_smoothing": self.label_smoothing,
-                "supervised_objective": self.supervised_objective,
+                "supervised_objective": (
+                    keras.saving.serialize_keras_object(self.supervised_objective)
+                    if is_loss_object(self.supervised_objective)
+                    else self.supervised_objective
+                ),
                 "on_nonfinite": self.on_nonfinite,
             }
         )
