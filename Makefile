@@ -32,15 +32,14 @@ demo: setup
 	$(PY) estimators/demo.py
 
 # pytest exits 5 when it collected no test: that is a failure here too. Two pytest workers
-# (pytest-xdist), one per core, each test file on one worker (its module fixtures run once),
-# the longest files first (tests/conftest.py). `test` runs everything; `test-fast` leaves
-# out the tests marked `slow` (setup.cfg).
-XDIST := -n 2 --dist loadfile --no-loadscope-reorder
+# (pytest-xdist), one per core, each test file on one worker (its module fixtures run once).
+# `test` runs everything, the longest files first (tests/conftest.py); `test-fast` leaves
+# out the tests marked `slow` (setup.cfg), the files with most tests first (xdist's order).
 test: setup
-	$(PY) -m pytest -q $(XDIST) tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
 
 test-fast: setup
-	$(PY) -m pytest -q $(XDIST) -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
 
 # The mutation check (docs/testing.md): before a release and after changing a method, not in
 # `make test`. Each mutant of the functions below runs the fast tests that reach it; the

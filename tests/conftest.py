@@ -107,6 +107,7 @@ SLOW_FIXTURES = {
 
 
 SLOW_NAME_PARTS = (
+    "contract",  # check_model_contract: a fit, a .keras round trip, an export
     "fashion_mnist",
     "fresh_process",
     "serves_without",
