@@ -324,3 +324,9 @@ def test_tsa_config_round_trip():
 def test_bad_arguments_name_the_value(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_momentum_of_zero_is_accepted():
+    # [0, 1): 0 keeps only the last batch's statistics.
+    assert policies.FreeMatchThreshold(momentum=0).momentum == 0.0
+    assert policies.SoftMatchWeight(momentum=0.0).momentum == 0.0

@@ -164,13 +164,26 @@ def test_co_teaching_serves_either_network():
 
 
 # ------------------------------------------------------------------------ DivideMix
-def test_gmm_split_equals_sklearn_from_the_same_start():
+def _rng_losses():
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.gamma(2.0, 0.1, 70), 1.5 + rng.normal(0, 0.3, 30)])
+
+
+# Losses whose scaled values hold 0.5 exactly (min 0, max 2, a loss of 1): the start puts that
+# row in the low-loss component only.
+MIDPOINT_LOSSES = np.array([0.0, 0.1, 0.2, 0.3, 1.0, 1.7, 1.8, 1.9, 2.0])
+
+
+@pytest.mark.parametrize(
+    "losses, clean",
+    [(_rng_losses(), np.arange(100) < 70), (MIDPOINT_LOSSES, None)],
+    ids=["rng", "midpoint"],
+)
+def test_gmm_split_equals_sklearn_from_the_same_start(losses, clean):
     from sklearn.mixture import GaussianMixture
 
     from tfssl.models.divide_mix import gmm_clean_probability
 
-    rng = np.random.default_rng(0)
-    losses = np.concatenate([rng.gamma(2.0, 0.1, 70), 1.5 + rng.normal(0, 0.3, 30)])
     values = (losses - losses.min()) / (losses.max() - losses.min())
     start = np.stack([values <= 0.5, values > 0.5], 1).astype(float)
     counts = start.sum(0)
@@ -187,7 +200,8 @@ def test_gmm_split_equals_sklearn_from_the_same_start():
     # float64 EM on both sides; sklearn works in log space with a logsumexp: 1e-9 leaves
     # room for ten steps of rounding differences.
     np.testing.assert_allclose(p_clean, expected, atol=1e-9)
-    np.testing.assert_array_equal(p_clean > 0.5, np.arange(100) < 70)
+    if clean is not None:
+        np.testing.assert_array_equal(p_clean > 0.5, clean)
 
 
 def test_gmm_of_float32_losses_runs_in_float64():
