@@ -118,9 +118,13 @@ def test_co_teaching_trains_each_network_on_the_rows_the_other_chose():
         mask[order[:keep]] = True
         chosen.append(mask)
     expected = ce[0][chosen[1]].mean() + ce[1][chosen[0]].mean()
-    terms, _ = model.compute_losses(*_batch(model, x, y_semi, rows))
+    terms, outputs = model.compute_losses(*_batch(model, x, y_semi, rows))
     np.testing.assert_allclose(float(terms["loss"]), expected, rtol=RTOL)
     assert float(terms["remember_rate"]) == 0.75
+    # The compiled metrics read the first network's logits, the one served by default
+    # (atol: the same float32 forward pass, traced once and run eagerly once).
+    np.testing.assert_allclose(outputs["logits"], z[0], atol=1e-5)
+    assert np.max(np.abs(z[0] - z[1])) > 1e-2
     # The networks differ (a fresh peer), so their choices do too on this batch.
     assert not np.array_equal(chosen[0], chosen[1])
 
