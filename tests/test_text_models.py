@@ -110,7 +110,7 @@ def test_word_dropout_config_and_bad_rates():
 
 def make_fasttext_te():
     """A two-replica factory (test_two_replicas.py): fastText Temporal Ensembling on raw
-    strings, in batches of 16."""
+    strings, in shuffled batches of 16."""
     rng = np.random.default_rng(0)
     words = np.array(["好", "差", "质量", "物流", "good", "bad", "the", "phone", "很", "买"])
     x = np.array([" ".join(rng.choice(words, rng.integers(1, 6))) for _ in range(48)], object)
@@ -119,4 +119,4 @@ def make_fasttext_te():
     # No dropout: the one-device run draws other random numbers than two replicas.
     backbone = backbones.fasttext(2, num_buckets=64, embedding_dim=4, dropout=0.0)
     model = models.TemporalEnsembling(backbone, num_samples=len(x), max_unsupervised_weight=5.0)
-    return model, data.make_dataset(x, y_semi, batch_size=16)
+    return model, data.make_dataset(x, y_semi, batch_size=16, shuffle=True, seed=0)
