@@ -42,7 +42,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
-from tensorflow_text.python.ops import unicode_script_tokenizer as _unicode_script_tokenizer
 
 __all__ = [
     "DEFAULT_NUM_BUCKETS",
@@ -73,7 +72,12 @@ _SINGLE_CHARACTER_TOKENS = r"[\p{Han}\p{P}\p{S}]"
 # each trace of a text model pays (about 1 s on a CPU core); the kernel between a UTF-8
 # decode and encode is 7 ops and gives the same tokens. Where a tensorflow-text release
 # does not expose it, `tokenize` uses the class.
-_UNICODE_SCRIPT_KERNEL = getattr(_unicode_script_tokenizer, "gen_unicode_script_tokenizer", None)
+try:
+    from tensorflow_text.python.ops.unicode_script_tokenizer import (
+        gen_unicode_script_tokenizer as _UNICODE_SCRIPT_KERNEL,
+    )
+except ImportError:
+    _UNICODE_SCRIPT_KERNEL = None
 
 
 def standardize(texts):
