@@ -30,6 +30,7 @@ __all__ = [
     "add_consistency_args",
     "add_strategy_arg",
     "add_supervised_normalize_arg",
+    "add_steps_per_execution_arg",
     "base_parser",
     "batches",
     "build_backbone",
@@ -43,6 +44,7 @@ __all__ = [
     "pseudo_label_monitor",
     "semi_supervised_kwargs",
     "steps_per_epoch",
+    "steps_per_execution",
     "train_dataset",
     "train_first_stage",
     "train_on_labels",
@@ -138,6 +140,29 @@ def add_strategy_arg(parser, restriction=None):
     )
 
 
+def add_steps_per_execution_arg(parser):
+    """Adds `--steps-per-execution N` (Keras' `compile` argument), 32 by default."""
+    parser.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="training steps per call of the compiled step (Keras' steps_per_execution): "
+        "fewer round trips through Python, the same results (every model is tested for it); "
+        "the progress bar and batch-level callbacks see every Nth step; 1 under a strategy "
+        "of several replicas, where Keras 3 cannot",
+    )
+
+
+def steps_per_execution(args):
+    """`--steps-per-execution` under a strategy of one replica, else 1: Keras 3 fails to run
+    several steps per call on several replicas (keras-team/keras#19246). Call it inside the
+    strategy's scope."""
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        return 1
+    return args.steps_per_execution
+
+
 def base_parser(description):
     """The flags of every script: data, optimisation, backbone, strategy and outputs.
 
@@ -203,6 +228,7 @@ def base_parser(description):
         default=1.0,
         help="filters of tfssl.backbones.conv_net relative to the papers' 128/256/512",
     )
+    add_steps_per_execution_arg(parser)
     add_strategy_arg(parser)
     parser.add_argument("--export", metavar="DIR", help="write a SavedModel version into DIR")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs into DIR")
@@ -333,6 +359,7 @@ def train_on_labels(
         optimizer=keras.optimizers.Adam(args.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution(args),
     )
     return model.fit(
         labeled_dataset(x, y_semi, batch_size or args.batch_size, args.seed),

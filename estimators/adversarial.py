@@ -73,7 +73,11 @@ def run(args):
             steps=args.steps,
             norm=args.norm,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     accuracy = _common.fit_and_export("adversarial", model, train, test, args, **fit_kwargs)
     for epsilon in args.attack_epsilons:

@@ -68,7 +68,11 @@ def run(args):
             model = METHODS["mutual_learning"].model(
                 students, temperature=args.temperature, **common
             )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export(
         f"distillation ({args.mode})", model, train, test, args, **fit_kwargs

@@ -76,7 +76,11 @@ def run(args):
             threshold=args.threshold,
             lambda_u=args.lambda_u,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("fixmatch", model, train, test, args, monitor, **fit_kwargs)
 

@@ -64,7 +64,11 @@ def run(args):
             teacher_batch_norm=args.teacher_batch_norm,
             **_common.semi_supervised_kwargs(args),
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("mean_teacher", model, train, test, args, **fit_kwargs)
 

@@ -81,7 +81,11 @@ def run(args):
             optimizer = keras.optimizers.AdamW(args.learning_rate, weight_decay=args.weight_decay)
         else:
             optimizer = keras.optimizers.Adam(args.learning_rate)
-        model.compile(optimizer=optimizer, metrics=["accuracy"])
+        model.compile(
+            optimizer=optimizer,
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("mixmatch", model, train, test, args, **fit_kwargs)
 

@@ -52,7 +52,11 @@ def run(args):
             seed=args.seed,
             supervised_normalize=args.supervised_normalize,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("mixup", model, train, test, args, **fit_kwargs)
 

@@ -49,7 +49,11 @@ def run(args):
             stop_gradient_target=args.stop_gradient_target,
             **_common.semi_supervised_kwargs(args),
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("pi_model", model, train, test, args, **fit_kwargs)
 

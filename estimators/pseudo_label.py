@@ -57,7 +57,11 @@ def run(args):
             num_samples=None if kwargs["num_labeled"] is None else len(x),
             **kwargs,
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("pseudo_label", model, train, test, args, monitor, **fit_kwargs)
 

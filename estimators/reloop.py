@@ -61,7 +61,11 @@ def run(args):
             model.set_previous_predictions(
                 keras.ops.softmax(previous.predict(x, batch_size=args.batch_size, verbose=0))
             )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("reloop", model, train, test, args, **fit_kwargs)
 

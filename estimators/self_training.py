@@ -50,6 +50,7 @@ def run(args):
                 optimizer=keras.optimizers.Adam(args.learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
+                steps_per_execution=_common.steps_per_execution(args),
             )
         return _common.across_workers(model)
 

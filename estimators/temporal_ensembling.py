@@ -58,7 +58,11 @@ def run(args):
             state_dtype=args.state_dtype,
             **_common.semi_supervised_kwargs(args),
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("temporal_ensembling", model, train, test, args, **fit_kwargs)
 

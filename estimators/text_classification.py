@@ -129,6 +129,7 @@ def build_parser():
         "gives it the labeled rows per step of the semi-supervised runs",
     )
     parser.add_argument("--learning-rate", type=float, default=0.003, help="Adam's")
+    _common.add_steps_per_execution_arg(parser)
     parser.add_argument("--backbone", choices=("fasttext", "textcnn"), default="fasttext")
     parser.add_argument("--num-buckets", type=int, default=2**17)
     parser.add_argument("--embedding-dim", type=int, default=64)
@@ -311,7 +312,11 @@ def run(args):
             first_stage = [first]
         with _common.make_strategy(args).scope():
             model = METHODS[args.method](build_backbone(args), len(x), args, *first_stage)
-            model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+            model.compile(
+                optimizer=keras.optimizers.Adam(args.learning_rate),
+                metrics=["accuracy"],
+                steps_per_execution=_common.steps_per_execution(args),
+            )
         history = model.fit(
             train,
             epochs=args.epochs,

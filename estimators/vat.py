@@ -60,7 +60,11 @@ def run(args):
             seed=args.seed,
             **_common.semi_supervised_kwargs(args),
         )
-        model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            metrics=["accuracy"],
+            steps_per_execution=_common.steps_per_execution(args),
+        )
 
     return _common.fit_and_export("vat", model, train, test, args, **fit_kwargs)
 

@@ -12,7 +12,10 @@ called inside the two-device strategy's scope and returns either
 - `(model, dataset)` or `(model, dataset, fit_arguments)`: the model is compiled with
   SGD(0.1) unless the function compiled it, trained for 2 epochs on two devices and on one,
   and the JSON reports the number of variables of both runs, the largest difference between
-  the two runs' variables and losses, and between the two replicas' copies of any variable;
+  the two runs' variables and losses, and between the two replicas' copies of any variable.
+  The one-device run of a model the worker compiles runs `steps_per_execution=2` (the
+  two-device run one step per call): the comparison shows too that several steps per
+  `tf.function` call, as the scripts and the benchmark run, change no result;
 - or a dict: a check of its own (it may use `TWO_DEVICES`), reported as it is.
 """
 
@@ -54,7 +57,12 @@ def _largest_copy_difference(model):
     return largest
 
 
-def _train_factory(factory, strategy, epochs=2):
+# Steps per `tf.function` call of the one-device run: 2 over 3 batches an epoch (48 rows of
+# the tiny data in batches of 16), so that a call of fewer steps ends each epoch.
+ONE_DEVICE_STEPS_PER_EXECUTION = 2
+
+
+def _train_factory(factory, strategy, epochs=2, steps_per_execution=1):
     """`(model, history)`, or the factory's dict when it is a check of its own."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
@@ -63,7 +71,9 @@ def _train_factory(factory, strategy, epochs=2):
             return built, None
         model, dataset, *fit_arguments = built
         if not model.compiled:
-            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            model.compile(
+                optimizer=keras.optimizers.SGD(0.1), steps_per_execution=steps_per_execution
+            )
     fit_arguments = dict(fit_arguments[0]) if fit_arguments else {}
     epochs += fit_arguments.get("initial_epoch", 0)
     history = model.fit(dataset, epochs=epochs, verbose=0, **fit_arguments)
@@ -89,7 +99,9 @@ def compare_factories(specs):
             if isinstance(distributed, dict):
                 results[spec] = distributed
                 continue
-            single, history_1 = _train_factory(factory, ONE_DEVICE)
+            single, history_1 = _train_factory(
+                factory, ONE_DEVICE, steps_per_execution=ONE_DEVICE_STEPS_PER_EXECUTION
+            )
         except Exception as error:  # reported per spec, so one model cannot hide the others
             results[spec] = {"error": f"{type(error).__name__}: {error}"}
             continue
@@ -127,6 +139,22 @@ def ensemble_with_zero_learning_rate():
         "lr0_max_error": float(np.max(np.abs(copies[0] - (1 - ALPHA**3) * logits))),
         "lr0_copies_differ": float(np.max(np.abs(copies[0] - copies[1]))),
     }
+
+
+def compile_refusals_on_two_replicas():
+    """A check of its own: the errors of `compile` with `jit_compile=True` and with
+    `steps_per_execution=2` on two replicas (text, or None when `compile` accepted it)."""
+    messages = {}
+    for name, arguments in (("jit_compile", {"jit_compile": True}),
+                            ("steps_per_execution", {"steps_per_execution": 2})):
+        with TWO_DEVICES.scope():
+            model = models.PiModel(testing.tiny_backbone())
+        try:
+            model.compile(optimizer="sgd", **arguments)
+            messages[name] = None
+        except ValueError as error:
+            messages[name] = str(error)
+    return messages
 
 
 def main(specs):

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import tfssl
+from serving_utils import WITHOUT_TRAINING_PACKAGES
 
 pytestmark = pytest.mark.slow  # every test reads the one fresh process's results
 
@@ -35,7 +36,7 @@ TEXTS = ["很好，下次还来", "bad movie", "ＡＢＣ１２３！", "so so",
 # with text ops first imports tensorflow_text (it stays imported for the later ones). The
 # client keeps its absl flags between calls: they are reset to their defaults before each,
 # but a `run` leaves --tag_set and --signature_def marked required, so `show`s come first.
-CLI_DRIVER = r"""
+CLI_DRIVER = WITHOUT_TRAINING_PACKAGES + r"""
 import contextlib
 import io
 import json

@@ -256,7 +256,8 @@ def test_help(module, own_flag, capsys):
         module.main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--train-size", "--strategy", "--export", "--tensorboard", own_flag):
+    for flag in ("--train-size", "--strategy", "--export", "--tensorboard",
+                 "--steps-per-execution", own_flag):
         assert flag in out
     assert module.__doc__.splitlines()[0] in out
 
@@ -359,13 +360,23 @@ SLOW_RUNS = ("pi_model", "fixmatch", "distillation (offline)", "distillation (mu
     ids=[s[0] for s in SCRIPTS],
 )
 def test_script_prints_its_accuracy_and_exports_a_model_that_scores_it(
-        name, module, flags, data_dir, tmp_path, capsys):
+        name, module, flags, data_dir, tmp_path, capsys, monkeypatch):
     export_dir = tmp_path / "export"
     args = _args(module, data_dir, "--test-size", "100", "--export", str(export_dir),
                  "--verbose", "0", *flags)
+    # Every model the script trains runs --steps-per-execution steps per call.
+    steps_per_execution = []
+    keras_compile = keras.Model.compile
+
+    def compile_and_record(model, *compile_args, **compile_kwargs):
+        steps_per_execution.append(compile_kwargs.get("steps_per_execution", 1))
+        return keras_compile(model, *compile_args, **compile_kwargs)
+
+    monkeypatch.setattr(keras.Model, "compile", compile_and_record)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         accuracy = module.run(args)
+    assert steps_per_execution and set(steps_per_execution) == {args.steps_per_execution}
     # The scripts fit shuffled tf.data streams: Keras' own `shuffle` would be ignored.
     messages = [str(warning.message) for warning in caught]
     assert not [m for m in messages if "shuffle=True` was passed" in m], messages

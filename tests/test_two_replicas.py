@@ -6,11 +6,14 @@ checks), started once for all of them: each process start costs TensorFlow's imp
 
 - Every model that `tfssl.models` exports, found by introspection as in test_contract.py:
   the same global batch on two replicas and on one device gives the same weights and
-  losses, and identical copies on the replicas.
+  losses, and identical copies on the replicas. The one-device run calls its
+  `tf.function` for two steps at a time (`steps_per_execution=2`), so every model is also
+  shown to train alike with several steps per call, as the scripts and the benchmark do.
 - The factories of other test files that need a particular model or pipeline on two
   replicas (`SPECS` names them and says why), compared alike.
 - Checks of their own: Temporal Ensembling's ensemble with a zero learning rate, Mean
-  Teacher's per-replica batch statistics, and a NaN on one replica's half of a batch.
+  Teacher's per-replica batch statistics, a NaN on one replica's half of a batch, and
+  the `compile` arguments that need one replica.
 """
 
 import numpy as np
@@ -38,6 +41,7 @@ SPECS = {
 PER_REPLICA_BATCH_NORM = "test_mean_teacher_bn:mirrored_per_replica_batch"
 ZERO_LEARNING_RATE = "mirrored_worker:ensemble_with_zero_learning_rate"
 NAN_ON_ONE_REPLICA = "nonfinite_replicas:nan_on_one_replica"
+COMPILE_REFUSALS = "mirrored_worker:compile_refusals_on_two_replicas"
 
 
 def two_replica_model(name):
@@ -54,7 +58,7 @@ def two_replica_model(name):
 @pytest.fixture(scope="module")
 def two_replica_results(mirrored_equivalence):
     model_specs = [f"test_two_replicas:two_replica_model:{name}" for name in MODEL_NAMES]
-    checks = [PER_REPLICA_BATCH_NORM, ZERO_LEARNING_RATE, NAN_ON_ONE_REPLICA]
+    checks = [PER_REPLICA_BATCH_NORM, ZERO_LEARNING_RATE, NAN_ON_ONE_REPLICA, COMPILE_REFUSALS]
     return mirrored_equivalence(*model_specs, *SPECS, *checks, timeout=1500)
 
 
@@ -120,3 +124,11 @@ def test_two_replicas_refuse_or_skip_the_step_when_one_replica_has_a_nan(two_rep
         assert skipped["iterations_added"] == skipped["clean_steps"], name
         assert skipped["copies_differ"] == 0.0, name
     assert set(results["te_skip"]["counts"]) == {2.0}
+
+
+def test_compile_refuses_what_needs_one_replica(two_replica_results):
+    messages = _result(two_replica_results, COMPILE_REFUSALS)
+    assert "this model's strategy has 2" in messages["jit_compile"]
+    assert "jit_compile=True" in messages["jit_compile"]
+    assert "this model's strategy has 2" in messages["steps_per_execution"]
+    assert "steps_per_execution=2" in messages["steps_per_execution"]

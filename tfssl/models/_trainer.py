@@ -87,11 +87,15 @@ class Trainer:
                 fusion: Temporal Ensembling's XLA step then costs 1.17x its graph step on
                 CPU, as the other methods' (1.28x), against 8.5x without the flag
                 (benchmarks/speed.json, `xla` sections). Defaults to `False`.
-            **kwargs: Passed to `keras.Model.compile` (`loss` is refused).
+            **kwargs: Passed to `keras.Model.compile` (`loss` is refused). A
+                `steps_per_execution` above 1 (several steps per call, the same results)
+                needs a single replica: Keras 3 fails to run it on several
+                (keras-team/keras#19246).
 
         Raises:
             ValueError: For a `loss`, a `jit_compile` other than a bool or `None`, or
-                `jit_compile=True` under a strategy with several replicas.
+                `jit_compile=True` or a `steps_per_execution` above 1 under a strategy
+                with several replicas.
         """
         if jit_compile not in (True, False, None):
             raise ValueError(
@@ -105,6 +109,15 @@ class Trainer:
             raise ValueError(
                 "`jit_compile=True` runs on one replica; this model's strategy has "
                 f"{replicas}. Received: jit_compile={jit_compile!r}"
+            )
+        steps_per_execution = kwargs.get("steps_per_execution", 1)
+        if steps_per_execution != 1 and replicas > 1:
+            # Keras 3 leaves a placeholder of the step's `tf.cond` unfed inside its loop of
+            # steps when the step runs on several replicas (keras-team/keras#19246).
+            raise ValueError(
+                "`steps_per_execution` above 1 runs on one replica: Keras fails to run "
+                f"several steps per call on several; this model's strategy has {replicas}. "
+                f"Received: steps_per_execution={steps_per_execution!r}"
             )
         if kwargs.get("loss") is not None:
             raise ValueError(
