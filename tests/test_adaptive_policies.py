@@ -97,6 +97,19 @@ def test_flexmatch_current_weights_read_the_memory_without_writing():
     np.testing.assert_array_equal(model.pseudo_label_policy.memory.numpy(), memory)
 
 
+def test_flexmatch_ties_follow_the_formula():
+    # The Formula: a row enters the memory when max(p) > tau, strictly, and is kept when
+    # max(p) >= its class threshold. 0.5, 0.25 and 0.75 are exact in float32, and so is
+    # the threshold M(1) * 0.5 = 0.5 of a class with the largest count.
+    model = host(policies.FlexMatchThreshold(0.5, warmup=False), num_samples=3)
+    step(model, [[0.75, 0.25, 0.0, 0.0]], idx=[0])  # class 0 learned: its threshold is 0.5
+    weights, updates = step(model, [[0.5, 0.25, 0.25, 0.0]], idx=[1])
+    np.testing.assert_array_equal(weights, [1.0])  # max(p) = 0.5 reaches the threshold 0.5
+    np.testing.assert_array_equal(updates["mean_threshold"], 0.5 / C)
+    # max(p) = tau is not confident: row 1 stays out of the memory.
+    np.testing.assert_array_equal(model.pseudo_label_policy.memory.numpy(), [1, 0, 0])
+
+
 def test_flexmatch_needs_idx():
     model = host(policies.FlexMatchThreshold(), num_samples=4)
     with pytest.raises(ValueError, match="idx"):
@@ -235,7 +248,13 @@ def test_relative_threshold_is_tau_times_the_labeled_confidence_over_three_steps
         np.testing.assert_array_equal(
             model.pseudo_label_policy.current_weights(probabilities).numpy(), weights
         )
+    # One labeled row in the global batch sets the cutoff alone.
+    labeled_row = labeled[0][:1]
+    step(model, unlabeled[0], labeled=labeled_row)
+    np.testing.assert_allclose(model.pseudo_label_policy.cutoff.numpy(),
+                               0.9 * labeled_row.max(), rtol=RTOL)
     # A batch without labeled rows keeps the last cutoff.
+    cutoff = 0.9 * labeled_row.max()
     step(model, unlabeled[0], labeled=np.zeros((0, C)))
     np.testing.assert_allclose(model.pseudo_label_policy.cutoff.numpy(), cutoff, rtol=RTOL)
     with pytest.raises(ValueError, match="labeled_probabilities=None"):

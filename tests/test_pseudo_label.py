@@ -195,3 +195,24 @@ def test_bad_arguments_name_the_value(kwargs, message):
 def test_monitor_rejects_mismatched_rows():
     with pytest.raises(ValueError, match="len\\(x\\)=3, len\\(y_true\\)=2"):
         models.PseudoLabelMonitor(np.zeros((3, 6)), [0, 1])
+
+
+def test_a_policy_with_per_row_state_reads_the_unlabeled_rows_indices():
+    # FlexMatch's threshold remembers each unlabeled row's prediction by its `idx`: with
+    # tau 0 every unlabeled row of the batch enters the memory (stored as class + 1, so
+    # nonzero), and no other row does.
+    x, _, y_semi = testing.tiny_data()
+    model = models.PseudoLabel(
+        testing.tiny_backbone(), num_samples=len(x),
+        pseudo_label_policy=models.policies.FlexMatchThreshold(0.0),
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    order = np.random.default_rng(0).permutation(len(x))  # labeled and unlabeled rows mixed
+    batch = order[:16]
+    dataset = data.make_dataset(x[batch], y_semi[batch], batch_size=16)
+    # The batch's `idx` are positions in the whole training set, as `make_dataset` would
+    # give for all rows.
+    dataset = dataset.map(lambda features, y: ({**features, "idx": tf.constant(batch)}, y))
+    model.fit(dataset, epochs=1, verbose=0)
+    remembered = np.flatnonzero(model.pseudo_label_policy.memory.numpy())
+    np.testing.assert_array_equal(remembered, np.sort(batch[y_semi[batch] == -1]))
