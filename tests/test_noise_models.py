@@ -270,6 +270,31 @@ def test_warm_up_is_both_networks_crossentropy():
     assert float(terms["consistency_loss"]) == 0.0
 
 
+class _CountingShift(keras.layers.Layer):
+    """An augmentation adding `0.5 * n` on its n-th (eager) call: each view differs."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+
+    def call(self, x, training=None):
+        self.calls += 1
+        return x + 0.5 * self.calls
+
+
+def test_warm_up_trains_on_the_first_view():
+    model, x, y_semi = _divide_mix(warmup_epochs=2, augment=_CountingShift())
+    rows = np.arange(16)
+    terms, _ = model.compute_losses(*_batch(model, x, y_semi, rows))
+    assert model.augment.calls == model.K  # the step draws its K views, then warms up
+    first_view = x[rows] + 0.5
+    expected = sum(
+        _ce(y_semi[rows], net.predict(first_view, verbose=0).astype("float64")).sum() / 16
+        for net in model.networks
+    )
+    np.testing.assert_allclose(float(terms["loss"]), expected, rtol=RTOL)
+
+
 def _numpy_sharpen(p, temperature):
     powered = p ** (1 / temperature)
     return powered / powered.sum(-1, keepdims=True)
