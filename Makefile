@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast setup data benchmark clean docs package package-check mutation
+.PHONY: demo test test-integration test-fast setup data benchmark clean docs package package-check mutation
 
 setup: $(STAMP) data
 
@@ -33,13 +33,20 @@ demo: setup
 
 # pytest exits 5 when it collected no test: that is a failure here too. Two pytest workers
 # (pytest-xdist), one per core, each test file on one worker (its module fixtures run once).
-# `test` runs everything, the longest files first (tests/conftest.py); `test-fast` leaves
-# out the tests marked `slow` (setup.cfg), the files with most tests first (xdist's order).
+# `test` runs the library's suite, the longest files first (tests/conftest.py);
+# `test-integration` the programs and clusters around it (the scripts, the benchmark, the
+# worker pairs; tests/conftest.py says which), which CI runs too; `test-fast` leaves out the
+# tests marked `slow` (setup.cfg), the files with most tests first (xdist's order).
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests
+	$(PYTEST) --no-loadscope-reorder -m "not integration" tests
+
+test-integration: setup
+	$(PYTEST) --no-loadscope-reorder -m integration tests
 
 test-fast: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 # The mutation check (docs/testing.md): before a release and after changing a method, not in
 # `make test`. Each mutant of the functions below runs the fast tests that reach it; the

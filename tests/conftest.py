@@ -118,6 +118,24 @@ SLOW_NAME_PARTS = (
 )
 
 
+# The integration tier (`make test-integration`, which CI runs after `make test`): the
+# programs around the library and processes working together, rather than the library's
+# own behaviour. These are the estimators' scripts, the demo, the sweep and the benchmark
+# run end to end; the worker pairs of MultiWorkerMirroredStrategy; TensorFlow's
+# `saved_model_cli` reading an export; and the training runs on Fashion-MNIST subsets that
+# check what a method's unlabeled term does. Integration tests are `slow` too, so the fast
+# suite is a part of `make test`.
+INTEGRATION_FILES = (
+    "test_scripts.py",
+    "test_multiworker.py",
+    "test_benchmark.py",
+    "test_benchmark_rows.py",
+    "test_benchmark_robustness.py",
+    "test_saved_model_cli.py",
+)
+INTEGRATION_NAME_PARTS = ("on_fashion_mnist", "of_fashion_mnist")
+
+
 # The files that take longest, run first (in this order, then the others in collection
 # order): `make test` gives whole files to its two pytest-xdist workers as they free up
 # (`--dist loadfile --no-loadscope-reorder`), so a long file started last would keep one
@@ -142,7 +160,12 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_file_rank)  # stable: a file's tests keep their order
     for item in items:
         name = getattr(item, "originalname", None) or item.name
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or any(
+        if os.path.basename(str(item.fspath)) in INTEGRATION_FILES or any(
+            part in name for part in INTEGRATION_NAME_PARTS
+        ):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.slow)
+        elif SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or any(
             part in name for part in SLOW_NAME_PARTS
         ):
             item.add_marker(pytest.mark.slow)

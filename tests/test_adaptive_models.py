@@ -269,11 +269,11 @@ MOVING = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_class", ADAPTIVE)
-def test_keras_round_trip_keeps_the_running_statistics(model_class, tmp_path):
+def test_keras_round_trip_keeps_the_running_statistics(model_class, trained_models, tmp_path):
     # Moved statistics, equal after the reload; the contract suite (tests/test_contract.py)
     # checks every variable of the reload and two more steps after it on its own
     # arguments, two replicas against one device, and serving in a fresh process.
-    model, _, initial = trained(model_class, **MOVING[model_class]())
+    model, _, initial = trained_models[model_class]
     path = str(tmp_path / f"{model_class.__name__}.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
