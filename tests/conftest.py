@@ -122,9 +122,11 @@ SLOW_NAME_PARTS = (
 # programs around the library and processes working together, rather than the library's
 # own behaviour. These are the estimators' scripts, the demo, the sweep and the benchmark
 # run end to end; the worker pairs of MultiWorkerMirroredStrategy; TensorFlow's
-# `saved_model_cli` reading an export; and the training runs on Fashion-MNIST subsets that
-# check what a method's unlabeled term does. Integration tests are `slow` too, so the fast
-# suite is a part of `make test`.
+# `saved_model_cli` reading an export; the fresh serving processes of test_export.py and
+# test_text.py, which carry `@pytest.mark.integration` (the contract's, serving every model
+# in a fresh process, stays in `make test`); and the training runs on Fashion-MNIST subsets
+# that check what a method's unlabeled term does. Integration tests are `slow` too, so the
+# fast suite is a part of `make test`.
 INTEGRATION_FILES = (
     "test_scripts.py",
     "test_multiworker.py",
@@ -160,8 +162,10 @@ def pytest_collection_modifyitems(items):
     items.sort(key=_file_rank)  # stable: a file's tests keep their order
     for item in items:
         name = getattr(item, "originalname", None) or item.name
-        if os.path.basename(str(item.fspath)) in INTEGRATION_FILES or any(
-            part in name for part in INTEGRATION_NAME_PARTS
+        if (
+            item.get_closest_marker("integration")
+            or os.path.basename(str(item.fspath)) in INTEGRATION_FILES
+            or any(part in name for part in INTEGRATION_NAME_PARTS)
         ):
             item.add_marker(pytest.mark.integration)
             item.add_marker(pytest.mark.slow)

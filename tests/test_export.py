@@ -83,8 +83,9 @@ def saved_values(path):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """Exports of the stand-ins and a text model, all served by ONE fresh process."""
+def exported(tmp_path_factory):
+    """Exports of the stand-ins and a text model: `{case: {"model", "which", "input_name",
+    "inputs", "path"}}`."""
     base = tmp_path_factory.mktemp("exports")
     rng = np.random.default_rng(0)
     images = rng.random((5, 28, 28, 1), dtype=np.float32)
@@ -103,17 +104,22 @@ def served(tmp_path_factory):
         "teacher": (teacher, "default", "x", images),
         "text": (text, "default", "text", words),
     }
-    paths = {
-        key: export_saved_model(model, base / key, which=which)
-        for key, (model, which, _, _) in cases.items()
-    }
-    outputs = serve_many_in_fresh_process(
-        [(paths[key], name, array) for key, (_, _, name, array) in cases.items()]
-    )
     return {
-        key: {"model": model, "which": which, "inputs": array, "path": paths[key], "out": out}
-        for (key, (model, which, _, array)), out in zip(cases.items(), outputs)
+        key: {
+            "model": model, "which": which, "input_name": input_name, "inputs": array,
+            "path": export_saved_model(model, base / key, which=which),
+        }
+        for key, (model, which, input_name, array) in cases.items()
     }
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    """`exported`, each case with the `"out"` of ONE fresh process serving them all."""
+    outputs = serve_many_in_fresh_process(
+        [(case["path"], case["input_name"], case["inputs"]) for case in exported.values()]
+    )
+    return {key: {**case, "out": out} for (key, case), out in zip(exported.items(), outputs)}
 
 
 def test_versions_count_up_from_one(tmp_path):
@@ -183,8 +189,8 @@ def test_model_without_known_input_error(tmp_path):
         export_saved_model(model, tmp_path)
 
 
-def test_training_state_stays_out(served):
-    case = served["big"]
+def test_training_state_stays_out(exported):
+    case = exported["big"]
     model = case["model"]
     assert model.ensemble.shape == (BIG_NUM_SAMPLES, NUM_CLASSES)
     assert model.optimizer.variables  # Adam's slots exist in memory...
@@ -193,6 +199,7 @@ def test_training_state_stays_out(served):
     assert folder_size(case["path"]) < 5 * 2**20 < BIG_NUM_SAMPLES * NUM_CLASSES * 4
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("key", ["big", "student", "teacher"])
 def test_fresh_process_serving_matches_predict(served, key):
     case = served[key]
@@ -209,22 +216,24 @@ def test_fresh_process_serving_matches_predict(served, key):
     np.testing.assert_array_equal(out["classes"], expected.argmax(axis=1))
 
 
+@pytest.mark.integration
 def test_wrapper_predict_is_the_served_backbone(served):
     case = served["big"]
     expected = case["model"].predict(case["inputs"], verbose=0)
     np.testing.assert_allclose(case["out"]["logits"], expected, atol=1e-5)
 
 
-def test_which_selects_teacher_or_student(served):
-    teacher = served["teacher"]["model"].teacher
-    student = served["student"]["model"].backbone
-    images = served["teacher"]["inputs"]
+def test_which_selects_teacher_or_student(exported):
+    teacher = exported["teacher"]["model"].teacher
+    student = exported["student"]["model"].backbone
+    images = exported["teacher"]["inputs"]
     assert not np.allclose(teacher.predict(images, verbose=0), student.predict(images, verbose=0))
     # The Mean Teacher export writes one network, not both.
     for key, network in (("teacher", teacher), ("student", student)):
-        assert sum(saved_values(served[key]["path"]).values()) == network.count_params()
+        assert sum(saved_values(exported[key]["path"]).values()) == network.count_params()
 
 
+@pytest.mark.integration
 def test_string_input_is_named_text(served):
     case = served["text"]
     expected = case["model"](tf.constant(case["inputs"]), training=False).numpy()

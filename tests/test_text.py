@@ -431,7 +431,7 @@ def test_temporal_ensembling_learns_mixed_chinese_english_from_60_labels():
 
 
 # ---------------------------------------------------------------------------- serving
-@pytest.mark.slow
+@pytest.mark.integration
 def test_raw_string_savedmodel_serves_without_tfssl(tmp_path):
     # Untrained: tracing a text model's training step costs more than the rest of the test,
     # and the export is of the inference graph alone. A trained text model's export scoring
