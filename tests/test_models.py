@@ -266,6 +266,24 @@ def test_tf_train_checkpoint_keeps_ensemble_teacher_and_optimizer(tmp_path):
             np.testing.assert_array_equal(before, after.numpy())
 
 
+def test_fit_traces_the_step_once(monkeypatch):
+    # The optimizer's slots and the compiled metric are built before the first trace: a
+    # step that created them would be traced twice by `tf.function`.
+    traces = []
+    train_step = models.TemporalEnsembling.train_step
+
+    def counted_step(model, batch):
+        traces.append(batch)
+        return train_step(model, batch)
+
+    monkeypatch.setattr(models.TemporalEnsembling, "train_step", counted_step)
+    model, x, y_semi = make_te()
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(data.make_dataset(x, y_semi, 16, shuffle=True, seed=0), epochs=2, verbose=0)
+    assert len(traces) == 1
+    assert len(model.optimizer.variables) > 1  # the step count and Adam's slots
+
+
 def test_predict_and_evaluate_take_arrays_and_dicts():
     model, x, y_semi = make_te()
     model.compile(optimizer="adam", metrics=["accuracy"])
