@@ -50,9 +50,11 @@ ALPHA = 0.6
 # same devices restarts the collective instance keys and its collectives can collide with
 # the first one's ("Collective instance N expected type ...").
 TWO_DEVICES = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-# One device under a one-device MirroredStrategy, not without a strategy: `fit` under any
-# strategy draws one extra iterator for its symbolic build, so a dataset that reshuffles
-# each epoch runs one epoch ahead of the same `fit` without a strategy.
+# One device under a one-device MirroredStrategy, not without a strategy: the factories'
+# pipelines are not all `tf.data` ones of dense tensors, and for the others `fit` under a
+# strategy draws one extra iterator for its build (SemiSupervisedModel's
+# `_maybe_symbolic_build`), so a dataset that reshuffles each epoch would run one epoch
+# ahead of the same `fit` without a strategy.
 ONE_DEVICE = tf.distribute.MirroredStrategy(["/cpu:0"])
 
 

@@ -244,27 +244,28 @@ class Trainer:
         """Keras' build before `fit`/`evaluate`: the model, the compiled metrics and the
         optimizer's slots.
 
-        Without a strategy Keras 3 builds nothing here: the slots and the compiled metrics
-        are then created inside the first trace of the step, and a `tf.function` that
-        creates variables is traced twice. From a `tf.data` pipeline of dense tensors, all is
-        built beforehand from its element spec (no batch is drawn, so no shuffle moves), as
-        Keras builds under a strategy, and the step is traced once.
+        From a `tf.data` pipeline of dense tensors, all is built from its element spec: no
+        batch is drawn, so no iterator is made for the build and no shuffle moves, with or
+        without a strategy. Keras 3 itself builds nothing here without a strategy (the slots
+        and the compiled metrics are then created inside the first trace of the step, and a
+        `tf.function` that creates variables is traced twice), and under a strategy draws
+        a batch from an iterator of its own.
 
-        Under a strategy, Keras 3 builds from the MEAN over the replicas of the first
-        distributed batch, which fails for string inputs (text models) and, eagerly, under
-        `MultiWorkerMirroredStrategy` (keras-team/keras#20585). The build reads only the
-        batch's shapes and dtypes, which every replica's part has: it is given the first
-        local replica's part instead. tests/test_multiworker.py fails when Keras no longer
-        needs this.
+        Other inputs under a strategy: Keras 3 builds from the MEAN over the replicas of
+        the first distributed batch, which fails for string inputs (text models) and,
+        eagerly, under `MultiWorkerMirroredStrategy` (keras-team/keras#20585). The build
+        reads only the batch's shapes and dtypes, which every replica's part has: it is
+        given the first local replica's part instead. tests/test_multiworker.py fails when
+        Keras no longer needs this.
         """
-        if iterator is not None and data_batch is None and self._distribute_strategy is None:
+        if iterator is not None and data_batch is None:
             dataset = getattr(iterator.data_adapter, "_dataset", None)
             if isinstance(dataset, tf.data.Dataset) and all(
                 isinstance(spec, tf.TensorSpec) for spec in tf.nest.flatten(dataset.element_spec)
             ):
                 with self.distribute_strategy.scope():
                     self._symbolic_build(data_batch=dataset.element_spec)
-            return None
+                return None
         if iterator is not None and data_batch is None and self._distribute_strategy is not None:
             strategy = self._distribute_strategy
             for _, _, batches in iterator:

@@ -1,7 +1,7 @@
 """The seed's TF1 `mixup`, as `tf.compat.v1` graph code.
 
 Zhang et al., "mixup: Beyond Empirical Risk Minimization", ICLR 2018, arXiv 1710.09412.
-Source: seed 002 (`shared/seeds/002_*.txt`), the blog post on mixup for text classification.
+Source: seed 002, the blog post on mixup for text classification.
 The seed's function, as written but for:
 
 - `tf.distributions.Beta`, removed from TensorFlow, is `tfp.distributions.Beta`;
@@ -14,7 +14,6 @@ Build it in a graph, e.g. with `tfssl.reference.seed_ops.run_in_graph`.
 """
 
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 __all__ = ["mixup"]
 
@@ -61,6 +60,9 @@ def mixup(input_x, input_y, label_size, alpha, mix=None, index=None, seed=None):
     batch_size = tf1.shape(input_x)[0]
     input_y = tf1.one_hot(input_y, depth=label_size)
     if mix is None:
+        # Imported here: tensorflow-probability takes seconds to import and only this needs it.
+        import tensorflow_probability as tfp
+
         mix = tfp.distributions.Beta(alpha, alpha).sample(1, seed=seed)
     mix = tf1.cast(mix, tf1.float32)
     mix = tf1.maximum(mix, 1 - mix)

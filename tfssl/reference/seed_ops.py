@@ -1,6 +1,6 @@
 """The seeds' TF1 `ramp_up` and Keras `f1_loss`, as `tf.compat.v1` graph code.
 
-Sources (in `shared/seeds/`):
+Sources, the project's seed documents:
 
 - `ramp_up(cur_epoch, max_epoch, method)`: seed 000, the blog post on Temporal Ensembling
   and the Pi-model (Laine & Aila, arXiv:1610.02242), from its author's TF1 project. Copied
