@@ -9,14 +9,19 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 setup: $(STAMP) data
 
 # Packages go in with uv (itself from PyPI), which installs from its cache in seconds where
-# pip takes about a minute; with pip wherever uv cannot be installed. `$(call install,EXTRA)`
-# installs tfssl in editable mode with that extra.
-install = if [ -x $(VENV)/bin/uv ]; then $(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[$(1)]'; \
-	else $(PY) -m pip install --quiet -e '.[$(1)]'; fi
+# pip takes about a minute; with pip wherever uv cannot be installed. The virtualenv is made
+# without pip (ensurepip alone takes seconds) and uv is put into it by the interpreter's own
+# pip; uv then installs pip with the packages. `$(call install,EXTRA)` installs tfssl in
+# editable mode with that extra.
+install = if [ -x $(VENV)/bin/uv ]; then \
+		$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[$(1)]' pip; \
+	else $(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade >/dev/null; \
+		$(PY) -m pip install --quiet -e '.[$(1)]'; fi
 
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv || echo "uv could not be installed: pip installs instead"
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	test -x $(VENV)/bin/uv || $(PYTHON) -m pip install --quiet --prefix $(VENV) uv \
+		|| echo "uv could not be installed: pip installs instead"
 	$(call install,test)
 	touch $(STAMP)
 

@@ -176,10 +176,11 @@ def test_a_keras_file_saved_at_311bb0d_loads_predicts_and_trains_on(name):
     assert type(model).__name__ == name
     with np.load(os.path.join(FIXTURES, f"{name}.npz")) as saved:
         record = dict(saved)
+    # An inference-mode call, what `predict`'s step runs, without tracing it.
     # atol: the same float32 weights and inputs; the summation order of another CPU's
     # kernels moves logits of order 1 by a few ulps.
-    np.testing.assert_allclose(model.predict(record["x"], verbose=0), record["predictions"],
-                               atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model(record["x"], training=False)),
+                               record["predictions"], atol=1e-5)
     logs = saved_models.one_step(model, record)
     # rtol: one step's float32 loss and weight, the same operations as then.
     for term in ("loss", "unsupervised_weight"):
