@@ -284,6 +284,23 @@ def test_fit_traces_the_step_once(monkeypatch):
     assert len(model.optimizer.variables) > 1  # the step count and Adam's slots
 
 
+def test_a_strategy_sees_the_same_shuffles_as_no_strategy():
+    # The build reads the pipeline's element spec and draws no batch: under a strategy a
+    # pipeline that reshuffles each epoch is not an epoch ahead of the same fit without one.
+    x, _, y_semi = testing.tiny_data()
+    weights = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.get_strategy()):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model, _, _ = make_te()
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        model.fit(data.make_dataset(x, y_semi, 16, shuffle=True, seed=0), epochs=2, verbose=0)
+        weights.append(model.get_weights())
+    for under_strategy, without in zip(*weights, strict=True):
+        # atol: the same float32 steps on the same batches, a few ulps of weights of order 1.
+        np.testing.assert_allclose(under_strategy, without, atol=1e-6)
+
+
 def test_predict_and_evaluate_take_arrays_and_dicts():
     model, x, y_semi = make_te()
     model.compile(optimizer="adam", metrics=["accuracy"])
