@@ -307,10 +307,9 @@ def check_model_contract(make_model, directory, epochs=1):
     # Inference-mode calls, what `predict`'s step runs, without tracing it for each model.
     # atol: the same float32 weights and inputs give the same logits up to the summation
     # order of another compiled function, a few ulps of logits of order 1.
-    logits = np.asarray(model(x, training=False))
     np.testing.assert_allclose(
         np.asarray(reloaded(x, training=False)),
-        logits,
+        np.asarray(model(x, training=False)),
         atol=1e-5,
         err_msg=".keras reload predicts differently",
     )

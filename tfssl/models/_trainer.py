@@ -266,17 +266,17 @@ class Trainer:
                 with self.distribute_strategy.scope():
                     self._symbolic_build(data_batch=dataset.element_spec)
                 return None
-        if iterator is not None and data_batch is None and self._distribute_strategy is not None:
-            strategy = self._distribute_strategy
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda value: strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues)
-                    else value,
-                    next(batches),
-                )
-                break
-            iterator = None
+            if self._distribute_strategy is not None:
+                strategy = self._distribute_strategy
+                for _, _, batches in iterator:
+                    data_batch = tf.nest.map_structure(
+                        lambda value: strategy.experimental_local_results(value)[0]
+                        if isinstance(value, tf.distribute.DistributedValues)
+                        else value,
+                        next(batches),
+                    )
+                    break
+                iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
