@@ -48,7 +48,7 @@ demo: setup
 # `test` runs the library's suite, the longest files first (tests/conftest.py);
 # `test-integration` the programs and clusters around it (the scripts, the benchmark, the
 # worker pairs; tests/conftest.py says which), which CI runs too; `test-fast` leaves out the
-# tests marked `slow` (setup.cfg), the files with most tests first (xdist's order).
+# tests marked `slow` (setup.cfg), in `test`'s order.
 PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
 
 test: setup
@@ -58,7 +58,7 @@ test-integration: setup
 	$(PYTEST) --no-loadscope-reorder -m integration tests
 
 test-fast: setup
-	$(PYTEST) -m "not slow" tests
+	$(PYTEST) --no-loadscope-reorder -m "not slow" tests
 
 # The mutation check (docs/testing.md): before a release and after changing a method, not in
 # `make test`. Each mutant of the functions below runs the fast tests that reach it; the

@@ -189,6 +189,7 @@ def image_backbone():
     )
 
 
+@pytest.mark.slow  # every model of the family, built and trained
 def test_buildable_from_a_backbone_with_every_other_argument_defaulted():
     # The five share FixMatch's default views (the image augmentations of
     # `tfssl.layers`), so one of them trains on images here; each builds.
@@ -287,6 +288,7 @@ def test_keras_round_trip_keeps_the_running_statistics(model_class, trained_mode
 
 
 # ----------------------------------------------------------------------- monitoring
+@pytest.mark.slow  # every model of the family trained two epochs (`trained_models`)
 @pytest.mark.parametrize("model_class", ADAPTIVE)
 def test_pseudo_label_monitor_reads_each_policy(model_class, trained_models):
     model, x, _ = trained_models[model_class]

@@ -167,6 +167,7 @@ def test_every_model_of_311bb0d_has_a_saved_file():
     assert SAVED_AT_311BB0D == sorted(saved_models.BUILDERS)
 
 
+@pytest.mark.slow  # an earlier version's file of every model, loaded and trained on
 @pytest.mark.parametrize("name", SAVED_AT_311BB0D)
 def test_a_keras_file_saved_at_311bb0d_loads_predicts_and_trains_on(name):
     """The files of tests/fixtures (made by tests/fixtures/saved_models.py at 311bb0d)

@@ -172,6 +172,7 @@ def test_mutual_learning_gradient_equals_numpy_on_linear_students(num_students, 
             np.testing.assert_allclose(gradient, value, rtol=oracles.RTOL, atol=oracles.ATOL)
 
 
+@pytest.mark.slow  # an export of each student
 def test_mutual_learning_serves_any_student(tmp_path):
     model = _cohort(3)
     x, _, y_semi = testing.tiny_data()

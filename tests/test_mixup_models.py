@@ -256,6 +256,7 @@ def test_batch_without_labels_is_a_zero_step_that_skips_batch_norm(at, run_eager
         np.testing.assert_array_equal(weight.numpy(), value, err_msg=weight.path)
 
 
+@pytest.mark.slow  # an export
 def test_fit_trains_a_text_backbone_with_word_mixup_and_serves_its_token_ids(tmp_path):
     keras.utils.set_random_seed(0)
     tokens, labels = _text_data(num_rows=32, num_labeled=32)

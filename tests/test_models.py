@@ -284,6 +284,7 @@ def test_fit_traces_the_step_once(monkeypatch):
     assert len(model.optimizer.variables) > 1  # the step count and Adam's slots
 
 
+@pytest.mark.slow  # two fits, one under a strategy
 def test_a_strategy_sees_the_same_shuffles_as_no_strategy():
     # The build reads the pipeline's element spec and draws no batch: under a strategy a
     # pipeline that reshuffles each epoch is not an epoch ahead of the same fit without one.

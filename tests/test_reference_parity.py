@@ -295,6 +295,7 @@ def test_mixup_matches_numpy_with_fixed_draws(mix):
     np.testing.assert_allclose(ymix.sum(axis=1), 1.0, rtol=1e-6)
 
 
+@pytest.mark.slow  # a statistical test over many draws
 def test_mixup_beta_draws_are_at_least_one_half():
     # With index = swap of two rows x = [1, 0], xmix[0] is the (maxed) draw itself.
     x, y, swap = np.array([[1.0], [0.0]], "float32"), np.array([0, 1]), np.array([1, 0])

@@ -5,6 +5,7 @@ image, and the augmented images have the same distribution as the per-image call
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfssl import layers
@@ -65,6 +66,7 @@ def test_operations_are_drawn_uniformly_and_per_image():
     assert len(np.unique(draws[0, :400])) == NUM_OPERATIONS
 
 
+@pytest.mark.slow  # a statistical test over many draws
 def test_augmented_images_have_the_distribution_of_per_image_calls():
     """Two statistics of 300 augmented copies of one image, each way: their means agree
     within 4 standard errors of the difference (a false alarm: about 1e-4 per statistic).
