@@ -15,26 +15,12 @@ import sys
 
 import pytest
 
-# TensorFlow is imported by the fixtures that need it and by `pytest_configure` in the
-# processes that run tests, not at the top: with pytest-xdist the controlling process loads
-# this file too, and would pay TensorFlow's import (seconds) before starting the workers,
-# which import it anyway.
+# TensorFlow is imported by the fixtures that need it, not here: with pytest-xdist the
+# controlling process loads this file too, and would pay TensorFlow's import (seconds)
+# before starting the workers, which import it anyway.
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
-
-
-def pytest_configure(config):
-    """One thread for the ops of a graph and one inside each op, in the processes that run
-    tests (not in the processes they start): the suite's models are tiny, and TensorFlow's
-    default pools (one thread per core each) cost about 10% more CPU on them, more where
-    two pytest workers share two cores. The results do not depend on it; a sum's order
-    within an op may, as it may between machines, and the tolerances allow for that."""
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
-        import tensorflow as tf
-
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 @pytest.fixture

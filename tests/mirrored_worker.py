@@ -37,9 +37,6 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 # comparison; without them the first call of each traced function costs less (an eighth
 # of this process's time). The equalities checked here are of the models' arithmetic.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-# One thread inside each op: the models are tiny (10% less CPU). The ops of a graph keep
-# TensorFlow's pool: with one thread for them the two replicas' steps take twice as long.
-tf.config.threading.set_intra_op_parallelism_threads(1)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
