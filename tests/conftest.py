@@ -122,9 +122,10 @@ SLOW_NAME_PARTS = (
 # programs around the library and processes working together, rather than the library's
 # own behaviour. These are the estimators' scripts, the demo, the sweep and the benchmark
 # run end to end; the worker pairs of MultiWorkerMirroredStrategy; TensorFlow's
-# `saved_model_cli` reading an export; the fresh serving processes of test_export.py and
-# test_text.py, which carry `@pytest.mark.integration` (the contract's, serving every model
-# in a fresh process, stays in `make test`); and the training runs on Fashion-MNIST subsets
+# `saved_model_cli` reading an export; the fresh serving processes of test_contract.py,
+# test_export.py and test_text.py, which carry `@pytest.mark.integration` (the contract
+# itself serves every model's export in the pytest process); and the training runs on
+# Fashion-MNIST subsets
 # that check what a method's unlabeled term does. Integration tests are `slow` too, so the
 # fast suite is a part of `make test`.
 INTEGRATION_FILES = (

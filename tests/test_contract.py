@@ -99,7 +99,7 @@ def served(contract_run):
     return {name: (expected, out) for (name, (_, expected)), out in zip(runs.items(), outputs)}
 
 
-@pytest.mark.slow
+@pytest.mark.integration  # a fresh process, as test_export.py's and test_text.py's
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fresh_process_serving_matches_predict(name, served):
     assert name in served, f"{name} broke its contract (test_contract[{name}])"
@@ -182,6 +182,9 @@ def test_a_keras_file_saved_at_311bb0d_loads_predicts_and_trains_on(name):
     # kernels moves logits of order 1 by a few ulps.
     np.testing.assert_allclose(np.asarray(model(record["x"], training=False)),
                                record["predictions"], atol=1e-5)
+    # The step runs eagerly: the same operations as the graph that recorded it, without
+    # tracing a step for each model.
+    model.run_eagerly = True
     logs = saved_models.one_step(model, record)
     # rtol: one step's float32 loss and weight, the same operations as then.
     for term in ("loss", "unsupervised_weight"):
