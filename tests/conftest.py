@@ -125,9 +125,8 @@ SLOW_NAME_PARTS = (
 # `saved_model_cli` reading an export; the fresh serving processes of test_contract.py,
 # test_export.py and test_text.py, which carry `@pytest.mark.integration` (the contract
 # itself serves every model's export in the pytest process); and the training runs on
-# Fashion-MNIST subsets
-# that check what a method's unlabeled term does. Integration tests are `slow` too, so the
-# fast suite is a part of `make test`.
+# Fashion-MNIST subsets that check what a method's unlabeled term does. Integration tests
+# are `slow` too, so the fast suite is a part of `make test`.
 INTEGRATION_FILES = (
     "test_scripts.py",
     "test_multiworker.py",
