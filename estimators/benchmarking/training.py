@@ -71,7 +71,7 @@ def fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks=())
     builds (its own loss), on the semi-supervised batches or, with `data="labeled"`, on
     those of the labeled rows (adversarial training); without one the bare backbone trains
     with Keras' cross-entropy, smoothed when `hyper` has a `label_smoothing`. A model with a
-    pseudo-label `threshold` (Pseudo-Label, FixMatch) is watched by
+    pseudo-label policy (Pseudo-Label, FixMatch and its adaptive family) is watched by
     `tfssl.models.PseudoLabelMonitor` on the first `MONITOR_ROWS` unlabeled rows.
     """
     x, y_semi = rows["x"], rows["y_semi"]
@@ -123,7 +123,7 @@ def fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks=())
             **compile_kwargs,
         )
     callbacks = list(callbacks)
-    if hasattr(model, "threshold"):
+    if hasattr(model, "pseudo_label_policy"):
         unlabeled = np.flatnonzero(y_semi == -1)[:MONITOR_ROWS]
         callbacks.append(models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
     model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
