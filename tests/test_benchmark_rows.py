@@ -82,6 +82,14 @@ def test_self_training_row_splits_the_budget_between_its_fits(quick):
     assert result["rounds"][1]["pseudo_label_accuracy"] is None
 
 
+@pytest.mark.parametrize("name", ["fixmatch", "flexmatch", "softmatch"])
+def test_pseudo_label_rows_record_the_monitors_figures_each_epoch(quick, name):
+    protocol, rows = quick
+    result = _run(name, protocol, rows)
+    for figure in ("mask_rate", "pseudo_label_mask_rate", "pseudo_label_accuracy_all"):
+        assert len(result["history"][figure]) == protocol.epochs, figure
+
+
 def test_label_smoothing_rows(quick):
     protocol, rows = quick
     model, steps = runner.fit_model(

@@ -125,7 +125,9 @@ def fit_model(method, hyper, protocol, rows, seed, build_backbone, callbacks=())
     callbacks = list(callbacks)
     if hasattr(model, "pseudo_label_policy"):
         unlabeled = np.flatnonzero(y_semi == -1)[:MONITOR_ROWS]
-        callbacks.append(models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
+        # First: the callbacks after it (the caller's `History`) read the epoch's logs with
+        # the monitor's figures in them.
+        callbacks.insert(0, models.PseudoLabelMonitor(x[unlabeled], rows["y"][unlabeled]))
     model.fit(train, epochs=protocol.epochs, callbacks=callbacks, verbose=0, **fit_kwargs)
     return model, steps * protocol.epochs
 
