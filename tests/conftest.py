@@ -124,8 +124,10 @@ SLOW_NAME_PARTS = (
 # run end to end; the worker pairs of MultiWorkerMirroredStrategy; TensorFlow's
 # `saved_model_cli` reading an export; the fresh serving processes of test_contract.py,
 # test_export.py and test_text.py, which carry `@pytest.mark.integration` (the contract
-# itself serves every model's export in the pytest process); and the training runs on
-# Fashion-MNIST subsets that check what a method's unlabeled term does. Integration tests
+# itself serves every model's export in the pytest process); the two-replica runs of the
+# other files' factories (test_two_replicas.py; every model's own run stays in `make test`);
+# and the training runs on Fashion-MNIST subsets that check what a method's unlabeled term
+# does. Integration tests
 # are `slow` too, so the fast suite is a part of `make test`.
 INTEGRATION_FILES = (
     "test_scripts.py",

@@ -10,7 +10,8 @@ checks), started once for all of them: each process start costs TensorFlow's imp
   `tf.function` for two steps at a time (`steps_per_execution=2`), so every model is also
   shown to train alike with several steps per call, as the scripts and the benchmark do.
 - The factories of other test files that need a particular model or pipeline on two
-  replicas (`SPECS` names them and says why), compared alike.
+  replicas (`SPECS` names them and says why), compared alike in a process of their own, in
+  the integration tier (`make test-integration`).
 - Checks of their own: Temporal Ensembling's ensemble with a zero learning rate, Mean
   Teacher's per-replica batch statistics, a NaN on one replica's half of a batch, and
   the `compile` arguments that need one replica.
@@ -59,7 +60,13 @@ def two_replica_model(name):
 def two_replica_results(mirrored_equivalence):
     model_specs = [f"test_two_replicas:two_replica_model:{name}" for name in MODEL_NAMES]
     checks = [PER_REPLICA_BATCH_NORM, ZERO_LEARNING_RATE, NAN_ON_ONE_REPLICA, COMPILE_REFUSALS]
-    return mirrored_equivalence(*model_specs, *SPECS, *checks, timeout=1500)
+    return mirrored_equivalence(*model_specs, *checks, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def factory_results(mirrored_equivalence):
+    """The other files' factories, in a process of their own: the integration tier's."""
+    return mirrored_equivalence(*SPECS, timeout=1500)
 
 
 def _result(results, spec):
@@ -86,9 +93,12 @@ def test_every_model_on_two_replicas_equals_one_device(name, two_replica_results
     )
 
 
+# A variant of a model (its options, its pipeline) on two replicas: `make test-integration`
+# runs these; `make test` runs every model's own two-replica check above.
+@pytest.mark.integration
 @pytest.mark.parametrize("spec", list(SPECS), ids=[spec.split(":")[1] for spec in SPECS])
-def test_factory_on_two_replicas_equals_one_device(spec, two_replica_results):
-    _assert_two_replicas_equal_one_device(_result(two_replica_results, spec))
+def test_factory_on_two_replicas_equals_one_device(spec, factory_results):
+    _assert_two_replicas_equal_one_device(_result(factory_results, spec))
 
 
 def test_per_replica_batch_statistics_make_two_replicas_differ(two_replica_results):
