@@ -127,8 +127,7 @@ SLOW_NAME_PARTS = (
 # itself serves every model's export in the pytest process); the two-replica runs of the
 # other files' factories (test_two_replicas.py; every model's own run stays in `make test`);
 # and the training runs on Fashion-MNIST subsets that check what a method's unlabeled term
-# does. Integration tests
-# are `slow` too, so the fast suite is a part of `make test`.
+# does. Integration tests are `slow` too, so the fast suite is a part of `make test`.
 INTEGRATION_FILES = (
     "test_scripts.py",
     "test_multiworker.py",
